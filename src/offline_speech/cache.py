@@ -1,0 +1,316 @@
+"""The project cache on disk: hub layout, tree listings, the lock file and local (network-free) status.
+
+Standard library only: the pipeline's preflight and every backend venv can import it.
+
+Layout under the cache root (default <project>/.cache):
+  huggingface/hub/models--ORG--NAME/{blobs,snapshots,refs,trees}   standard huggingface_hub layout
+  torch/hub/checkpoints/, nltk_data/                                 non-hub assets
+  offline-speech.lock.json                                           what was provisioned: commits, files, hashes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .catalog import Asset, Item, Model
+
+LOCK_NAME = "offline-speech.lock.json"
+LOCK_SCHEMA = 1
+TREE_FORMAT_VERSION = 1  # huggingface_hub's trees/<commit>.json format
+CHUNK = 1 << 20
+
+
+# ---- layout -------------------------------------------------------------------------------------------
+
+
+def hub_dir(root: Path) -> Path:
+    """The HF_HUB_CACHE inside a cache root."""
+    return root / "huggingface" / "hub"
+
+
+def repo_dir(root: Path, repo: str) -> Path:
+    """The folder huggingface_hub uses for a model repo."""
+    return hub_dir(root) / ("models--" + repo.replace("/", "--"))
+
+
+def snapshot_dir(root: Path, repo: str, commit: str) -> Path:
+    return repo_dir(root, repo) / "snapshots" / commit
+
+
+def read_ref(root: Path, repo: str, ref: str) -> str | None:
+    """The commit a ref points to in the cache, if written."""
+    try:
+        return (repo_dir(root, repo) / "refs" / ref).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def write_ref(root: Path, repo: str, ref: str, commit: str) -> None:
+    """Point `ref` at `commit` (atomically), so loaders that ask for a branch find the snapshot offline."""
+    path = repo_dir(root, repo) / "refs" / ref
+    if read_ref(root, repo, ref) == commit:
+        return
+    atomic_write(path, commit.encode())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# ---- tree listings (trees/<commit>.json, huggingface_hub's own format) ---------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a repo at a commit, as the hub's tree listing describes it."""
+
+    path: str
+    size: int
+    blob_id: str  # git blob sha1
+    lfs_sha256: str | None = None
+
+    @property
+    def etag(self) -> str:
+        """The name huggingface_hub gives the blob: sha256 for LFS files, git blob sha1 otherwise."""
+        return self.lfs_sha256 or self.blob_id
+
+    @property
+    def hash_kind(self) -> str:
+        return "sha256" if self.lfs_sha256 else "git-sha1"
+
+
+def tree_path(root: Path, repo: str, commit: str) -> Path:
+    return repo_dir(root, repo) / "trees" / f"{commit}.json"
+
+
+def read_tree(root: Path, repo: str, commit: str) -> dict[str, RemoteFile] | None:
+    """The cached tree listing of `repo` at `commit`, or None."""
+    try:
+        data = json.loads(tree_path(root, repo, commit).read_text())
+        if data.get("format_version") != TREE_FORMAT_VERSION:
+            return None
+        return {
+            p: RemoteFile(p, int(i["size"]), i["blob_id"], i.get("lfs_sha256")) for p, i in data["files"].items()
+        }
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_tree(root: Path, repo: str, commit: str, files: dict[str, RemoteFile]) -> None:
+    """Write the tree listing in huggingface_hub's format, so hub 1.x+ loaders can tell complete from partial."""
+    entries = {}
+    for p in sorted(files):
+        f = files[p]
+        entry: dict = {"size": f.size, "blob_id": f.blob_id}
+        if f.lfs_sha256:
+            entry.update(lfs_sha256=f.lfs_sha256, lfs_size=f.size)
+        entries[p] = entry
+    data = {"format_version": TREE_FORMAT_VERSION, "files": entries}
+    atomic_write(tree_path(root, repo, commit), json.dumps(data, indent=1).encode())
+
+
+def matches(path: str, patterns: tuple[str, ...]) -> bool:
+    """huggingface_hub's allow_patterns semantics (fnmatch; a trailing '/' means the whole folder)."""
+    return any(fnmatch.fnmatch(path, p + "*" if p.endswith("/") else p) for p in patterns)
+
+
+def needed_files(model: Model, tree: dict[str, RemoteFile]) -> list[RemoteFile]:
+    """The files of `tree` the model's loader will request: its patterns plus the first weights alternative present."""
+    wanted = [f for p, f in sorted(tree.items()) if matches(p, model.files)]
+    for alternative in model.prefer:
+        chosen = [f for p, f in sorted(tree.items()) if matches(p, alternative)]
+        if chosen:
+            wanted += [f for f in chosen if f not in wanted]
+            break
+    return wanted
+
+
+# ---- hashing --------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_sha1_file(path: Path) -> str:
+    """The git blob id of a file (what the hub reports as oid for non-LFS files)."""
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_hash(path: Path, kind: str) -> str:
+    return sha256_file(path) if kind == "sha256" else git_sha1_file(path)
+
+
+# ---- the lock file ------------------------------------------------------------------------------------------
+
+
+def lock_path(root: Path) -> Path:
+    return root / LOCK_NAME
+
+
+def read_lock(root: Path) -> dict:
+    """The lock file's content ({"schema", "models", "assets"}); empty when nothing was provisioned."""
+    try:
+        data = json.loads(lock_path(root).read_text())
+    except FileNotFoundError:
+        return {"schema": LOCK_SCHEMA, "models": {}, "assets": {}}
+    if data.get("schema") != LOCK_SCHEMA:
+        raise ValueError(f"{lock_path(root)}: unsupported lock schema {data.get('schema')!r}")
+    data.setdefault("models", {})
+    data.setdefault("assets", {})
+    return data
+
+
+@contextlib.contextmanager
+def cache_lock(root: Path) -> Iterator[None]:
+    """Serialise writers of shared cache metadata (the lock file) across processes."""
+    path = root / ".locks" / "offline-speech.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def update_lock(root: Path, section: str, key: str, entry: dict | None) -> None:
+    """Set (or with None remove) one lock entry, read-modify-write under the cache lock."""
+    with cache_lock(root):
+        data = read_lock(root)
+        if entry is None:
+            data[section].pop(key, None)
+        else:
+            data[section][key] = entry
+        atomic_write(lock_path(root), (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+def model_lock_entry(model: Model, commit: str, files: list[RemoteFile]) -> dict:
+    return {
+        "repo": model.repo,
+        "revision": model.revision,
+        "commit": commit,
+        "venv": model.venv,
+        "files": [{"path": f.path, "size": f.size, f.hash_kind: f.etag} for f in files],
+        "provisioned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# ---- local status (no network, no hashing) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """What the cache holds of one catalog entry, judged from local files only."""
+
+    key: str
+    status: str  # complete | incomplete | corrupt | missing
+    commit: str | None
+    location: Path
+    needed: tuple[RemoteFile, ...] = ()
+    absent: tuple[str, ...] = ()  # needed files missing, or there with the wrong size
+    bytes_on_disk: int = 0
+    detail: str = ""
+
+
+def known_commit(root: Path, model: Model, lock: dict) -> str | None:
+    """The commit this model resolves to offline: pinned, else recorded in the lock, else the cached ref."""
+    if model.pinned:
+        return model.revision
+    entry = lock["models"].get(model.key)
+    if entry and entry.get("repo") == model.repo:
+        return entry["commit"]
+    return read_ref(root, model.repo, model.revision)
+
+
+def local_file_size(snapshot: Path, path: str) -> int | None:
+    """Size of a snapshot file (following its blob link), None if absent or dangling."""
+    try:
+        return (snapshot / path).stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def model_state(root: Path, model: Model, lock: dict) -> LocalState:
+    """Complete when every file the loader needs is in the snapshot with its size and the refs are written."""
+    location = repo_dir(root, model.repo)
+    commit = known_commit(root, model, lock)
+    if commit is None:
+        return LocalState(model.key, "missing", None, location)
+    tree = read_tree(root, model.repo, commit)
+    snapshot = snapshot_dir(root, model.repo, commit)
+    if tree is None:
+        status = "incomplete" if snapshot.exists() else "missing"
+        return LocalState(model.key, status, commit, location, detail="no tree listing cached")
+    needed = needed_files(model, tree)
+    absent, damaged, on_disk = [], False, 0
+    for f in needed:
+        size = local_file_size(snapshot, f.path)
+        if size != f.size:
+            absent.append(f.path)
+            damaged = damaged or size is not None  # there, but not what the hub has
+        on_disk += size or 0
+    refs_ok = read_ref(root, model.repo, "main" if model.pinned else model.revision) == commit
+    if damaged:
+        status = "corrupt"
+    elif not absent and refs_ok and needed:
+        status = "complete"
+    elif on_disk:
+        status = "incomplete"
+    else:
+        status = "missing"
+    detail = "" if refs_ok or status == "missing" else "ref not written"
+    return LocalState(model.key, status, commit, location, tuple(needed), tuple(absent), on_disk, detail)
+
+
+def asset_state(root: Path, asset: Asset, lock: dict) -> LocalState:
+    """Complete when the file (and for archives every unpacked member) is there with its recorded size."""
+    dest = root / asset.dest
+    entry = lock["assets"].get(asset.key)
+    size = dest.stat().st_size if dest.is_file() else None
+    if size is None:
+        return LocalState(asset.key, "missing", None, dest)
+    if entry is None or entry.get("size") != size:
+        return LocalState(asset.key, "incomplete", None, dest, bytes_on_disk=size, detail="not recorded in the lock")
+    absent = [m for m, info in entry.get("members", {}).items() if not _has_size(dest.parent / m, info["size"])]
+    on_disk = size + sum(info["size"] for info in entry.get("members", {}).values())
+    status = "incomplete" if absent else "complete"
+    return LocalState(asset.key, status, entry["sha256"], dest, absent=tuple(absent), bytes_on_disk=on_disk)
+
+
+def _has_size(path: Path, size: int) -> bool:
+    return path.is_file() and path.stat().st_size == size
+
+
+def item_state(root: Path, item: Item, lock: dict) -> LocalState:
+    return model_state(root, item, lock) if isinstance(item, Model) else asset_state(root, item, lock)

@@ -1,0 +1,233 @@
+"""The model catalog: every model a stage loads, read from catalog.toml (the single source of truth)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+# Order matters: it is the order of the flags in --help and of the rows in plans and tables.
+GROUPS = ("whisperx", "mlx", "indictrans2", "nllb", "align", "diarization", "speaker")
+DEFAULT_ASR_MODEL = "large-v3"
+DEFAULT_NLLB_MODEL = "3.3B"
+DEFAULT_LANGUAGES = ("en", "hi")
+APPLE_SILICON = "darwin-arm64"
+
+
+class CatalogError(ValueError):
+    """The catalog file, or a selection from it, is not valid."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A hub repo (or the part of it a loader requests) that a stage loads."""
+
+    key: str
+    group: str
+    repo: str
+    revision: str
+    files: tuple[str, ...]
+    venv: str
+    size: int
+    prefer: tuple[tuple[str, ...], ...] = ()
+    platforms: tuple[str, ...] = ("any",)
+    gated: bool = False
+    trust_remote_code: bool = False
+    asr: tuple[str, ...] = ()
+    variant: tuple[str, ...] = ()
+    language: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """True when the revision is a commit, so nothing needs resolving online."""
+        return bool(COMMIT_RE.match(self.revision))
+
+    def runs_on(self, platform_id: str) -> bool:
+        """True when the stage that loads this model runs on `platform_id`."""
+        return "any" in self.platforms or platform_id in self.platforms
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A file that is not on the hub (torchaudio checkpoint, nltk data) fetched from a URL."""
+
+    key: str
+    group: str
+    base_url: str
+    path: str
+    dest: str
+    venv: str
+    size: int
+    language: str | None = None
+    sha256: str = ""
+    unpack: bool = False
+    platforms: tuple[str, ...] = ("any",)
+
+    def url(self, mirror: str | None = None) -> str:
+        """The download URL, with the origin replaced by `mirror` when one is given."""
+        base = mirror if mirror else self.base_url
+        return base.rstrip("/") + "/" + self.path
+
+    def runs_on(self, platform_id: str) -> bool:
+        """True when the stage that uses this asset runs on `platform_id`."""
+        return "any" in self.platforms or platform_id in self.platforms
+
+
+Item = Model | Asset
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a cache-models.sh invocation asked for, resolved against the catalog."""
+
+    items: tuple[Item, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All catalog entries, in file order."""
+
+    models: tuple[Model, ...]
+    assets: tuple[Asset, ...]
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        return self.models + self.assets
+
+    def get(self, key: str) -> Item:
+        """The entry named `key`, or CatalogError listing close names."""
+        for item in self.items:
+            if item.key == key:
+                return item
+        close = [i.key for i in self.items if key.lower() in i.key.lower()]
+        hint = f" (did you mean: {', '.join(close[:5])}?)" if close else ""
+        raise CatalogError(f"unknown model key '{key}'{hint}; see ./cache-models.sh --info --all")
+
+    def asr_model(self, name: str, group: str = "whisperx") -> Model:
+        """The `group` entry serving the --asr-model `name` (also accepts its key or repo id)."""
+        for m in self.models:
+            if m.group == group and (name in m.asr or name in (m.key, m.repo)):
+                return m
+        names = sorted({n for m in self.models if m.group == group for n in m.asr})
+        raise CatalogError(f"no {group} model named '{name}'; known: {', '.join(names)}")
+
+    def asr_names(self) -> list[str]:
+        """Every --asr-model name faster-whisper knows, in catalog order."""
+        return [n for m in self.models if m.group == "whisperx" for n in m.asr]
+
+    def nllb_model(self, name: str) -> Model:
+        """The NLLB entry for --nllb-model `name` (variant, key or repo id)."""
+        for m in self.models:
+            if m.group == "nllb" and (name in m.variant or name in (m.key, m.repo)):
+                return m
+        names = [v for m in self.models if m.group == "nllb" for v in m.variant]
+        raise CatalogError(f"no NLLB model named '{name}'; known: {', '.join(names)}")
+
+    def aligners(self, language: str) -> list[Item]:
+        """The aligner entries for one language (hub repo or torchaudio checkpoint), empty if none exists."""
+        return [i for i in self.items if i.group == "align" and i.language == language]
+
+    def select(
+        self,
+        groups: list[str],
+        *,
+        asr_model: str = DEFAULT_ASR_MODEL,
+        nllb_model: str = DEFAULT_NLLB_MODEL,
+        languages: tuple[str, ...] = DEFAULT_LANGUAGES,
+        platform_id: str | None = None,
+    ) -> Selection:
+        """Resolve group flags into catalog entries; warn about what cannot run here or does not exist."""
+        platform_id = platform_id or host_platform()
+        chosen: list[Item] = []
+        warnings: list[str] = []
+        for group in GROUPS:
+            if group not in groups:
+                continue
+            if group in ("whisperx", "mlx"):
+                chosen.append(self.asr_model(asr_model, group))
+            elif group == "nllb":
+                chosen.append(self.nllb_model(nllb_model))
+            elif group == "align":
+                for lang in languages:
+                    found = self.aligners(lang)
+                    if not found:
+                        warnings.append(
+                            f"no default word aligner exists for '{lang}': jobs in it keep segment timestamps"
+                        )
+                    chosen.extend(found)
+                if languages:
+                    chosen.extend(i for i in self.items if i.group == "align" and i.language == "*")
+            else:
+                chosen.extend(i for i in self.items if i.group == group)
+        for item in chosen:
+            if not item.runs_on(platform_id):
+                warnings.append(
+                    f"{item.key} runs only on {', '.join(item.platforms)}; caching it here for another machine"
+                )
+        return Selection(tuple(dict.fromkeys(chosen)), tuple(warnings))
+
+
+def all_groups_for(platform_id: str) -> list[str]:
+    """The groups --all means on `platform_id`: MLX only on Apple Silicon."""
+    return [g for g in GROUPS if g != "mlx" or platform_id == APPLE_SILICON]
+
+
+def host_platform() -> str:
+    """`<os>-<arch>` of this machine (e.g. darwin-arm64, linux-x86_64); OFFLINE_SPEECH_PLATFORM overrides it."""
+    override = os.environ.get("OFFLINE_SPEECH_PLATFORM")
+    if override:
+        return override
+    machine = platform.machine().lower()
+    machine = {"aarch64": "arm64", "amd64": "x86_64"}.get(machine, machine)
+    return f"{platform.system().lower()}-{machine}"
+
+
+def _entry(cls: type, raw: dict, defaults: dict) -> Item:
+    data = {**defaults, **raw}
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise CatalogError(f"catalog entry {raw.get('key', '?')}: unknown fields {sorted(unknown)}")
+    for name in ("files", "platforms", "asr", "variant"):
+        if name in data:
+            data[name] = tuple(data[name])
+    if "prefer" in data:
+        data["prefer"] = tuple(tuple(alt) for alt in data["prefer"])
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise CatalogError(f"catalog entry {raw.get('key', '?')}: {exc}") from None
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """Parse and validate catalog.toml (or `path`)."""
+    path = path or CATALOG_PATH
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    if raw.get("schema") != 1:
+        raise CatalogError(f"{path}: unsupported catalog schema {raw.get('schema')!r}")
+    defaults = raw.get("defaults", {})
+    models = tuple(_entry(Model, m, defaults.get(m.get("group", ""), {})) for m in raw.get("model", []))
+    assets = tuple(_entry(Asset, a, {}) for a in raw.get("asset", []))
+    catalog = Catalog(models, assets)
+    seen: set[str] = set()
+    for item in catalog.items:
+        if item.key in seen:
+            raise CatalogError(f"{path}: duplicate key {item.key}")
+        seen.add(item.key)
+        if item.group not in GROUPS:
+            raise CatalogError(f"{path}: {item.key} has unknown group {item.group}")
+        if isinstance(item, Model) and (item.repo.count("/") != 1 or not item.files):
+            raise CatalogError(f"{path}: {item.key} needs a repo ORG/NAME and file patterns")
+    return catalog

@@ -1,0 +1,472 @@
+"""The offline-speech command line: the shell shims exec `python -m offline_speech <command>`.
+
+Commands compute data objects (plans, results) in the library modules; this file only renders them (rich
+tables, progress bars, or --json) and maps failures to exit codes: 0 ok, 1 something requested failed,
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from . import cache, provision
+from .catalog import (
+    DEFAULT_ASR_MODEL,
+    DEFAULT_LANGUAGES,
+    DEFAULT_NLLB_MODEL,
+    GROUPS,
+    Asset,
+    CatalogError,
+    Item,
+    Model,
+    all_groups_for,
+    host_platform,
+    load_catalog,
+)
+from .env import cache_root, user_token
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+CACHE_MODELS_EXAMPLES = """\b
+Examples:
+  ./cache-models.sh --all                          everything this machine's pipeline can use
+  ./cache-models.sh --whisperx --asr-model tiny.en one faster-whisper model
+  ./cache-models.sh --align --languages en,hi,ta   word aligners (+ nltk punkt_tab)
+  ./cache-models.sh --all --dry-run                what would be fetched, and whether it fits
+  ./cache-models.sh --verify                       hash every cached file offline
+  ./cache-models.sh --verify --repair              re-fetch only what is missing or corrupt
+  ./cache-models.sh --info                         what the cache holds
+  ./cache-models.sh --clear faster-whisper-large-v3 --yes
+  ./cache-models.sh --from-dir ~/tiny.en --key faster-whisper-tiny.en
+"""
+
+
+class BadInput(Exception):
+    """Bad input: one line, exit code 2."""
+
+
+def human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+# ---- progress ---------------------------------------------------------------------------------------------
+
+
+class RichReporter:
+    """Bytes per file and in total, as rich bars (terminal only)."""
+
+    def __init__(self, total_bytes: int):
+        self.progress = Progress(
+            TextColumn("{task.description}", table_column=None),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=out,
+            transient=False,
+        )
+        self.total = self.progress.add_task("[bold]total", total=total_bytes)
+        self.tasks: dict[tuple[str, str], int] = {}
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def file_started(self, key: str, path: str, size: int) -> None:
+        with self.lock:
+            task = self.tasks.get((key, path))
+            if task is None:
+                self.tasks[(key, path)] = self.progress.add_task(f"{key}/{path}", total=size or None)
+            else:  # a retry restarts the file
+                self.progress.update(self.total, advance=-self.progress.tasks[task].completed)
+                self.progress.reset(task, total=size or None)
+
+    def advance(self, key: str, path: str, nbytes: int) -> None:
+        with self.lock:
+            task = self.tasks.get((key, path))
+            if task is not None:
+                self.progress.advance(task, nbytes)
+            self.progress.advance(self.total, nbytes)
+
+    def file_done(self, key: str, path: str) -> None:
+        with self.lock:
+            task = self.tasks.pop((key, path), None)
+            if task is not None:
+                self.progress.remove_task(task)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+class LineReporter:
+    """Plain lines for logs and pipes: one when a file starts, one when it is done, one per 10 % of the total."""
+
+    def __init__(self, total_bytes: int, stream=sys.stdout):
+        self.total_bytes = total_bytes
+        self.done = 0
+        self.next_mark = 0.1
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def file_started(self, key: str, path: str, size: int) -> None:
+        self._print(f"fetching {key}/{path} ({human(size)})")
+
+    def advance(self, key: str, path: str, nbytes: int) -> None:
+        with self.lock:
+            self.done += nbytes
+            if self.total_bytes and self.done >= self.next_mark * self.total_bytes:
+                self._print(f"  {self.done * 100 // self.total_bytes}% of {human(self.total_bytes)}")
+                self.next_mark = self.done / self.total_bytes + 0.1
+
+    def file_done(self, key: str, path: str) -> None:
+        self._print(f"done     {key}/{path}")
+
+    def note(self, text: str) -> None:
+        self._print(text)
+
+
+# ---- cache-models ------------------------------------------------------------------------------------------
+
+
+def _selected(catalog, keys, groups, all_, asr_model, nllb_model, languages, platform_id):
+    """Keys first, then group flags (--all = every group for this platform)."""
+    items: list[Item] = [catalog.get(k) for k in keys]
+    chosen_groups = all_groups_for(platform_id) if all_ else []
+    chosen_groups += [g for g in groups if g not in chosen_groups]
+    warnings: tuple[str, ...] = ()
+    if chosen_groups:
+        selection = catalog.select(
+            chosen_groups, asr_model=asr_model, nllb_model=nllb_model, languages=languages, platform_id=platform_id
+        )
+        items += [i for i in selection.items if i not in items]
+        warnings = selection.warnings
+    return items, warnings
+
+
+def _emit_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _languages(value: str) -> tuple[str, ...]:
+    langs = tuple(x.strip() for x in value.split(",") if x.strip())
+    bad = [x for x in langs if not x.replace("-", "").isalpha() or len(x) > 8]
+    if bad:
+        raise BadInput(f"--languages: not language codes: {', '.join(bad)}")
+    return langs
+
+
+@app.command(
+    "cache-models",
+    epilog=CACHE_MODELS_EXAMPLES,
+    help="Provision models into the project cache (standard Hugging Face layout), then plan, verify, repair, "
+    "show or clear them. Without a mode flag it downloads what the selection needs that is not cached yet.",
+)
+def cache_models(
+    keys: Annotated[Optional[list[str]], typer.Argument(help="Catalog keys (see --info); alternative to group flags.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every group this machine's pipeline uses (MLX only on Apple Silicon).")] = False,
+    whisperx: Annotated[bool, typer.Option("--whisperx", help="The faster-whisper model named by --asr-model.")] = False,
+    mlx: Annotated[bool, typer.Option("--mlx", help="The MLX Whisper model named by --asr-model (runs on Apple Silicon only).")] = False,
+    indictrans2: Annotated[bool, typer.Option("--indictrans2", help="IndicTrans2 indic-en, en-indic, indic-indic 1B (gated; safetensors only).")] = False,
+    nllb: Annotated[bool, typer.Option("--nllb", help="The NLLB-200 model named by --nllb-model.")] = False,
+    align: Annotated[bool, typer.Option("--align", help="Word aligners for --languages, plus nltk punkt_tab.")] = False,
+    diarization: Annotated[bool, typer.Option("--diarization", help="pyannote/speaker-diarization-community-1 (gated).")] = False,
+    speaker: Annotated[bool, typer.Option("--speaker", help="speechbrain/spkrec-ecapa-voxceleb speaker embeddings.")] = False,
+    asr_model: Annotated[str, typer.Option(help="ASR model name, as faster-whisper names them (tiny.en … large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
+    nllb_model: Annotated[str, typer.Option(help="NLLB size: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
+    languages: Annotated[str, typer.Option(help="Comma-separated language codes for --align.")] = ",".join(DEFAULT_LANGUAGES),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan (cached, to fetch, bytes, free disk); change nothing.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Offline: hash every cached file against the hub's ids; exit 1 on any problem.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="With or without --verify: re-fetch only missing, truncated or corrupt files.")] = False,
+    info: Annotated[bool, typer.Option("--info", help="Table of cached models: revision, size on disk, status, location.")] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the named keys or groups from the cache (asks first).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--clear).")] = False,
+    from_dir: Annotated[Optional[Path], typer.Option("--from-dir", help="Register model files obtained elsewhere (needs --key).")] = None,
+    key: Annotated[Optional[str], typer.Option("--key", help="Catalog key for --from-dir.")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Commit to register --from-dir files under (default: the catalog's pin).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache).")] = None,
+    asset_mirror: Annotated[Optional[str], typer.Option("--asset-mirror", envvar="OFFLINE_SPEECH_ASSET_MIRROR", help="Base URL replacing download.pytorch.org / GitHub for non-hub assets.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Files downloaded at once.")] = 8,
+) -> None:
+    try:
+        code = _cache_models(**locals())
+    except (BadInput, CatalogError, provision.ProvisionError) as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def _cache_models(**o) -> int:
+    modes = [m for m in ("dry_run", "verify", "info", "clear") if o[m]] + (["from_dir"] if o["from_dir"] else [])
+    if len(modes) > 1:
+        raise BadInput("choose one of --dry-run, --verify, --info, --clear, --from-dir")
+    if o["repair"] and modes not in ([], ["verify"]):
+        raise BadInput("--repair goes with --verify only")
+    root = cache_root(o["cache_dir"])
+    catalog = load_catalog()
+    platform_id = host_platform()
+    groups = [g for g in GROUPS if o[g]]
+    items, warnings = _selected(
+        catalog, o["keys"] or [], groups, o["all_"], o["asr_model"], o["nllb_model"], _languages(o["languages"]), platform_id
+    )
+    for w in warnings:
+        err.print(f"note: {w}")
+
+    if o["from_dir"]:
+        if not o["key"]:
+            raise BadInput("--from-dir needs --key KEY (a catalog key, e.g. faster-whisper-tiny.en)")
+        model = catalog.get(o["key"])
+        if not isinstance(model, Model):
+            raise BadInput(f"{o['key']} is not a hub model; --from-dir registers hub models")
+        result = provision.register_dir(root, model, o["from_dir"].expanduser(), o["revision"])
+        return _render_results([result], o["as_json"], title="registered")
+    if o["info"]:
+        return _info(root, catalog, items, o["as_json"], platform_id)
+    if o["verify"] or o["repair"]:
+        return _verify(root, catalog, items, o)
+    if not items:
+        raise BadInput("choose what to cache: --all, a group flag (--whisperx, --align, ...) or catalog keys; see --help")
+    if o["clear"]:
+        return _clear(root, items, o["yes"], o["as_json"])
+
+    lock = cache.read_lock(root)
+    if all(cache.item_state(root, i, lock).status == "complete" for i in items) and not o["dry_run"]:
+        # The common case, and the one that must be instant: no network, no huggingface_hub import.
+        results = [provision.ItemResult(i.key, True, 0, "cached") for i in items]
+        return _render_results(results, o["as_json"], title="all cached")
+    remote = provision.Remote(os.environ.get("HF_ENDPOINT"), user_token(), o["asset_mirror"])
+    the_plan = provision.plan(root, items, remote, warnings)
+    if o["dry_run"]:
+        _render_plan(the_plan, root, o["as_json"])
+        return 0 if the_plan.fits and not any(p.action == "error" for p in the_plan.items) else 1
+    if not the_plan.fits:
+        err.print(
+            f"error: refusing to download {human(the_plan.bytes_to_fetch)}: only {human(the_plan.free_bytes)} free "
+            f"under {root} (keeping {human(provision.DISK_MARGIN)} spare); free space or use --cache-dir"
+        )
+        if o["as_json"]:
+            _render_plan(the_plan, root, True)
+        return 1
+    for item in the_plan.items:
+        if isinstance(item.item, Model) and not item.item.runs_on(platform_id) and item.action == "fetch":
+            err.print(f"note: {item.item.key} runs only on {', '.join(item.item.platforms)}")
+    reporter_cls = RichReporter if out.is_terminal and not o["as_json"] else LineReporter
+    reporter = reporter_cls(the_plan.bytes_to_fetch) if reporter_cls is RichReporter else LineReporter(
+        the_plan.bytes_to_fetch, sys.stderr if o["as_json"] else sys.stdout
+    )
+    started = time.monotonic()
+    with reporter:
+        results = provision.fetch(root, the_plan, remote, reporter, o["workers"])
+    return _render_results(results, o["as_json"], title=f"provisioned in {time.monotonic() - started:.1f} s")
+
+
+def _render_plan(the_plan: provision.Plan, root: Path, as_json: bool) -> None:
+    rows = []
+    for p in the_plan.items:
+        rows.append(
+            {
+                "key": p.item.key,
+                "repo": getattr(p.item, "repo", None) or p.item.url(),
+                "commit": p.commit,
+                "action": p.action,
+                "files": [f.path for f in p.needed],
+                "fetch": [f.path for f in p.to_fetch],
+                "bytes_needed": p.bytes_needed,
+                "bytes_to_fetch": p.bytes_to_fetch,
+                "error": p.error,
+            }
+        )
+    summary = {
+        "cache": str(root),
+        "bytes_to_fetch": the_plan.bytes_to_fetch,
+        "free_bytes": the_plan.free_bytes,
+        "fits": the_plan.fits,
+        "warnings": list(the_plan.warnings),
+    }
+    if as_json:
+        _emit_json({"plan": rows, **summary})
+        return
+    table = Table(title=f"plan for {root}")
+    for col in ("key", "repo", "commit", "status", "files", "to fetch"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        status = r["action"] if not r["error"] else f"error: {r['error']}"
+        table.add_row(
+            r["key"], r["repo"], (r["commit"] or "")[:12], status, str(len(r["files"])), human(r["bytes_to_fetch"])
+        )
+    out.print(table)
+    fit = "fits" if the_plan.fits else "DOES NOT FIT"
+    out.print(f"to fetch: {human(the_plan.bytes_to_fetch)}; free: {human(the_plan.free_bytes)}; {fit}")
+
+
+def _render_results(results: list[provision.ItemResult], as_json: bool, title: str) -> int:
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        _emit_json({"results": [r.__dict__ for r in results], "failed": len(failed)})
+    else:
+        table = Table(title=title)
+        for col in ("key", "status", "fetched", "detail"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            table.add_row(r.key, "ok" if r.ok else "FAILED", human(r.fetched_bytes), r.message)
+        out.print(table)
+        if failed:
+            err.print(f"{len(failed)} of {len(results)} failed: {', '.join(r.key for r in failed)}")
+    return 1 if failed else 0
+
+
+def _info(root: Path, catalog, items: list[Item], as_json: bool, platform_id: str) -> int:
+    lock = cache.read_lock(root)
+    if not items:
+        shown = catalog.select(all_groups_for(platform_id), platform_id=platform_id).items
+        items = list(dict.fromkeys(list(shown) + [i for i in catalog.items if cache.item_state(root, i, lock).status != "missing"]))
+    rows = []
+    for item in items:
+        state = cache.item_state(root, item, lock)
+        rows.append(
+            {
+                "key": item.key,
+                "repo": item.repo if isinstance(item, Model) else item.url(),
+                "revision": state.commit or getattr(item, "revision", ""),
+                "bytes": state.bytes_on_disk,
+                "status": state.status,
+                "location": str(state.location),
+            }
+        )
+    total = sum(r["bytes"] for r in rows)
+    if as_json:
+        _emit_json({"cache": str(root), "models": rows, "total_bytes": total})
+        return 0
+    table = Table(title=f"cache {root}")
+    for col in ("key", "repo", "revision", "size", "status", "location"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["key"], r["repo"], r["revision"][:12], human(r["bytes"]), r["status"], r["location"])
+    out.print(table)
+    out.print(f"total on disk: {human(total)}")
+    return 0
+
+
+def _verify(root: Path, catalog, items: list[Item], o: dict) -> int:
+    lock = cache.read_lock(root)
+    if not items:
+        items = [catalog.get(k) for k in list(lock["models"]) + list(lock["assets"]) if _known(catalog, k)]
+    if not items:
+        raise BadInput(f"nothing is provisioned in {root}: nothing to verify")
+    results = provision.verify(root, items)
+    repaired: list[provision.ItemResult] = []
+    if o["repair"] and any(r.status != "ok" for r in results):
+        remote = provision.Remote(os.environ.get("HF_ENDPOINT"), user_token(), o["asset_mirror"])
+        reporter = LineReporter(0, sys.stderr if o["as_json"] else sys.stdout)
+        repaired = provision.repair(root, items, results, remote, reporter)
+        after = provision.verify(root, [i for i in items if any(r.key == i.key and r.status != "ok" for r in results)])
+        fixed = {r.key: r for r in after}
+        results = [fixed.get(r.key, r) for r in results]
+    bad = [r for r in results if r.status != "ok"]
+    if o["as_json"]:
+        _emit_json(
+            {
+                "verified": [
+                    {"key": r.key, "status": r.status, "files": r.checked, "problems": [p.__dict__ for p in r.problems]}
+                    for r in results
+                ],
+                "repaired": [r.__dict__ for r in repaired],
+                "problems": sum(len(r.problems) for r in bad),
+            }
+        )
+    else:
+        table = Table(title=f"verify {root}")
+        for col in ("key", "files", "status", "problems"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            detail = "; ".join(f"{p.path}: {p.kind} {p.detail}".strip() for p in r.problems)
+            table.add_row(r.key, str(r.checked), r.status, detail)
+        out.print(table)
+        if bad and not o["repair"]:
+            err.print("problems found: run ./cache-models.sh --verify --repair to re-fetch only those files")
+    return 1 if bad else 0
+
+
+def _known(catalog, key: str) -> bool:
+    try:
+        catalog.get(key)
+        return True
+    except CatalogError:
+        return False
+
+
+def _clear(root: Path, items: list[Item], yes: bool, as_json: bool) -> int:
+    if not yes:
+        if not sys.stdin.isatty():
+            raise BadInput("--clear needs confirmation: run it on a terminal or add --yes")
+        names = ", ".join(i.key for i in items)
+        if not typer.confirm(f"remove {names} from {root}?", default=False):
+            err.print("nothing removed")
+            return 1
+    freed = provision.clear(root, items)
+    if as_json:
+        _emit_json({"cleared": [{"key": k, "bytes": b} for k, b in freed]})
+    else:
+        for k, b in freed:
+            out.print(f"removed {k} ({human(b)})")
+    return 0
+
+
+@app.callback()
+def _commands() -> None:
+    """offline-speech: provision models once, then run speech pipelines offline."""
+
+
+SHIMS = {"cache-models": "cache-models.sh", "prepare-job": "prepare-job.sh", "run-pipeline": "run-pipeline.sh"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; a shim's command runs under the shim's own name so --help and errors show what users type."""
+    argv = sys.argv[1:] if argv is None else argv
+    group = typer.main.get_command(app)
+    if argv and argv[0] in SHIMS:
+        command = group.commands[argv[0]]  # type: ignore[attr-defined]
+        command.main(args=argv[1:], prog_name=SHIMS[argv[0]])
+    else:
+        group.main(args=argv, prog_name="offline-speech")
+
+
+if __name__ == "__main__":
+    main()
