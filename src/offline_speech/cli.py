@@ -45,7 +45,7 @@ from .env import cache_root, user_token
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 CACHE_MODELS_EXAMPLES = """\b
 Examples:
