@@ -12,11 +12,10 @@ import hashlib
 import os
 import shutil
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -225,23 +224,50 @@ class ItemResult:
 
 
 def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, workers: int = 8) -> list[ItemResult]:
-    """Carry out a plan: download what is missing, verify it, write refs and the lock. Never raises per entry."""
-    results = []
-    for p in the_plan.items:
-        if p.action == "error":
-            results.append(ItemResult(p.item.key, False, message=p.error or ""))
-        elif p.action == "cached":
-            results.append(ItemResult(p.item.key, True, message="cached"))
-        else:
-            try:
-                if isinstance(p.item, Asset):
-                    results.append(_fetch_asset(root, p, remote, reporter))
-                else:
-                    results.append(_fetch_model(root, p, remote, reporter, workers))
-            except Exception as exc:  # noqa: BLE001
-                message = describe_hub_error(exc, p.item, remote) if isinstance(p.item, Model) else str(exc)
-                results.append(ItemResult(p.item.key, False, message=message))
-    return results
+    """Carry out a plan: download what is missing, verify it, write refs and the lock. Never raises per entry.
+
+    Every file of every entry goes into one pool of `workers`, so one entry's big file does not hold up the
+    next entry, and hashing a finished file overlaps with other downloads.
+    """
+    results: dict[str, ItemResult] = {}
+    pending: dict[str, list[Future]] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for p in the_plan.items:
+            key = p.item.key
+            if p.action == "error":
+                results[key] = ItemResult(key, False, message=p.error or "")
+            elif p.action == "cached":
+                results[key] = ItemResult(key, True, message="cached")
+            elif isinstance(p.item, Asset):
+                pending[key] = [pool.submit(_fetch_asset, root, p, remote, reporter)]
+            else:
+                _prepare_model(root, p)
+                pending[key] = [pool.submit(_fetch_file, root, p, f, remote, reporter) for f in p.to_fetch]
+        for p in the_plan.items:
+            futures = pending.get(p.item.key)
+            if futures is not None:
+                results[p.item.key] = _collect(root, p, futures, remote)
+    return [results[p.item.key] for p in the_plan.items]
+
+
+def _collect(root: Path, p: ItemPlan, futures: list[Future], remote: Remote) -> ItemResult:
+    """Wait for an entry's downloads; finish it (refs, lock) if all went well, else say what failed."""
+    problems: list[str] = []
+    for future in futures:
+        try:
+            outcome = future.result()
+        except Exception as exc:  # noqa: BLE001
+            item = p.item
+            problems.append(describe_hub_error(exc, item, remote) if isinstance(item, Model) else str(exc))
+            continue
+        if isinstance(outcome, ItemResult):  # an asset: fetched and recorded as one piece
+            return outcome
+        if outcome:
+            problems.append(outcome)
+    if problems:
+        return ItemResult(p.item.key, False, message="; ".join(dict.fromkeys(problems)))
+    assert isinstance(p.item, Model) and p.commit
+    return _finish_model(root, p.item, p.commit, list(p.needed), p.bytes_to_fetch)
 
 
 def _tqdm_for(reporter: Reporter, key: str, path: str) -> type:
@@ -275,42 +301,38 @@ def _tqdm_for(reporter: Reporter, key: str, path: str) -> type:
     return Bar
 
 
-def _fetch_model(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, workers: int) -> ItemResult:
-    from huggingface_hub import hf_hub_download
-
+def _prepare_model(root: Path, p: ItemPlan) -> None:
+    """Record the tree listing, and drop files that are there with the wrong size (hf_hub_download would trust them)."""
     model = p.item
     assert isinstance(model, Model) and p.commit
     cache.write_tree(root, model.repo, p.commit, p.tree)
     snapshot = cache.snapshot_dir(root, model.repo, p.commit)
     for f in p.to_fetch:
         if cache.local_file_size(snapshot, f.path) is not None:
-            _drop_file(root, model.repo, p.commit, f.path)  # there with the wrong size: hf_hub_download would trust it
-    problems: list[str] = []
-    lock = threading.Lock()
-
-    def one(f: RemoteFile) -> None:
-        local = hf_hub_download(
-            model.repo,
-            f.path,
-            revision=p.commit,
-            cache_dir=cache.hub_dir(root),
-            endpoint=remote.endpoint,
-            token=remote.token or False,
-            tqdm_class=_tqdm_for(reporter, model.key, f.path),
-        )
-        actual = cache.file_hash(Path(local), f.hash_kind)
-        if actual != f.etag:
             _drop_file(root, model.repo, p.commit, f.path)
-            with lock:
-                problems.append(f"{f.path}: {f.hash_kind} {actual[:12]} != {f.etag[:12]}")
-        reporter.file_done(model.key, f.path)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(p.to_fetch) or 1))) as pool:
-        for future in [pool.submit(one, f) for f in p.to_fetch]:
-            future.result()
-    if problems:
-        return ItemResult(model.key, False, message="downloaded files fail their hash: " + "; ".join(problems))
-    return _finish_model(root, model, p.commit, list(p.needed), p.bytes_to_fetch)
+
+def _fetch_file(root: Path, p: ItemPlan, f: RemoteFile, remote: Remote, reporter: Reporter) -> str | None:
+    """Download one file through huggingface_hub and check it against the hub's id; a problem line or None."""
+    from huggingface_hub import hf_hub_download
+
+    model = p.item
+    assert isinstance(model, Model) and p.commit
+    local = hf_hub_download(
+        model.repo,
+        f.path,
+        revision=p.commit,
+        cache_dir=cache.hub_dir(root),
+        endpoint=remote.endpoint,
+        token=remote.token or False,
+        tqdm_class=_tqdm_for(reporter, model.key, f.path),
+    )
+    reporter.file_done(model.key, f.path)
+    actual = cache.file_hash(Path(local), f.hash_kind)
+    if actual != f.etag:
+        _drop_file(root, model.repo, p.commit, f.path)
+        return f"{f.path}: downloaded {f.hash_kind} {actual[:12]} is not the hub's {f.etag[:12]}"
+    return None
 
 
 def _finish_model(root: Path, model: Model, commit: str, needed: list[RemoteFile], fetched: int) -> ItemResult:
@@ -488,11 +510,9 @@ def repair(root: Path, items: list[Item], results: list[VerifyResult], remote: R
             _drop_file(root, item.repo, commit, path)
         tree = cache.read_tree(root, item.repo, commit) or {f.path: f for f in files}
         needed = tuple(f for f in files if f.path in tree)
-        p = ItemPlan(item, cache.model_state(root, item, lock), commit, needed, tuple(f for f in needed if f.path in bad), tree)
-        try:
-            out.append(_fetch_model(root, p, remote, reporter, workers=8))
-        except Exception as exc:  # noqa: BLE001
-            out.append(ItemResult(item.key, False, message=describe_hub_error(exc, item, remote)))
+        to_fetch = tuple(f for f in needed if f.path in bad)
+        p = ItemPlan(item, cache.model_state(root, item, lock), commit, needed, to_fetch, tree)
+        out += fetch(root, Plan((p,), free_bytes(root)), remote, reporter)
     return out
 
 

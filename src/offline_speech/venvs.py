@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -149,7 +150,7 @@ def inspect_python(python: str | Path) -> dict | None:
     """{'version', 'purelib'} of an interpreter, or None when it is missing or does not run."""
     try:
         proc = subprocess.run(
-            [str(python), "-I", "-c", _INSPECT_SCRIPT], capture_output=True, text=True, timeout=60
+            [str(python), "-I", "-c", _INSPECT_SCRIPT], check=False, capture_output=True, text=True, timeout=60
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -214,7 +215,11 @@ def smoke_test(python: Path, name: str) -> str | None:
     try:
         proc = subprocess.run(
             [str(python), "-I", "-c", _SMOKE_SCRIPT, *SMOKE_IMPORTS[name]],
-            capture_output=True, text=True, timeout=600, cwd=str(python.parent),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=str(python.parent),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
@@ -227,7 +232,7 @@ def smoke_test(python: Path, name: str) -> str | None:
 def run_tool(cmd: list[str], step: str, verbose: bool) -> None:
     """Run pip (or venv); show its output live on a terminal, else keep it and show the tail only on failure."""
     if verbose:
-        code = subprocess.run(cmd).returncode
+        code = subprocess.run(cmd, check=False).returncode
         if code != 0:
             raise StepError(step, f"exit {code} (its output is above)")
         return
@@ -287,14 +292,18 @@ def setup_venv(name: str, opts: Options, log) -> VenvResult:
 
         if reason is None:
             stamp = read_stamp(venv)
-            if stamp and stamp.get("lock_sha256") == lock_sha and pth_is_current(info["purelib"]):
+            if stamp is None:
+                log(f"{name}: no stamp (the last setup did not finish); installing into {display(venv)}")
+            elif stamp.get("lock_sha256") != lock_sha:
+                log(f"{name}: {display(lock)} changed since the last setup; updating {display(venv)}")
+            elif not pth_is_current(info["purelib"]):
+                log(f"{name}: {PTH_NAME} does not point at {SRC}; relinking")
+            else:
                 error = smoke_test(python, name)
                 if error is None:
                     log(f"{name}: up to date")
                     return VenvResult(name, "up-to-date", round(time.monotonic() - start, 2))
                 log(f"{name}: stamp matches but the smoke test fails ({error}); reinstalling")
-            elif stamp:
-                log(f"{name}: {display(lock)} changed since the last setup; updating {display(venv)}")
 
         # From here on the venv is being changed: no stamp until every step has passed.
         (venv / STAMP_NAME).unlink(missing_ok=True)
@@ -342,6 +351,24 @@ def setup_venv(name: str, opts: Options, log) -> VenvResult:
         return VenvResult(name, "failed", round(time.monotonic() - start, 2), f"{step}: {exc}")
 
 
+@contextlib.contextmanager
+def venv_lock(venv_dir: Path, name: str, log):
+    """Serialise setups of one venv across processes (people share venv/); unlocked where there is no fcntl."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    venv_dir.mkdir(parents=True, exist_ok=True)
+    with open(venv_dir / f".{name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"{name}: waiting for another venv-setup working on {display(venv_dir / name)}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def resolve_base_python(given: str | None) -> tuple[str, str]:
     """(path, version) of the interpreter that creates the venvs; UsageError when unusable."""
     if given is None:
@@ -376,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("names", nargs="*", metavar="VENV", help=f"{', '.join(VENV_NAMES)} or all")
     parser.add_argument("--python", help="interpreter (>= 3.10) that creates the venvs; default: this one")
-    parser.add_argument("--venv-dir", type=Path, default=ROOT / "venv", help="where the venvs live (default: %(default)s)")
+    parser.add_argument(
+        "--venv-dir", type=Path, default=ROOT / "venv", help="where the venvs live (default: %(default)s)"
+    )
     parser.add_argument("--force", action="store_true", help="delete and recreate the selected venvs")
     parser.add_argument("--json", action="store_true", help="progress on stderr; a JSON list of results on stdout")
     parser.add_argument("--requirements-dir", type=Path, default=ROOT / "requirements", help=argparse.SUPPRESS)
@@ -416,7 +445,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for name in names:
-        result = setup_venv(name, opts, log)
+        try:
+            with venv_lock(opts.venv_dir, name, log):
+                result = setup_venv(name, opts, log)
+        except OSError as exc:
+            result = VenvResult(name, "failed", 0.0, f"lock {display(opts.venv_dir)}: {exc}")
         if result.status == "failed":
             head, *tail = result.error.splitlines()
             print(f"{name}: FAILED at {head}", file=sys.stderr, flush=True)

@@ -1,0 +1,131 @@
+"""Provisioning benchmark: prints figures measured in one run against a local HF-compatible hub.
+
+    venv/core/bin/python scripts/bench_provision.py [--scale 40] [--rounds 2]
+
+1. `cache-models.sh --all` when everything is cached: wall time and HTTP requests (target <= 1 s, 0 requests).
+2. Bytes the hub sent for files ÷ bytes the loaders need (target 1.00).
+3. Download throughput of cache-models ÷ a bare `snapshot_download` of the same repos, same patterns, from the
+   same hub in the same run (target >= 0.95).
+The hub serves the real faster-whisper tiny.en and stand-ins for every other catalog repo (--scale grows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
+
+import universe as hub_universe  # noqa: E402
+from offline_speech.catalog import all_groups_for, load_catalog  # noqa: E402
+
+PLATFORM = "linux-x86_64"
+
+
+def cli_env(hub_url: str, token: str, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
+    env.update(
+        HOME=str(home),
+        HF_ENDPOINT=hub_url,
+        HF_TOKEN=token,
+        OFFLINE_SPEECH_ASSET_MIRROR=hub_url + "/assets",
+        OFFLINE_SPEECH_PLATFORM=PLATFORM,
+    )
+    return env
+
+
+def cache_models(cache: Path, env: dict[str, str], *args: str) -> float:
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "offline_speech", "cache-models", *args, "--cache-dir", str(cache), "--json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"cache-models {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection) -> float:
+    """The same repos and patterns with huggingface_hub alone (no planning, no hashing, no lock)."""
+    code = "\n".join(
+        [
+            "import sys, time",
+            "from huggingface_hub import snapshot_download",
+            f"jobs = {[(m.repo, m.revision, list(m.files) + [p for alt in m.prefer[:1] for p in alt]) for m in selection]!r}",
+            "for repo, rev, patterns in jobs:",
+            f"    snapshot_download(repo, revision=rev, allow_patterns=patterns, cache_dir={str(cache)!r}, token={token!r})",
+        ]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=hub_url, HF_HUB_DISABLE_PROGRESS_BARS="1")
+    started = time.perf_counter()  # the whole process, like cache_models(): imports and start-up on both sides
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=40, help="stand-in file size multiplier (40: ~12 MB weights)")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds; the best of each side is kept")
+    args = parser.parse_args()
+
+    u = hub_universe.build_universe(hub_universe.tiny_en_files(), scale=args.scale)
+    u.hub.start()
+    work = Path(tempfile.mkdtemp(prefix="bench-provision-"))
+    try:
+        env = cli_env(u.hub.url, u.token, work / "home")
+        (work / "home").mkdir()
+        catalog = load_catalog()
+        groups = all_groups_for(PLATFORM)
+        selection = catalog.select(groups, platform_id=PLATFORM).items
+        # per unique blob: identical files of one repo share one blob, which the hub cache fetches once
+        needed = sum(
+            len(data)
+            for m in selection
+            if hasattr(m, "repo")
+            for data in {u.files[m.repo][p]: None for p in u.wanted[m.repo]}
+        )
+        needed += sum(len(u.assets[a.path]) for a in selection if not hasattr(a, "repo"))
+
+        # 2. bytes fetched / bytes needed, on a full --all provisioning
+        u.hub.reset_requests()
+        full = cache_models(work / "cache", env, "--all")
+        sent = sum(r.bytes_sent for r in u.hub.requests if r.method == "GET" and ("/resolve/" in r.path or r.path.startswith("/assets/")))
+        # 1. the all-cached check
+        u.hub.reset_requests()
+        checks = [cache_models(work / "cache", env, "--all") for _ in range(5)]
+        requests = len(u.hub.requests)
+
+        # 3. throughput against bare snapshot_download (hub models only: assets are not on a hub)
+        models = [m for m in selection if hasattr(m, "repo")]
+        model_keys = [m.key for m in models]
+        model_bytes = sum(len(u.files[m.repo][p]) for m in models for p in u.wanted[m.repo])
+        ours, bare = [], []
+        for r in range(args.rounds):
+            ours.append(cache_models(work / f"ours{r}", env, *model_keys))
+            bare.append(bare_snapshot_download(work / f"bare{r}", u.hub.url, u.token, models))
+            shutil.rmtree(work / f"ours{r}")
+            shutil.rmtree(work / f"bare{r}")
+    finally:
+        u.hub.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    best_ours, best_bare = min(ours), min(bare)
+    print(f"catalog selection --all ({PLATFORM}): {len(selection)} entries, {needed / 1e6:.1f} MB the loaders need")
+    print(f"full --all provisioning: {full:.2f} s")
+    print(f"all-cached --all check: {min(checks):.3f} s best, {sorted(checks)[len(checks) // 2]:.3f} s median, {requests} HTTP requests (target <= 1 s, 0)")
+    print(f"bytes fetched / bytes needed: {sent / needed:.3f} ({sent} / {needed}) (target 1.00)")
+    print(
+        f"throughput: cache-models {model_bytes / best_ours / 1e6:.1f} MB/s (process start, plan, hash and lock included), "
+        f"bare snapshot_download {model_bytes / best_bare / 1e6:.1f} MB/s; ratio {best_bare / best_ours:.2f} (target >= 0.95)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""venv-setup for real: venvs built by pip in temporary --venv-dirs (the core lock only; it is small)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from offline_speech.venvs import STAMP_NAME, default_venvs, select_venvs
+
+VENVS_PY = ROOT / "src" / "offline_speech" / "venvs.py"
+
+
+def venv_setup(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run venvs.py the way ./venv-setup does, with the Python running the tests."""
+    return subprocess.run(
+        [sys.executable, "-I", str(VENVS_PY), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def core_venv_dir(tmp_path_factory) -> Path:
+    """A core venv built from nothing, shared by the tests that only read it or use their own lock copy."""
+    venv_dir = tmp_path_factory.mktemp("venvs")
+    proc = venv_setup("core", "--venv-dir", str(venv_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert result["name"] == "core" and result["status"] == "created" and result["error"] is None
+    assert "core: creating" in proc.stderr and "smoke test" in proc.stderr
+    return venv_dir
+
+
+@pytest.mark.parametrize(
+    ("system", "machine", "expected"),
+    [
+        ("Darwin", "arm64", ["core", "whisperx", "translation", "mlx"]),
+        ("Darwin", "x86_64", ["core", "whisperx", "translation"]),
+        ("Linux", "x86_64", ["core", "whisperx", "translation"]),
+        ("Linux", "aarch64", ["core", "whisperx", "translation"]),
+    ],
+)
+def test_default_venvs(system, machine, expected):
+    assert default_venvs(system, machine) == expected
+
+
+def test_select_venvs_expands_all_and_keeps_setup_order():
+    assert select_venvs(["all"], "Linux", "x86_64") == ["core", "whisperx", "translation", "mlx"]
+    assert select_venvs(["translation", "core", "core"], "Linux", "x86_64") == ["core", "translation"]
+    assert select_venvs([], "darwin", "arm64")[-1] == "mlx"
+
+
+def test_platform_override_picks_the_default_selection(tmp_path):
+    # An empty requirements dir: every venv fails at once on its missing lock, but the selection shows.
+    reqs = tmp_path / "reqs"
+    reqs.mkdir()
+
+    def selected(platform: str) -> list[str]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(VENVS_PY),
+                "--venv-dir",
+                str(tmp_path / "v"),
+                "--requirements-dir",
+                str(reqs),
+                "--json",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"OFFLINE_SPEECH_PLATFORM": platform, "PATH": "/usr/bin:/bin"},
+        )
+        assert proc.returncode == 1, proc.stderr
+        return [r["name"] for r in json.loads(proc.stdout)]
+
+    assert selected("darwin-arm64") == ["core", "whisperx", "translation", "mlx"]
+    assert selected("linux-x86_64") == ["core", "whisperx", "translation"]
+    assert not any((tmp_path / "v").glob("*/bin"))
+
+
+def test_core_venv_is_created_then_up_to_date_and_imports_the_package(core_venv_dir):
+    start = time.monotonic()
+    proc = venv_setup("core", "--venv-dir", str(core_venv_dir))
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "core: up to date"
+    assert elapsed < 3, f"up-to-date check took {elapsed:.1f} s"
+
+    stamp = json.loads((core_venv_dir / "core" / STAMP_NAME).read_text())
+    assert stamp["lock_sha256"] and stamp["python"].startswith("3.")
+    # The .pth makes the checkout importable from the venv, outside the project and in isolated mode.
+    python = core_venv_dir / "core" / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-I", "-c", "import offline_speech.venvs as v; print(v.__file__)"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert Path(probe.stdout.strip()) == VENVS_PY
+
+
+def test_changed_lock_reinstalls_into_the_same_venv(core_venv_dir, tmp_path):
+    reqs = shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    args = ("core", "--venv-dir", str(core_venv_dir), "--requirements-dir", str(reqs), "--json")
+    first = venv_setup(*args)
+    assert first.returncode == 0 and json.loads(first.stdout)[0]["status"] == "up-to-date", first.stderr
+
+    python = core_venv_dir / "core" / "bin" / "python"
+    inode = python.resolve().stat().st_ino
+    with open(reqs / "core.txt", "a") as lock:
+        lock.write("six==1.17.0\n")
+    changed = venv_setup(*args)
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)[0]["status"] == "updated"
+    assert "changed since the last setup" in changed.stderr and "creating" not in changed.stderr
+    assert python.resolve().stat().st_ino == inode
+    assert subprocess.run([str(python), "-c", "import six"], check=False, timeout=60).returncode == 0
+
+    again = venv_setup(*args)
+    assert json.loads(again.stdout)[0]["status"] == "up-to-date"
+
+
+def test_venv_whose_python_is_gone_is_recreated(tmp_path):
+    # What is left of a venv after the Python it was made with was uninstalled: a dangling bin/python.
+    venv = tmp_path / "venvs" / "core"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /gone\n")
+    (venv / "bin" / "python").symlink_to(tmp_path / "gone" / "python3")
+    proc = venv_setup("core", "--venv-dir", str(tmp_path / "venvs"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "python missing or broken" in proc.stderr
+    assert json.loads(proc.stdout)[0]["status"] == "created"
+    assert (venv / STAMP_NAME).exists()
+
+
+def test_unknown_venv_name_is_a_usage_error():
+    proc = subprocess.run(
+        [str(ROOT / "venv-setup"), "whisper"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown venv 'whisper'" in lines[0]
+
+
+def test_missing_python_is_a_usage_error(tmp_path):
+    proc = venv_setup("core", "--python", "/nonexistent", "--venv-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "/nonexistent" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_too_old_python_is_a_usage_error(tmp_path):
+    candidates = [shutil.which(f"python3.{minor}") for minor in range(9, 5, -1)]
+    candidates += sorted(map(str, (Path.home() / ".pyenv" / "versions").glob("3.[6-9].*/bin/python3")))
+    old = next(
+        (
+            p
+            for p in candidates
+            if p and subprocess.run([p, "-c", "pass"], check=False, capture_output=True).returncode == 0
+        ),
+        None,
+    )
+    if old is None:
+        pytest.skip("no Python < 3.10 on this machine")
+    proc = venv_setup("core", "--python", old, "--venv-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "too old" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_failed_install_names_venv_and_step_and_leaves_no_stamp(tmp_path):
+    reqs = shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    with open(reqs / "core.txt", "a") as lock:
+        lock.write("offline-speech-no-such-package-3f9c==0.0.1\n")
+    proc = venv_setup("core", "--venv-dir", str(tmp_path / "venvs"), "--requirements-dir", str(reqs), "--json")
+    assert proc.returncode == 1
+    (result,) = json.loads(proc.stdout)
+    assert result["status"] == "failed"
+    failure = [line for line in proc.stderr.splitlines() if "FAILED" in line]
+    assert failure == ["core: FAILED at pip install -r " + str(reqs / "core.txt") + ": exit 1"]
+    assert "offline-speech-no-such-package-3f9c" in proc.stderr  # pip's own words follow the line
+    assert not (tmp_path / "venvs" / "core" / STAMP_NAME).exists()
+
+    # The next run retries into the same venv once the lock is fixed.
+    shutil.copy(ROOT / "requirements" / "core.txt", reqs / "core.txt")
+    retry = venv_setup("core", "--venv-dir", str(tmp_path / "venvs"), "--requirements-dir", str(reqs), "--json")
+    assert retry.returncode == 0, retry.stderr
+    assert "no stamp" in retry.stderr
+    assert json.loads(retry.stdout)[0]["status"] == "updated"
+    assert (tmp_path / "venvs" / "core" / STAMP_NAME).exists()
+
+
+def test_concurrent_setup_of_one_venv_waits(core_venv_dir):
+    fcntl = pytest.importorskip("fcntl")
+    with open(core_venv_dir / ".core.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiting = subprocess.Popen(
+            [sys.executable, "-I", str(VENVS_PY), "core", "--venv-dir", str(core_venv_dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert waiting.stdout.readline().startswith("core: waiting for another venv-setup")
+        assert waiting.poll() is None
+    out, _ = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, out  # up to date, or updated if another test changed the shared venv's lock
