@@ -89,6 +89,13 @@ def test_provision_tiny_en_then_load_offline_in_network_namespace(cli, universe)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(snapshot(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT))
 
+    # and the hub's own CLI lists it, offline: the cache is in the standard layout
+    hf = Path(sys.executable).parent / "hf"
+    proc = subprocess.run(["unshare", "-n", str(hf), "cache", "ls", "--format", "json"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listed = {r["repo_id"]: r for r in json.loads(proc.stdout)}
+    assert listed[TINY_EN_REPO]["refs"] == ["main"]
+
 
 def test_second_run_is_instant_and_makes_no_request(cli, universe):
     cli.run("--whisperx", "--asr-model", "tiny.en", "--align")
