@@ -136,15 +136,19 @@ def matches(path: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(path, p + "*" if p.endswith("/") else p) for p in patterns)
 
 
-def needed_files(model: Model, tree: dict[str, RemoteFile]) -> list[RemoteFile]:
-    """The files of `tree` the model's loader will request: its patterns plus the first weights alternative present."""
-    wanted = [f for p, f in sorted(tree.items()) if matches(p, model.files)]
+def select_paths(model: Model, paths: list[str]) -> list[str]:
+    """The paths the model's loader requests: its patterns, plus the first weights alternative that is present."""
+    wanted = [p for p in sorted(paths) if matches(p, model.files)]
     for alternative in model.prefer:
-        chosen = [f for p, f in sorted(tree.items()) if matches(p, alternative)]
+        chosen = [p for p in sorted(paths) if matches(p, alternative)]
         if chosen:
-            wanted += [f for f in chosen if f not in wanted]
-            break
+            return wanted + [p for p in chosen if p not in wanted]
     return wanted
+
+
+def needed_files(model: Model, tree: dict[str, RemoteFile]) -> list[RemoteFile]:
+    """The files of a tree listing that the model's loader will request."""
+    return [tree[p] for p in select_paths(model, list(tree))]
 
 
 # ---- hashing --------------------------------------------------------------------------------------------

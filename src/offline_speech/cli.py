@@ -33,7 +33,6 @@ from .catalog import (
     DEFAULT_LANGUAGES,
     DEFAULT_NLLB_MODEL,
     GROUPS,
-    Asset,
     CatalogError,
     Item,
     Model,
@@ -122,9 +121,6 @@ class RichReporter:
             if task is not None:
                 self.progress.remove_task(task)
 
-    def note(self, text: str) -> None:
-        self.progress.console.print(text)
-
 
 class LineReporter:
     """Plain lines for logs and pipes: one when a file starts, one when it is done, one per 10 % of the total."""
@@ -157,9 +153,6 @@ class LineReporter:
 
     def file_done(self, key: str, path: str) -> None:
         self._print(f"done     {key}/{path}")
-
-    def note(self, text: str) -> None:
-        self._print(text)
 
 
 # ---- cache-models ------------------------------------------------------------------------------------------
@@ -284,13 +277,10 @@ def _cache_models(**o) -> int:
         if o["as_json"]:
             _render_plan(the_plan, root, True)
         return 1
-    for item in the_plan.items:
-        if isinstance(item.item, Model) and not item.item.runs_on(platform_id) and item.action == "fetch":
-            err.print(f"note: {item.item.key} runs only on {', '.join(item.item.platforms)}")
-    reporter_cls = RichReporter if out.is_terminal and not o["as_json"] else LineReporter
-    reporter = reporter_cls(the_plan.bytes_to_fetch) if reporter_cls is RichReporter else LineReporter(
-        the_plan.bytes_to_fetch, sys.stderr if o["as_json"] else sys.stdout
-    )
+    if out.is_terminal and not o["as_json"]:
+        reporter: RichReporter | LineReporter = RichReporter(the_plan.bytes_to_fetch)
+    else:
+        reporter = LineReporter(the_plan.bytes_to_fetch, sys.stderr if o["as_json"] else sys.stdout)
     started = time.monotonic()
     with reporter:
         results = provision.fetch(root, the_plan, remote, reporter, o["workers"])

@@ -18,7 +18,7 @@ import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from . import cache
 from .cache import LocalState, RemoteFile
@@ -38,14 +38,6 @@ class Reporter(Protocol):
     def file_started(self, key: str, path: str, size: int) -> None: ...
     def advance(self, key: str, path: str, nbytes: int) -> None: ...
     def file_done(self, key: str, path: str) -> None: ...
-    def note(self, text: str) -> None: ...
-
-
-class SilentReporter:
-    def file_started(self, key: str, path: str, size: int) -> None: ...
-    def advance(self, key: str, path: str, nbytes: int) -> None: ...
-    def file_done(self, key: str, path: str) -> None: ...
-    def note(self, text: str) -> None: ...
 
 
 # ---- the hub connection (created only when something must be asked online) ----------------------------------
@@ -446,7 +438,7 @@ def expected_files(root: Path, item: Item, lock: dict) -> tuple[str | None, list
     return state.commit, list(state.needed)
 
 
-def verify(root: Path, items: list[Item], on_file: Callable[[str, str], None] | None = None) -> list[VerifyResult]:
+def verify(root: Path, items: list[Item]) -> list[VerifyResult]:
     """Hash every file of every entry against the hub's ids (sha256 for LFS, git blob sha1 otherwise)."""
     lock = cache.read_lock(root)
     results = []
@@ -457,8 +449,6 @@ def verify(root: Path, items: list[Item], on_file: Callable[[str, str], None] | 
             continue
         problems = []
         for f in files:
-            if on_file:
-                on_file(item.key, f.path)
             path = _local_path(root, item, commit, f.path)
             problem = _check_file(path, f)
             if problem:
@@ -569,12 +559,7 @@ def register_dir(root: Path, model: Model, source: Path, commit: str | None = No
     files = sorted(
         p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")
     )
-    wanted = [p for p in files if cache.matches(p, model.files)]
-    for alternative in model.prefer:
-        chosen = [p for p in files if cache.matches(p, alternative)]
-        if chosen:
-            wanted += chosen
-            break
+    wanted = cache.select_paths(model, files)
     if not wanted:
         raise ProvisionError(f"--from-dir {source}: no file matches {model.key}'s patterns {list(model.files)}")
     commit = commit or (model.revision if model.pinned else None)
