@@ -1,0 +1,143 @@
+"""Jobs: validate the request, decide the backend, write out/<id>/job.json (or nothing at all)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from . import cache
+from .cache import sha256_file
+from .catalog import APPLE_SILICON, Catalog, host_platform
+from .env import PROJECT_ROOT
+from .media import probe
+from .schema import BACKENDS, WHISPER_LANGUAGES, WORKFLOWS, Clip, Job, Media
+
+DEFAULT_OUT_DIR = PROJECT_ROOT / "out"
+TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
+
+
+class JobError(ValueError):
+    """Bad input for a job: one line, exit code 2."""
+
+
+def parse_time(text: str, flag: str) -> float:
+    """Seconds from `HH:MM:SS[.mmm]`, `MM:SS[.mmm]` or plain seconds."""
+    text = text.strip()
+    m = TIME_RE.match(text)
+    try:
+        seconds = float(int(m[1] or 0) * 3600 + int(m[2]) * 60 + float(m[3])) if m else float(text)
+    except ValueError:
+        raise JobError(f"{flag} {text!r}: use HH:MM:SS[.mmm] or seconds") from None
+    if m and float(m[3]) >= 60:
+        raise JobError(f"{flag} {text!r}: seconds must be below 60")
+    if seconds < 0 or seconds != seconds:
+        raise JobError(f"{flag} {text!r}: must be a time >= 0")
+    return seconds
+
+
+def parse_languages(source: str, targets: str | None, workflow: str) -> tuple[str, tuple[str, ...]]:
+    source = source.strip().lower()
+    if source != "auto" and source not in WHISPER_LANGUAGES:
+        raise JobError(f"-s {source}: unknown language code (Whisper codes such as en, hi, ta, or auto)")
+    target_list = tuple(dict.fromkeys(t.strip().lower() for t in (targets or "").split(",") if t.strip()))
+    for t in target_list:
+        if t not in WHISPER_LANGUAGES:
+            raise JobError(f"-t {t}: unknown language code")
+        if t == source:
+            raise JobError(f"-t {t}: the target equals the source language")
+    if workflow != "transcribe" and not target_list:
+        raise JobError(f"--workflow {workflow} needs -t LANG[,LANG...]")
+    if workflow == "transcribe" and target_list:
+        raise JobError("-t is for --workflow translate or subtitle")
+    return source, target_list
+
+
+def decide_backend(requested: str, platform_id: str, mlx_python: Path) -> tuple[str, str]:
+    """whisperx everywhere; MLX on Apple Silicon when venv/mlx exists. Returns (backend, reason)."""
+    can_mlx = platform_id == APPLE_SILICON and mlx_python.exists()
+    if requested == "mlx":
+        if not can_mlx:
+            why = "venv/mlx is missing (./venv-setup mlx)" if platform_id == APPLE_SILICON else f"this machine is {platform_id}, MLX needs Apple Silicon (darwin-arm64)"
+            raise JobError(f"--backend mlx cannot run here: {why}")
+        return "mlx", "requested with --backend mlx"
+    if requested == "whisperx":
+        return "whisperx", "requested with --backend whisperx"
+    if can_mlx:
+        return "mlx", f"auto: {platform_id} with venv/mlx"
+    return "whisperx", f"auto: {platform_id}" + ("" if platform_id != APPLE_SILICON else " without venv/mlx")
+
+
+def new_job_id(media: Path, now: float | None = None) -> str:
+    """Unique, sortable by creation time, only [A-Za-z0-9._-]."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", media.stem).strip("-")[:40] or "media"
+    return f"{stamp}-{stem}-{secrets.token_hex(2)}"
+
+
+def prepare(
+    catalog: Catalog,
+    cache_root: Path,
+    media_path: Path,
+    *,
+    workflow: str = "transcribe",
+    source: str = "auto",
+    targets: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    asr_model: str = "large-v3",
+    backend: str = "auto",
+    out_dir: Path = DEFAULT_OUT_DIR,
+) -> tuple[Job, Path]:
+    """Validate everything, then write out/<id>/job.json atomically; on any error nothing is left behind."""
+    if workflow not in WORKFLOWS:
+        raise JobError(f"--workflow {workflow}: choose {', '.join(WORKFLOWS)}")
+    if backend not in BACKENDS:
+        raise JobError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
+    source, target_list = parse_languages(source, targets, workflow)
+    media_path = Path(os.path.abspath(media_path))
+    info = probe(media_path)
+    clip_start = parse_time(start, "--start-time") if start is not None else 0.0
+    clip_end = parse_time(end, "--end-time") if end is not None else info.duration
+    if clip_start >= info.duration:
+        raise JobError(f"--start-time {clip_start:g} s is past the end of the media ({info.duration:.3f} s)")
+    if clip_end <= clip_start:
+        raise JobError(f"--end-time {clip_end:g} s must be after --start-time {clip_start:g} s")
+    if clip_end > info.duration + 0.001:
+        raise JobError(f"--end-time {clip_end:g} s is past the end of the media ({info.duration:.3f} s)")
+    platform_id = host_platform()
+    chosen, reason = decide_backend(backend, platform_id, PROJECT_ROOT / "venv" / "mlx" / "bin" / "python")
+    asr = catalog.asr_model(asr_model, "mlx" if chosen == "mlx" else "whisperx")
+    lock = cache.read_lock(cache_root)
+    commit = cache.known_commit(cache_root, asr, lock) if asr.key in lock["models"] else None
+    warnings = () if commit else (f"{asr.key} is not cached yet: ./cache-models.sh --{asr.group} --asr-model {asr_model}",)
+
+    job_id = new_job_id(media_path)
+    job = Job(
+        id=job_id,
+        media=Media(str(media_path), sha256_file(media_path), media_path.stat().st_size, info.duration, info.audio_streams),
+        workflow=workflow,
+        source_language=source,
+        target_languages=target_list,
+        clip=Clip(clip_start, clip_end),
+        backend=chosen,
+        backend_reason=reason,
+        asr_model=asr_model,
+        models={asr.key: commit},
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        warnings=warnings,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".{job_id}.tmp"
+    try:
+        staging.mkdir()
+        (staging / "job.json").write_text(job.to_json(), encoding="utf-8")
+        os.rename(staging, out_dir / job_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return job, out_dir / job_id
