@@ -59,7 +59,7 @@ def test_prepare_writes_a_valid_job_and_prints_its_id_last(media, tmp_path):
     assert (job.clip.start, job.clip.end) == (0.5, 2.25) and job.clip.duration == pytest.approx(1.75)
     assert job.source_language == "hi" and job.workflow == "transcribe"
     assert job.backend == "whisperx" and "linux-x86_64" in job.backend_reason
-    assert job.models == {"faster-whisper-large-v3": None}
+    assert job.models == {"faster-whisper-large-v3": None, "align-hi": None, "nltk-punkt_tab": None} and job.align
     assert "not cached yet" in proc.stderr  # said at prepare time, checked again by the pipeline's preflight
     assert sorted(p.name for p in out.iterdir()) == [job_id]
 
@@ -73,10 +73,10 @@ def test_job_ids_are_unique_and_sortable_by_time(media, tmp_path):
 def test_the_committed_job_records_the_cached_model_commit(media, tmp_path, cli):
     cli.run("--whisperx", "--asr-model", "tiny.en")
     out = cli.cache.parent / "out"
-    job_id = prepare(out, "--media", str(media["tone"]), "--asr-model", "tiny.en", "-s", "en").stdout.split()[-1]
+    job_id = prepare(out, "--media", str(media["tone"]), "--asr-model", "tiny.en", "-s", "en", "--no-align").stdout.split()[-1]
     job = json.loads((out / job_id / "job.json").read_text())
     assert job["models"] == {"faster-whisper-tiny.en": "0d3d19a32d3338f10357c0889762bd8d64bbdeba"}
-    assert job["warnings"] == []
+    assert job["warnings"] == [] and job["align"] is False
 
 
 @pytest.mark.parametrize("name", ["my talk.wav", "it's \"quoted\".wav", "вікі कथा ☕.wav", "-leading-dash.wav"])
@@ -107,6 +107,7 @@ def test_odd_file_names(media, tmp_path, name):
         ("unknown workflow", ["--media", "{tone}", "--workflow", "dub"], "choose transcribe"),
         ("translate without targets", ["--media", "{tone}", "--workflow", "translate"], "needs -t"),
         ("unknown asr model", ["--media", "{tone}", "--asr-model", "huge"], "no whisperx model named"),
+        ("English-only model, Hindi speech", ["--media", "{tone}", "--asr-model", "tiny.en", "-s", "hi"], "is English-only"),
         ("mlx off Apple Silicon", ["--media", "{tone}", "--backend", "mlx"], "needs Apple Silicon"),
     ],
 )

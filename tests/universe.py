@@ -125,7 +125,10 @@ class Universe:
 GATED_TOKEN = "hf_testtoken_0123456789abcdefABCDEF"
 
 
-def build_universe(tiny_en_files: dict[str, bytes], scale: int = 1) -> Universe:
+def build_universe(
+    tiny_en_files: dict[str, bytes], scale: int = 1, overrides: dict[str, dict[str, bytes]] | None = None
+) -> Universe:
+    """Serve every catalog repo; `overrides` replaces a repo's stand-in with real files (all of them wanted)."""
     catalog = load_catalog()
     rng = random.Random(1234)
     hub = TestHub()
@@ -137,6 +140,9 @@ def build_universe(tiny_en_files: dict[str, bytes], scale: int = 1) -> Universe:
             repo_files = {**tiny_en_files, "README.md": b"# tiny.en\n", ".gitattributes": b"*.bin filter=lfs\n"}
             want = set(tiny_en_files)
             commit = TINY_EN_COMMIT
+        elif overrides and model.repo in overrides:
+            repo_files, want = dict(overrides[model.repo]), set(overrides[model.repo])
+            commit = model.revision if model.pinned else None
         else:
             repo_files, want = generated_repo_files(model, rng, scale)
             commit = model.revision if model.pinned else None

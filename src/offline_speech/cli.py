@@ -22,6 +22,7 @@ from rich.progress import (
     DownloadColumn,
     Progress,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -462,6 +463,7 @@ def prepare_job(
     end_time: Annotated[Optional[str], typer.Option("--end-time", help="Clip end, HH:MM:SS[.mmm] or seconds (absolute).")] = None,
     asr_model: Annotated[str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
     backend: Annotated[str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")] = "auto",
+    align: Annotated[bool, typer.Option("--align/--no-align", help="Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment timestamps.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON (the id is still the last line).")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders go (default <project>/out).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache).")] = None,
@@ -481,6 +483,7 @@ def prepare_job(
             end=end_time,
             asr_model=asr_model,
             backend=backend,
+            align=align,
             out_dir=out_dir or DEFAULT_OUT_DIR,
         )
     except (JobError, MediaError, CatalogError) as exc:
@@ -493,6 +496,146 @@ def prepare_job(
     else:
         out.print(f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}")
     print(job.id)
+
+
+class PipelineProgress:
+    """Rich progress for run-pipeline: one bar per job, in audio seconds of its current stage."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:>7.1f}/{task.total:.1f} s audio"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "PipelineProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def _task(self, job: str) -> int:
+        if job not in self.tasks:
+            self.tasks[job] = self.progress.add_task(job, total=1.0)
+        return self.tasks[job]
+
+    def stage_started(self, stage: str, jobs: list[str], pid: int) -> None:
+        self.progress.console.print(f"[bold]{stage}[/bold]: {len(jobs)} job(s) in one process (pid {pid})")
+
+    def job_skipped(self, job: str, stage: str) -> None:
+        self.progress.console.print(f"  {job}: {stage} up to date, skipped")
+
+    def job_started(self, job: str, stage: str, seconds: float) -> None:
+        self.progress.update(self._task(job), description=f"{job} [cyan]{stage}[/cyan]", total=max(seconds, 0.001), completed=0)
+
+    def progress(self, job: str, stage: str, seconds: float) -> None:
+        self.progress.update(self._task(job), completed=seconds)
+
+    def job_done(self, job: str, stage: str, info: dict, duration: float) -> None:
+        task = self._task(job)
+        self.progress.update(task, completed=self.progress.tasks[task].total, description=f"{job} {stage} done")
+
+    def job_failed(self, job: str, stage: str, error: str, log: Path) -> None:
+        self.progress.update(self._task(job), description=f"{job} [red]{stage} failed[/red]")
+
+
+class PipelineLines:
+    """Plain lines for run-pipeline when stderr is not a terminal."""
+
+    def __enter__(self) -> "PipelineLines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def stage_started(self, stage: str, jobs: list[str], pid: int) -> None:
+        err.print(f"{stage}: {len(jobs)} job(s) in one process (pid {pid})")
+
+    def job_skipped(self, job: str, stage: str) -> None:
+        err.print(f"{job}: {stage} up to date, skipped")
+
+    def job_started(self, job: str, stage: str, seconds: float) -> None:
+        err.print(f"{job}: {stage} started ({seconds:.1f} s of audio)")
+
+    def progress(self, job: str, stage: str, seconds: float) -> None:
+        pass
+
+    def job_done(self, job: str, stage: str, info: dict, duration: float) -> None:
+        err.print(f"{job}: {stage} done in {duration:.2f} s")
+
+    def job_failed(self, job: str, stage: str, error: str, log: Path) -> None:
+        err.print(f"{job}: {stage} failed")
+
+
+RUN_PIPELINE_EPILOG = """\b
+Examples:
+  ./run-pipeline.sh -j 20261122-101500.123-talk-3f2a
+  ./run-pipeline.sh -j ID1 -j ID2 -j ID3     stage by stage: each model loads once for all three
+  ./run-pipeline.sh -j ID --restart           redo every stage
+Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Outputs: out/<id>/<stem>.<lang>.srt/.vtt/.txt/.json;
+out/<id>/manifest.json and out/<id>/logs/<stage>.log tell what ran. Exit 0 done, 1 a stage failed, 2 bad input
+or a missing venv/model (nothing is run), 130 interrupted (run again to resume).
+"""
+
+
+@app.command("run-pipeline", epilog=RUN_PIPELINE_EPILOG)
+def run_pipeline(
+    job_ids: Annotated[list[str], typer.Option("-j", "--job", help="A job id from prepare-job.sh; repeat for several jobs.")],
+    restart: Annotated[bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the jobs on stdout.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache).")] = None,
+) -> None:
+    """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
+    from .env import PROJECT_ROOT
+    from .jobs import DEFAULT_OUT_DIR
+    from .pipeline import PreflightError, Runner, load_job, preflight
+
+    out_root = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
+    root = cache_root(cache_dir)
+    catalog = load_catalog()
+    problems, runs = [], []
+    for job_id in dict.fromkeys(job_ids):
+        try:
+            runs.append(load_job(out_root, job_id))
+        except PreflightError as exc:
+            problems.extend(exc.problems)
+    problems.extend(preflight(catalog, root, runs, PROJECT_ROOT / "venv"))
+    if problems:
+        for line in problems:
+            err.print(f"error: {line}")
+        raise typer.Exit(2)
+    reporter = PipelineProgress() if err.is_terminal and not as_json else PipelineLines()
+    try:
+        with reporter:
+            failed = Runner(catalog, root, PROJECT_ROOT / "venv", reporter, restart=restart).run(runs)
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to resume")
+        raise typer.Exit(130) from None
+    if as_json:
+        summary = [{"id": r.id, "dir": str(r.dir), "status": r.manifest["status"], "error": r.manifest.get("error"),
+                    "outputs": {k: str(r.dir / v) for k, v in r.manifest.get("outputs", {}).items()},
+                    "warnings": r.manifest.get("warnings", [])} for r in runs]
+        print(json.dumps({"jobs": summary}, indent=2, ensure_ascii=False))
+    else:
+        for r in runs:
+            if not r.failed:
+                for w in r.manifest.get("warnings", []):
+                    err.print(f"warning: {r.id}: {w}")
+                print(f"{r.id}: done")
+                for v in r.manifest.get("outputs", {}).values():
+                    print(f"  {r.dir / v}")
+    for r in failed:
+        stage = r.manifest["error"].split(":", 1)[0]
+        log = r.dir / r.manifest["stages"][stage]["log"]
+        err.print(f"error: job {r.id}: stage {r.manifest['error']} (log: {log})")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.callback()

@@ -91,6 +91,7 @@ def prepare(
     end: str | None = None,
     asr_model: str = "large-v3",
     backend: str = "auto",
+    align: bool = True,
     out_dir: Path = DEFAULT_OUT_DIR,
 ) -> tuple[Job, Path]:
     """Validate everything, then write out/<id>/job.json atomically; on any error nothing is left behind."""
@@ -112,9 +113,24 @@ def prepare(
     platform_id = host_platform()
     chosen, reason = decide_backend(backend, platform_id, PROJECT_ROOT / "venv" / "mlx" / "bin" / "python")
     asr = catalog.asr_model(asr_model, "mlx" if chosen == "mlx" else "whisperx")
+    if asr_model.endswith(".en") and source not in ("auto", "en"):
+        raise JobError(f"--asr-model {asr_model} is English-only and -s is {source}: use a multilingual model")
     lock = cache.read_lock(cache_root)
-    commit = cache.known_commit(cache_root, asr, lock) if asr.key in lock["models"] else None
-    warnings = () if commit else (f"{asr.key} is not cached yet: ./cache-models.sh --{asr.group} --asr-model {asr_model}",)
+    models: dict[str, str | None] = {}
+    warnings: list[str] = []
+    needed = [asr]
+    if align and source != "auto":
+        found = catalog.aligners(source)
+        if found:
+            needed += [found[0], *(i for i in catalog.items if i.group == "align" and i.language == "*")]
+        else:
+            warnings.append(f"no word aligner exists for '{source}': the job keeps segment timestamps")
+    for item in needed:
+        state = cache.item_state(cache_root, item, lock)
+        models[item.key] = state.commit if state.status == "complete" else None
+        if state.status != "complete":
+            fix = (f"--{asr.group} --asr-model {asr_model}" if item is asr else f"--align --languages {source}")
+            warnings.append(f"{item.key} is not cached yet: ./cache-models.sh {fix}")
 
     job_id = new_job_id(media_path)
     job = Job(
@@ -127,9 +143,10 @@ def prepare(
         backend=chosen,
         backend_reason=reason,
         asr_model=asr_model,
-        models={asr.key: commit},
+        models=models,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        warnings=warnings,
+        warnings=tuple(warnings),
+        align=align,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".{job_id}.tmp"

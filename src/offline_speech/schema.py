@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +62,7 @@ class Job:
     created: str
     schema: int = JOB_SCHEMA
     warnings: tuple[str, ...] = field(default=())
+    align: bool = True  # word timestamps with the catalog's aligner for the language (--no-align: segments only)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -90,3 +93,74 @@ def read_job(path: Path) -> Job:
     if not 0 <= job.clip.start < job.clip.end:
         raise SchemaError(f"{path}: invalid clip {job.clip.start}..{job.clip.end}")
     return job
+
+
+# ---- Documents the stages exchange -------------------------------------------------------------------------
+# A transcript is what asr writes and align rewrites with words. Times are seconds in the MEDIA (the clip's
+# start already added), so subtitles line up with the original file.
+TRANSCRIPT_SCHEMA = 1
+TRANSCRIPT_KIND = "offline-speech/transcript"
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SchemaError(f"{what}: not a finite number ({value!r})")
+    return float(value)
+
+
+def validate_transcript(doc: object, where: str = "transcript") -> dict:
+    """Check a transcript document; returns it, or raises SchemaError naming the first problem."""
+    if not isinstance(doc, dict) or doc.get("kind") != TRANSCRIPT_KIND:
+        raise SchemaError(f"{where}: not an offline-speech transcript")
+    if doc.get("schema") != TRANSCRIPT_SCHEMA:
+        raise SchemaError(f"{where}: transcript schema {doc.get('schema')!r}, this version reads {TRANSCRIPT_SCHEMA}")
+    for name, kind in (("job", str), ("language", str), ("segments", list), ("model", dict), ("warnings", list)):
+        if not isinstance(doc.get(name), kind):
+            raise SchemaError(f"{where}: field {name!r} missing or not a {kind.__name__}")
+    clip = doc.get("clip")
+    if not isinstance(clip, dict):
+        raise SchemaError(f"{where}: field 'clip' missing")
+    lo, hi = _number(clip.get("start"), f"{where}: clip.start"), _number(clip.get("end"), f"{where}: clip.end")
+    previous = lo
+    for i, seg in enumerate(doc["segments"]):
+        at = f"{where}: segment {i}"
+        if not isinstance(seg, dict) or not isinstance(seg.get("text"), str):
+            raise SchemaError(f"{at}: needs start, end and text")
+        start, end = _number(seg.get("start"), f"{at} start"), _number(seg.get("end"), f"{at} end")
+        if not (lo - 0.01 <= start <= end <= hi + 0.01) or start < previous - 0.01:
+            raise SchemaError(f"{at}: times {start}..{end} out of order or outside the clip {lo}..{hi}")
+        previous = start
+        words = seg.get("words")
+        if words is None:
+            continue
+        if not isinstance(words, list):
+            raise SchemaError(f"{at}: words must be a list")
+        last = start
+        for j, w in enumerate(words):
+            if not isinstance(w, dict) or not isinstance(w.get("word"), str):
+                raise SchemaError(f"{at} word {j}: needs word, start, end")
+            ws, we = _number(w.get("start"), f"{at} word {j} start"), _number(w.get("end"), f"{at} word {j} end")
+            if not (start - 0.01 <= ws <= we <= end + 0.01) or ws < last - 0.01:
+                raise SchemaError(f"{at} word {j}: times {ws}..{we} out of order or outside {start}..{end}")
+            last = ws
+    return doc
+
+
+def read_transcript(path: Path) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"{path}: not readable JSON ({exc})") from None
+    return validate_transcript(doc, str(path))
+
+
+def write_json(path: Path, doc: object) -> None:
+    """Write a JSON document atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,106 @@
+"""The protocol between the runner (core venv) and a stage process (any venv). Standard library only.
+
+The runner writes a request file and starts `python -m offline_speech.stages.<stage> REQUEST`:
+
+    {"schema": 1, "stage": "asr", "options": {...}, "models": {...},
+     "jobs": [{"id": ..., "dir": ..., "job": {job.json}, "inputs": {name: path}, "outputs": {name: path}, ...}]}
+
+The stage loads its models once, serves every job in the request and reports on its original stdout, one JSON
+object per line (the runner shows progress and writes the manifest from these):
+
+    {"event": "model_loaded", "key": ..., "commit": ..., "seconds": ...}
+    {"event": "job_started", "job": ID}
+    {"event": "progress", "job": ID, "seconds": AUDIO_SECONDS_DONE}
+    {"event": "log", "job": ID, "message": ...}
+    {"event": "job_done", "job": ID, "outputs": {name: path}, "info": {...}}
+    {"event": "job_failed", "job": ID, "error": ONE_LINE}
+    {"event": "finished", "model_loads": N, "pid": PID}
+
+Everything libraries print (Python or C level) goes to stderr, which the runner copies into each job's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Callable
+
+REQUEST_SCHEMA = 1
+
+
+class StageFailure(Exception):
+    """An error for one job that deserves a one-line message, not a traceback."""
+
+
+class Events:
+    """Writes protocol events to the runner; counts model loads."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.model_loads = 0
+
+    def emit(self, event: str, **fields) -> None:
+        self._stream.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def log(self, job: str, message: str) -> None:
+        self.emit("log", job=job, message=message)
+
+    def progress(self, job: str, seconds: float) -> None:
+        self.emit("progress", job=job, seconds=round(seconds, 3))
+
+    def model_loaded(self, key: str, commit: str | None, started: float, **info) -> None:
+        self.model_loads += 1
+        self.emit("model_loaded", key=key, commit=commit, seconds=round(time.monotonic() - started, 3), **info)
+
+
+def read_request(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        request = json.load(f)
+    if request.get("schema") != REQUEST_SCHEMA or not isinstance(request.get("jobs"), list):
+        raise SystemExit(f"{path}: not a stage request of schema {REQUEST_SCHEMA}")
+    return request
+
+
+def for_each_job(request: dict, events: Events, work: Callable[[dict], dict | None]) -> int:
+    """Run `work(job)` for every job; a failure ends that job only. Returns the number of failed jobs."""
+    failed = 0
+    for job in request["jobs"]:
+        events.emit("job_started", job=job["id"])
+        try:
+            info = work(job) or {}
+        except StageFailure as exc:
+            failed += 1
+            events.emit("job_failed", job=job["id"], error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported per job, with the traceback in its log
+            failed += 1
+            traceback.print_exc()
+            events.emit("job_failed", job=job["id"], error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        else:
+            events.emit("job_done", job=job["id"], outputs=job["outputs"], info=info)
+    return failed
+
+
+def main(run: Callable[[dict, Events], None]) -> None:
+    """Entry point of a stage module: protocol on the real stdout, everything else to stderr."""
+    if len(sys.argv) != 2:
+        raise SystemExit(f"usage: python -m {sys.argv[0]} REQUEST.json")
+    events_stream = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)  # a library's print() or C-level write to stdout lands in the log, not in the protocol
+    sys.stdout = sys.stderr
+    events = Events(events_stream)
+    request = read_request(sys.argv[1])
+    try:
+        run(request, events)
+    except StageFailure as exc:  # a failure before any job (e.g. the model did not load): every job fails
+        for job in request["jobs"]:
+            events.emit("job_failed", job=job["id"], error=str(exc))
+    except Exception as exc:  # noqa: BLE001
+        traceback.print_exc()
+        for job in request["jobs"]:
+            events.emit("job_failed", job=job["id"], error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+    events.emit("finished", model_loads=events.model_loads, pid=os.getpid())
+    events_stream.close()

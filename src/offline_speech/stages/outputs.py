@@ -1,0 +1,113 @@
+"""outputs: subtitles and transcripts from the final transcript: <stem>.<lang>.srt, .vtt, .txt and .json.
+
+Cues follow subtitle conventions: at most two lines of 42 characters and 7 seconds, broken at word boundaries
+(preferably after sentence punctuation), never overlapping. With word timestamps a cue spans its words exactly;
+without them a long segment is divided in proportion to characters. Core venv, standard library only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..schema import read_transcript, write_json
+from .base import Events, for_each_job, main
+
+NAME = "outputs"
+VENV = "core"
+VERSION = 1
+LINE = 42
+MAX_CHARS = 2 * LINE
+MAX_SECONDS = 7.0
+
+
+def _pieces(segment: dict) -> list[tuple[str, float, float]]:
+    """(word, start, end) for a segment: aligned words, or words timed by character position."""
+    if segment.get("words"):
+        return [(w["word"].strip(), w["start"], w["end"]) for w in segment["words"] if w["word"].strip()]
+    words = segment["text"].split()
+    total = sum(len(w) + 1 for w in words) or 1
+    span, pos, out = segment["end"] - segment["start"], 0, []
+    for w in words:
+        start = segment["start"] + span * pos / total
+        pos += len(w) + 1
+        out.append((w, start, segment["start"] + span * (pos - 1) / total))
+    return out
+
+
+def cues(segments: list[dict]) -> list[tuple[float, float, str]]:
+    """Subtitle cues (start, end, text) for the segments, in order and without overlaps."""
+    result: list[tuple[float, float, str]] = []
+    for seg in segments:
+        current: list[tuple[str, float, float]] = []
+        for piece in _pieces(seg):
+            if current:
+                text = " ".join(p[0] for p in current + [piece])
+                sentence_end = current[-1][0][-1:] in ".!?。？！" and len(" ".join(p[0] for p in current)) > LINE // 2
+                if len(text) > MAX_CHARS or piece[2] - current[0][1] > MAX_SECONDS or sentence_end:
+                    result.append((current[0][1], current[-1][2], " ".join(p[0] for p in current)))
+                    current = []
+            current.append(piece)
+        if current:
+            result.append((current[0][1], current[-1][2], " ".join(p[0] for p in current)))
+    fixed: list[tuple[float, float, str]] = []
+    for start, end, text in result:
+        if fixed and start < fixed[-1][1]:
+            start = fixed[-1][1]
+        fixed.append((start, max(end, start + 0.001), text))
+    return fixed
+
+
+def wrap(text: str) -> str:
+    """One line, or two balanced lines when longer than LINE characters."""
+    if len(text) <= LINE:
+        return text
+    words, best, best_cost = text.split(), text, None
+    for i in range(1, len(words)):
+        a, b = " ".join(words[:i]), " ".join(words[i:])
+        cost = max(len(a), len(b))
+        if best_cost is None or cost < best_cost:
+            best, best_cost = f"{a}\n{b}", cost
+    return best
+
+
+def timestamp(seconds: float, sep: str) -> str:
+    ms = int(round(max(seconds, 0.0) * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def to_srt(items: list[tuple[float, float, str]]) -> str:
+    blocks = [f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{wrap(t)}\n" for i, (a, b, t) in enumerate(items, 1)]
+    return "\n".join(blocks)
+
+
+def to_vtt(items: list[tuple[float, float, str]]) -> str:
+    blocks = [f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{wrap(t)}\n" for a, b, t in items]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def run(request: dict, events: Events) -> None:
+    def work(job: dict) -> dict:
+        doc = read_transcript(Path(job["inputs"]["transcript"]))
+        out = {k: Path(v) for k, v in job["outputs"].items()}
+        items = cues(doc["segments"])
+        _write_text(out["srt"], to_srt(items))
+        _write_text(out["vtt"], to_vtt(items))
+        _write_text(out["txt"], "".join(s["text"] + "\n" for s in doc["segments"]))
+        write_json(out["json"], {**doc, "stage": NAME})
+        events.log(job["id"], f"{len(items)} cues from {len(doc['segments'])} segments")
+        return {"cues": len(items), "warnings": doc["warnings"]}
+
+    for_each_job(request, events, work)
+
+
+if __name__ == "__main__":
+    main(run)
