@@ -2,8 +2,8 @@
 
 Hub aligners (wav2vec2 CTC repos) load from their cached snapshot; torchaudio aligners (en/fr/de/es/it) from
 $TORCH_HOME/hub/checkpoints with weights_only=True (tensors only, no arbitrary pickled objects). Sentences are
-split with nltk punkt_tab from $NLTK_DATA. A job whose language has no aligner keeps its segment timestamps and
-gets a warning. Every aligner is loaded once per run, whatever the number of jobs. Runs in venv/whisperx.
+split with nltk punkt_tab from $NLTK_DATA. A job whose language has no aligner keeps its segment timestamps (and
+Whisper's own word estimates from asr) and gets a warning. Every aligner is loaded once per run, whatever the number of jobs. Runs in venv/whisperx.
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def run(request: dict, events: Events) -> None:
         if not spec or not doc["segments"]:
             reason = job.get("no_aligner_reason") or "no speech to align"
             if spec is None:
-                doc["warnings"].append(f"no word timestamps: {reason}")
-                events.log(job["id"], f"WARNING: no word timestamps: {reason}; segment timestamps kept")
+                note = f"word times are Whisper's own estimates, not a wav2vec2 alignment: {reason}"
+                doc["warnings"].append(note)
+                events.log(job["id"], f"WARNING: {note}; segment timestamps kept")
             doc["stage"], doc["aligner"] = NAME, None
             write_json(Path(job["outputs"]["transcript"]), doc)
             return {"aligned": False, "warnings": doc["warnings"]}
