@@ -502,7 +502,7 @@ class PipelineProgress:
     """Rich progress for run-pipeline: one bar per job, in audio seconds of its current stage."""
 
     def __init__(self) -> None:
-        self.progress = Progress(
+        self.bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.completed:>7.1f}/{task.total:.1f} s audio"),
@@ -513,35 +513,35 @@ class PipelineProgress:
         self.tasks: dict[str, int] = {}
 
     def __enter__(self) -> "PipelineProgress":
-        self.progress.start()
+        self.bars.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        self.bars.stop()
 
     def _task(self, job: str) -> int:
         if job not in self.tasks:
-            self.tasks[job] = self.progress.add_task(job, total=1.0)
+            self.tasks[job] = self.bars.add_task(job, total=1.0)
         return self.tasks[job]
 
     def stage_started(self, stage: str, jobs: list[str], pid: int) -> None:
-        self.progress.console.print(f"[bold]{stage}[/bold]: {len(jobs)} job(s) in one process (pid {pid})")
+        self.bars.console.print(f"[bold]{stage}[/bold]: {len(jobs)} job(s) in one process (pid {pid})")
 
     def job_skipped(self, job: str, stage: str) -> None:
-        self.progress.console.print(f"  {job}: {stage} up to date, skipped")
+        self.bars.console.print(f"  {job}: {stage} up to date, skipped")
 
     def job_started(self, job: str, stage: str, seconds: float) -> None:
-        self.progress.update(self._task(job), description=f"{job} [cyan]{stage}[/cyan]", total=max(seconds, 0.001), completed=0)
+        self.bars.update(self._task(job), description=f"{job} [cyan]{stage}[/cyan]", total=max(seconds, 0.001), completed=0)
 
     def progress(self, job: str, stage: str, seconds: float) -> None:
-        self.progress.update(self._task(job), completed=seconds)
+        self.bars.update(self._task(job), completed=seconds)
 
     def job_done(self, job: str, stage: str, info: dict, duration: float) -> None:
         task = self._task(job)
-        self.progress.update(task, completed=self.progress.tasks[task].total, description=f"{job} {stage} done")
+        self.bars.update(task, completed=self.bars.tasks[task].total, description=f"{job} {stage} done")
 
     def job_failed(self, job: str, stage: str, error: str, log: Path) -> None:
-        self.progress.update(self._task(job), description=f"{job} [red]{stage} failed[/red]")
+        self.bars.update(self._task(job), description=f"{job} [red]{stage} failed[/red]")
 
 
 class PipelineLines:
@@ -585,7 +585,7 @@ or a missing venv/model (nothing is run), 130 interrupted (run again to resume).
 
 @app.command("run-pipeline", epilog=RUN_PIPELINE_EPILOG)
 def run_pipeline(
-    job_ids: Annotated[list[str], typer.Option("-j", "--job", help="A job id from prepare-job.sh; repeat for several jobs.")],
+    job_ids: Annotated[list[str], typer.Option("-j", "--job", metavar="ID", help="A job id from prepare-job.sh; repeat for several jobs.")],
     restart: Annotated[bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the jobs on stdout.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")] = None,
