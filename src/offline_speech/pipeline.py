@@ -25,10 +25,10 @@ from typing import Protocol
 
 from . import cache
 from .cache import sha256_file
-from .catalog import Catalog, CatalogError, Model
+from .catalog import APPLE_SILICON, Catalog, CatalogError, Model, host_platform
 from .env import PROJECT_ROOT, offline_env
 from .schema import JOB_ID_RE, Job, SchemaError, read_job, read_transcript, write_json
-from .stages import align, asr_whisperx, demux, outputs
+from .stages import align, asr_mlx, asr_whisperx, demux, outputs
 
 MANIFEST_KIND = "offline-speech/manifest"
 MANIFEST_SCHEMA = 1
@@ -131,10 +131,9 @@ def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path)
         if job.workflow not in STAGES:
             problems.append(f"job {job.id}: the {job.workflow} workflow is not available in this version (transcribe is)")
             continue
-        if job.backend == "mlx":
-            problems.append(f"job {job.id}: the mlx backend is not available in this version: prepare it with --backend whisperx")
-            continue
         needed_venvs.add(job.backend)
+        if job.align:
+            needed_venvs.add("whisperx")  # the align stage runs there whatever the ASR backend
         try:
             model = asr_model_for(catalog, job)
         except CatalogError as exc:
@@ -146,6 +145,9 @@ def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path)
                 f"job {job.id}: model {model.key} is {state.status} in the cache {root}: "
                 f"./cache-models.sh --{model.group} --asr-model {job.asr_model}"
             )
+        elif job.backend == "mlx" and host_platform() != APPLE_SILICON:
+            problems.append(f"job {job.id}: the mlx backend needs Apple Silicon and this machine is {host_platform()}: "
+                            "prepare the job with --backend whisperx")
         else:
             run.asr = {"key": model.key, "repo": model.repo, "commit": state.commit,
                        "path": str(cache.snapshot_dir(root, model.repo, state.commit))}
@@ -210,7 +212,8 @@ class StageSpec:
 
 
 def stage_spec(name: str, job: Job) -> StageSpec:
-    module = {"demux": demux, "asr": asr_whisperx, "align": align, "outputs": outputs}[name]
+    asr = asr_mlx if job.backend == "mlx" else asr_whisperx
+    module = {"demux": demux, "asr": asr, "align": align, "outputs": outputs}[name]
     return StageSpec(name, module.__name__, module.VENV, module.VERSION)
 
 
@@ -300,7 +303,10 @@ class Runner:
                     self.reporter.job_skipped(run.id, name)
                     continue
                 model_key = run.asr.get("key") if name == "asr" else None
-                batches.setdefault((spec.module, spec.venv, model_key), []).append((run, entry, digest))
+                venv = spec.venv
+                if name == "align" and not entry.get("aligner"):
+                    venv = "core"  # nothing to align: the stage only carries the transcript on, no torch needed
+                batches.setdefault((spec.module, venv, model_key), []).append((run, entry, digest))
             for (module, venv, model_key), members in batches.items():
                 self._run_process(name, module, venv, members)
         for run in runs:

