@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,18 +131,28 @@ def test_time_parsing():
 
 
 def test_backend_decision(tmp_path):
+    """macOS arm64 with a venv/mlx that imports mlx.core -> mlx; everything else -> whisperx, with the reason."""
     mlx_python = tmp_path / "venv" / "mlx" / "bin" / "python"
-    assert decide_backend("auto", "linux-x86_64", mlx_python)[0] == "whisperx"
+    assert decide_backend("auto", "linux-x86_64", mlx_python) == ("whisperx", "auto: linux-x86_64 is not Apple Silicon")
     assert decide_backend("auto", "darwin-x86_64", mlx_python)[0] == "whisperx"
-    assert decide_backend("auto", "darwin-arm64", mlx_python) == ("whisperx", "auto: darwin-arm64 without venv/mlx")
+    assert decide_backend("auto", "darwin-arm64", mlx_python) == (
+        "whisperx", "auto: darwin-arm64 but venv/mlx is missing (./venv-setup mlx)")
     with pytest.raises(JobError, match="venv/mlx is missing"):
         decide_backend("mlx", "darwin-arm64", mlx_python)
     mlx_python.parent.mkdir(parents=True)
-    mlx_python.touch()
-    assert decide_backend("auto", "darwin-arm64", mlx_python)[0] == "mlx"
-    assert decide_backend("whisperx", "darwin-arm64", mlx_python)[0] == "whisperx"
+    mlx_python.symlink_to(sys.executable)  # a Python without mlx: the venv exists but cannot run MLX
+    backend, reason = decide_backend("auto", "darwin-arm64", mlx_python)
+    assert backend == "whisperx" and "cannot import mlx.core" in reason
+    with pytest.raises(JobError, match="cannot import mlx.core"):
+        decide_backend("mlx", "darwin-arm64", mlx_python)
+    real = ROOT / "venv" / "mlx" / "bin" / "python"  # mlx[cpu] on this Linux machine imports mlx.core
+    if real.exists():
+        assert decide_backend("auto", "darwin-arm64", real)[0] == "mlx"
+        assert decide_backend("whisperx", "darwin-arm64", real)[0] == "whisperx"
     with pytest.raises(JobError, match="needs Apple Silicon"):
-        decide_backend("mlx", "linux-arm64", mlx_python)
+        decide_backend("mlx", "linux-arm64", real)
+    with pytest.raises(JobError, match="needs Apple Silicon"):
+        decide_backend("mlx", "darwin-x86_64", real)
 
 
 def test_corrupt_job_json_is_refused(tmp_path):

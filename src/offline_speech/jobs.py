@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -56,19 +57,37 @@ def parse_languages(source: str, targets: str | None, workflow: str) -> tuple[st
     return source, target_list
 
 
+def mlx_importable(mlx_python: Path) -> tuple[bool, str]:
+    """Whether venv/mlx can import mlx.core (a broken or half-built venv cannot), and why not."""
+    if not mlx_python.exists():
+        return False, "venv/mlx is missing (./venv-setup mlx)"
+    try:
+        proc = subprocess.run([str(mlx_python), "-c", "import mlx.core"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"venv/mlx does not run ({exc})"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, f"venv/mlx cannot import mlx.core ({last}): ./venv-setup mlx --force"
+    return True, ""
+
+
 def decide_backend(requested: str, platform_id: str, mlx_python: Path) -> tuple[str, str]:
-    """whisperx everywhere; MLX on Apple Silicon when venv/mlx exists. Returns (backend, reason)."""
-    can_mlx = platform_id == APPLE_SILICON and mlx_python.exists()
-    if requested == "mlx":
-        if not can_mlx:
-            why = "venv/mlx is missing (./venv-setup mlx)" if platform_id == APPLE_SILICON else f"this machine is {platform_id}, MLX needs Apple Silicon (darwin-arm64)"
-            raise JobError(f"--backend mlx cannot run here: {why}")
-        return "mlx", "requested with --backend mlx"
+    """MLX on Apple Silicon (macOS arm64) whose venv/mlx imports mlx.core; whisperx elsewhere.
+    Returns (backend, reason); the reason goes into job.json."""
     if requested == "whisperx":
         return "whisperx", "requested with --backend whisperx"
-    if can_mlx:
-        return "mlx", f"auto: {platform_id} with venv/mlx"
-    return "whisperx", f"auto: {platform_id}" + ("" if platform_id != APPLE_SILICON else " without venv/mlx")
+    if platform_id != APPLE_SILICON:
+        if requested == "mlx":
+            raise JobError(f"--backend mlx cannot run here: this machine is {platform_id}, MLX needs Apple Silicon (darwin-arm64)")
+        return "whisperx", f"auto: {platform_id} is not Apple Silicon"
+    ok, why = mlx_importable(mlx_python)
+    if requested == "mlx":
+        if not ok:
+            raise JobError(f"--backend mlx cannot run here: {why}")
+        return "mlx", "requested with --backend mlx (darwin-arm64, venv/mlx imports mlx.core)"
+    if ok:
+        return "mlx", "auto: darwin-arm64 and venv/mlx imports mlx.core"
+    return "whisperx", f"auto: darwin-arm64 but {why}"
 
 
 def new_job_id(media: Path, now: float | None = None) -> str:

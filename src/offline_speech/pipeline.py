@@ -350,16 +350,16 @@ class Runner:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         ids = ", ".join(by_id)
-        to_logs(f"=== {_now()} stage {name}: {module} in venv/{venv}, pid {proc.pid}, jobs: {ids}")
-        self.reporter.stage_started(name, list(by_id), proc.pid)
-        for run, _, _ in members:
-            run.manifest["stages"][name] = {"status": "running", "started": _now(), "pid": proc.pid,
-                                            "log": os.path.relpath(run.log(name), run.dir)}
-            run.save()
         stderr_thread = threading.Thread(target=lambda: [to_logs(line) for line in proc.stderr], daemon=True)
-        stderr_thread.start()
         finished = False
         try:
+            to_logs(f"=== {_now()} stage {name}: {module} in venv/{venv}, pid {proc.pid}, jobs: {ids}")
+            self.reporter.stage_started(name, list(by_id), proc.pid)
+            for run, _, _ in members:
+                run.manifest["stages"][name] = {"status": "running", "started": _now(), "pid": proc.pid,
+                                                "log": os.path.relpath(run.log(name), run.dir)}
+                run.save()
+            stderr_thread.start()
             for line in proc.stdout:
                 try:
                     event = json.loads(line)
@@ -399,7 +399,8 @@ class Runner:
                     run.save()
             raise
         finally:
-            stderr_thread.join(timeout=5)
+            if stderr_thread.is_alive():
+                stderr_thread.join(timeout=5)
             for f in logs.values():
                 f.close()
             shutil.rmtree(tmpdir, ignore_errors=True)
