@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, venv_python
 from offline_speech.jobs import JobError, decide_backend, parse_time
 from offline_speech.schema import JOB_ID_RE, SchemaError, read_job
 
@@ -145,10 +145,9 @@ def test_backend_decision(tmp_path):
     assert backend == "whisperx" and "cannot import mlx.core" in reason
     with pytest.raises(JobError, match="cannot import mlx.core"):
         decide_backend("mlx", "darwin-arm64", mlx_python)
-    real = ROOT / "venv" / "mlx" / "bin" / "python"  # mlx[cpu] on this Linux machine imports mlx.core
-    if real.exists():
-        assert decide_backend("auto", "darwin-arm64", real)[0] == "mlx"
-        assert decide_backend("whisperx", "darwin-arm64", real)[0] == "whisperx"
+    real = venv_python("mlx")  # mlx[cpu] on this Linux machine imports mlx.core
+    assert decide_backend("auto", "darwin-arm64", real)[0] == "mlx"
+    assert decide_backend("whisperx", "darwin-arm64", real)[0] == "whisperx"
     with pytest.raises(JobError, match="needs Apple Silicon"):
         decide_backend("mlx", "linux-arm64", real)
     with pytest.raises(JobError, match="needs Apple Silicon"):
