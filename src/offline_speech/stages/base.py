@@ -24,8 +24,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 REQUEST_SCHEMA = 1
@@ -40,11 +42,14 @@ class Events:
 
     def __init__(self, stream) -> None:
         self._stream = stream
+        self._lock = threading.Lock()  # jobs may run in threads: one whole line at a time
         self.model_loads = 0
 
     def emit(self, event: str, **fields) -> None:
-        self._stream.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        line = json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
 
     def log(self, job: str, message: str) -> None:
         self.emit("log", job=job, message=message)
@@ -65,23 +70,30 @@ def read_request(path: str) -> dict:
     return request
 
 
-def for_each_job(request: dict, events: Events, work: Callable[[dict], dict | None]) -> int:
-    """Run `work(job)` for every job; a failure ends that job only. Returns the number of failed jobs."""
-    failed = 0
-    for job in request["jobs"]:
+def for_each_job(request: dict, events: Events, work: Callable[[dict], dict | None], workers: int = 1) -> int:
+    """Run `work(job)` for every job (in `workers` threads when > 1); a failure ends that job only.
+    Returns the number of failed jobs."""
+
+    def one(job: dict) -> bool:
         events.emit("job_started", job=job["id"])
         try:
             info = work(job) or {}
         except StageFailure as exc:
-            failed += 1
             events.emit("job_failed", job=job["id"], error=str(exc))
+            return False
         except Exception as exc:  # noqa: BLE001 - reported per job, with the traceback in its log
-            failed += 1
             traceback.print_exc()
             events.emit("job_failed", job=job["id"], error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-        else:
-            events.emit("job_done", job=job["id"], outputs=job["outputs"], info=info)
-    return failed
+            return False
+        events.emit("job_done", job=job["id"], outputs=job["outputs"], info=info)
+        return True
+
+    if workers <= 1 or len(request["jobs"]) <= 1:
+        results = [one(job) for job in request["jobs"]]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one, request["jobs"]))
+    return results.count(False)
 
 
 def main(run: Callable[[dict, Events], None]) -> None:
