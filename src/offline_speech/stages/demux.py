@@ -55,7 +55,8 @@ def run(request: dict, events: Events) -> None:
         events.log(job["id"], f"decoded {seconds:.3f} s of audio at {SAMPLE_RATE} Hz mono into {dest.name}")
         return {"audio_seconds": round(seconds, 3)}
 
-    for_each_job(request, events, work)
+    # ffmpeg processes are independent and mostly wait on I/O and decoding: run a few side by side
+    for_each_job(request, events, work, workers=min(len(request["jobs"]), max(2, os.cpu_count() or 1), 8))
 
 
 if __name__ == "__main__":
