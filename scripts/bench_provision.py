@@ -43,7 +43,8 @@ def cli_env(hub_url: str, token: str, home: Path) -> dict[str, str]:
 
 def cache_models(cache: Path, env: dict[str, str], *args: str) -> float:
     started = time.perf_counter()
-    cmd = [sys.executable, "-m", "offline_speech", "cache-models", *args, "--cache-dir", str(cache), "--json"]
+    # --no-convert: the stand-in NLLB is random bytes, and a conversion is not a download anyway
+    cmd = [sys.executable, "-m", "offline_speech", "cache-models", *args, "--no-convert", "--cache-dir", str(cache), "--json"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:

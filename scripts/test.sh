@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-./venv-setup core whisperx mlx
+./venv-setup core whisperx translation mlx
 
 set +e
 venv/core/bin/python -m pytest "$@"

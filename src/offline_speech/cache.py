@@ -183,22 +183,25 @@ def lock_path(root: Path) -> Path:
 
 
 def read_lock(root: Path) -> dict:
-    """The lock file's content ({"schema", "models", "assets"}); empty when nothing was provisioned."""
+    """The lock file's content ({"schema", "models", "assets", "derived"}); empty when nothing was provisioned."""
     try:
         data = json.loads(lock_path(root).read_text())
     except FileNotFoundError:
-        return {"schema": LOCK_SCHEMA, "models": {}, "assets": {}}
+        return {"schema": LOCK_SCHEMA, "models": {}, "assets": {}, "derived": {}}
     if data.get("schema") != LOCK_SCHEMA:
         raise ValueError(f"{lock_path(root)}: unsupported lock schema {data.get('schema')!r}")
     data.setdefault("models", {})
     data.setdefault("assets", {})
+    data.setdefault("derived", {})
     return data
 
 
 @contextlib.contextmanager
-def cache_lock(root: Path) -> Iterator[None]:
-    """Serialise writers of shared cache metadata (the lock file) across processes."""
-    path = root / ".locks" / "offline-speech.lock"
+def cache_lock(root: Path, name: str = "offline-speech") -> Iterator[None]:
+    """Serialise across processes: writers of shared cache metadata (the lock file), or one entry's provisioning.
+
+    An flock, so a provisioner killed with -9 releases it with its last file descriptor."""
+    path = root / ".locks" / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -318,3 +321,33 @@ def _has_size(path: Path, size: int) -> bool:
 
 def item_state(root: Path, item: Item, lock: dict) -> LocalState:
     return model_state(root, item, lock) if isinstance(item, Model) else asset_state(root, item, lock)
+
+
+# ---- derived artifacts: made here from a cached model (NLLB converted to CTranslate2) ---------------------------
+
+CT2_QUANTIZATION = "int8"
+
+
+def derived_key(model: Model) -> str:
+    """The lock key of a model's CTranslate2 conversion."""
+    return f"{model.key}+ct2-{CT2_QUANTIZATION}"
+
+
+def derived_dir(root: Path, model: Model, commit: str) -> Path:
+    """Where the conversion of `model` at `commit` lives: keyed by the source commit, so a new commit converts anew."""
+    return root / "offline-speech" / "ct2" / model.key / f"{commit}-{CT2_QUANTIZATION}"
+
+
+def derived_state(root: Path, model: Model, lock: dict) -> LocalState:
+    """Complete when the lock records a conversion of the model's current commit and every file has its size."""
+    key = derived_key(model)
+    commit = known_commit(root, model, lock)
+    entry = lock.get("derived", {}).get(key)
+    location = derived_dir(root, model, commit) if commit else root / "offline-speech" / "ct2" / model.key
+    if commit is None or not entry or entry.get("source_commit") != commit:
+        return LocalState(key, "missing", commit, location)
+    files = entry.get("files", {})
+    absent = [name for name, info in files.items() if not _has_size(location / name, info["size"])]
+    on_disk = sum((location / n).stat().st_size for n in files if (location / n).is_file())
+    status = "complete" if files and not absent else ("incomplete" if on_disk else "missing")
+    return LocalState(key, status, commit, location, absent=tuple(absent), bytes_on_disk=on_disk)

@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import cache, provision
+from . import cache, derive, provision
 from .catalog import (
     DEFAULT_ASR_MODEL,
     DEFAULT_LANGUAGES,
@@ -41,7 +41,7 @@ from .catalog import (
     host_platform,
     load_catalog,
 )
-from .env import cache_root, user_token
+from .env import VENV_ROOT, cache_root, user_token
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)
 out = Console(highlight=False)
@@ -52,6 +52,8 @@ Examples:
   ./cache-models.sh --all                          everything this machine's pipeline can use
   ./cache-models.sh --whisperx --asr-model tiny.en one faster-whisper model
   ./cache-models.sh --align --languages en,hi,ta   word aligners (+ nltk punkt_tab)
+  ./cache-models.sh --nllb --nllb-model distilled-600M   NLLB + its CTranslate2 int8 conversion
+  ./cache-models.sh --job 20261129-101500-film-1a2b every model a prepared job needs
   ./cache-models.sh --all --dry-run                what would be fetched, and whether it fits
   ./cache-models.sh --verify                       hash every cached file offline
   ./cache-models.sh --verify --repair              re-fetch only what is missing or corrupt
@@ -198,13 +200,15 @@ def cache_models(
     whisperx: Annotated[bool, typer.Option("--whisperx", help="The faster-whisper model named by --asr-model.")] = False,
     mlx: Annotated[bool, typer.Option("--mlx", help="The MLX Whisper model named by --asr-model (runs on Apple Silicon only).")] = False,
     indictrans2: Annotated[bool, typer.Option("--indictrans2", help="IndicTrans2 indic-en, en-indic, indic-indic 1B (gated; safetensors only).")] = False,
-    nllb: Annotated[bool, typer.Option("--nllb", help="The NLLB-200 model named by --nllb-model.")] = False,
+    nllb: Annotated[bool, typer.Option("--nllb", help="The NLLB-200 model named by --nllb-model, plus its CTranslate2 int8 conversion (made here with venv/translation).")] = False,
     align: Annotated[bool, typer.Option("--align", help="Word aligners for --languages, plus nltk punkt_tab.")] = False,
     diarization: Annotated[bool, typer.Option("--diarization", help="pyannote/speaker-diarization-community-1 (gated).")] = False,
     speaker: Annotated[bool, typer.Option("--speaker", help="speechbrain/spkrec-ecapa-voxceleb speaker embeddings.")] = False,
     asr_model: Annotated[str, typer.Option(help="ASR model name, as faster-whisper names them (tiny.en … large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
     nllb_model: Annotated[str, typer.Option(help="NLLB size: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
     languages: Annotated[str, typer.Option(help="Comma-separated language codes for --align.")] = ",".join(DEFAULT_LANGUAGES),
+    job: Annotated[Optional[list[str]], typer.Option("--job", "-j", metavar="ID|DIR", help="Every model a prepared job needs (ASR, aligner, translation models): a job id under out/, or a job folder; repeatable.")] = None,
+    convert: Annotated[bool, typer.Option("--convert/--no-convert", help="Make NLLB's CTranslate2 int8 conversion after provisioning it (needs venv/translation); --no-convert leaves the translate stage on transformers.")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan (cached, to fetch, bytes, free disk); change nothing.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Offline: hash every cached file against the hub's ids; exit 1 on any problem.")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="With or without --verify: re-fetch only missing, truncated or corrupt files.")] = False,
@@ -227,6 +231,25 @@ def cache_models(
     raise typer.Exit(code)
 
 
+def _job_models(job: str) -> list[str]:
+    """The catalog keys a prepared job recorded: `job` is an id under out/ or a job folder (a path has a /)."""
+    from .jobs import DEFAULT_OUT_DIR
+    from .schema import JOB_ID_RE, SchemaError, read_job
+
+    if "/" in job:
+        path = Path(job).expanduser() / "job.json"
+    elif JOB_ID_RE.match(job) and ".." not in job:
+        path = DEFAULT_OUT_DIR / job / "job.json"
+    else:
+        raise BadInput(f"--job {job!r}: not a job id (or a job folder path)")
+    if not path.is_file():
+        raise BadInput(f"--job {job}: no prepared job there ({path} does not exist)")
+    try:
+        return list(read_job(path).models)
+    except SchemaError as exc:
+        raise BadInput(f"--job {job}: {exc}") from None
+
+
 def _cache_models(**o) -> int:
     modes = [m for m in ("dry_run", "verify", "info", "clear") if o[m]] + (["from_dir"] if o["from_dir"] else [])
     if len(modes) > 1:
@@ -237,8 +260,9 @@ def _cache_models(**o) -> int:
     catalog = load_catalog()
     platform_id = host_platform()
     groups = [g for g in GROUPS if o[g]]
+    keys = list(o["keys"] or []) + [k for job_id in o["job"] or [] for k in _job_models(job_id) if k not in (o["keys"] or [])]
     items, warnings = _selected(
-        catalog, o["keys"] or [], groups, o["all_"], o["asr_model"], o["nllb_model"], _languages(o["languages"]), platform_id
+        catalog, keys, groups, o["all_"], o["asr_model"], o["nllb_model"], _languages(o["languages"]), platform_id
     )
     for w in warnings:
         err.print(f"note: {w}")
@@ -264,6 +288,7 @@ def _cache_models(**o) -> int:
     if all(cache.item_state(root, i, lock).status == "complete" for i in items) and not o["dry_run"]:
         # The common case, and the one that must be instant: no network, no huggingface_hub import.
         results = [provision.ItemResult(i.key, True, 0, "cached") for i in items]
+        results = _with_conversions(root, items, results) if o["convert"] else results
         return _render_results(results, o["as_json"], title="all cached")
     remote = provision.Remote(os.environ.get("HF_ENDPOINT"), user_token(), o["asset_mirror"])
     the_plan = provision.plan(root, items, remote, warnings)
@@ -285,7 +310,22 @@ def _cache_models(**o) -> int:
     started = time.monotonic()
     with reporter:
         results = provision.fetch(root, the_plan, remote, reporter, o["workers"])
+    results = _with_conversions(root, items, results) if o["convert"] else results
     return _render_results(results, o["as_json"], title=f"provisioned in {time.monotonic() - started:.1f} s")
+
+
+def _with_conversions(root: Path, items: list[Item], results: list[provision.ItemResult]) -> list[provision.ItemResult]:
+    """Make the derived artifacts of the provisioned entries (NLLB -> CTranslate2 int8) where they are missing."""
+    out = []
+    for item, result in zip(items, results):
+        if result.ok and isinstance(item, Model) and derive.wants_ct2(item):
+            lock = cache.read_lock(root)
+            if cache.derived_state(root, item, lock).status != "complete" and derive.translation_python(VENV_ROOT).exists():
+                err.print(f"converting {item.key} to CTranslate2 {cache.CT2_QUANTIZATION} (venv/translation) ...")
+            ok, message = derive.convert(root, item, VENV_ROOT)
+            result = provision.ItemResult(result.key, ok, result.fetched_bytes, f"{result.message}; {message}")
+        out.append(result)
+    return out
 
 
 def _render_plan(the_plan: provision.Plan, root: Path, as_json: bool) -> None:
@@ -361,6 +401,12 @@ def _info(root: Path, catalog, items: list[Item], as_json: bool, platform_id: st
                 "location": str(state.location),
             }
         )
+        if isinstance(item, Model) and derive.wants_ct2(item):
+            d = cache.derived_state(root, item, lock)
+            if d.status != "missing" or state.status == "complete":
+                rows.append({"key": d.key, "repo": f"{item.repo} (CTranslate2 {cache.CT2_QUANTIZATION}, made here)",
+                             "revision": d.commit or "", "bytes": d.bytes_on_disk, "status": d.status,
+                             "location": str(d.location)})
     total = sum(r["bytes"] for r in rows)
     if as_json:
         _emit_json({"cache": str(root), "models": rows, "total_bytes": total})
@@ -387,7 +433,8 @@ def _verify(root: Path, catalog, items: list[Item], o: dict) -> int:
         remote = provision.Remote(os.environ.get("HF_ENDPOINT"), user_token(), o["asset_mirror"])
         reporter = LineReporter(0, sys.stderr if o["as_json"] else sys.stdout)
         repaired = provision.repair(root, items, results, remote, reporter)
-        after = provision.verify(root, [i for i in items if any(r.key == i.key and r.status != "ok" for r in results)])
+        bad_keys = {r.key for r in results if r.status != "ok"}
+        after = provision.verify(root, [i for i in items if {i.key, cache.derived_key(i) if isinstance(i, Model) else ""} & bad_keys])
         fixed = {r.key: r for r in after}
         results = [fixed.get(r.key, r) for r in results]
     bad = [r for r in results if r.status != "ok"]
@@ -464,6 +511,7 @@ def prepare_job(
     asr_model: Annotated[str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
     backend: Annotated[str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")] = "auto",
     align: Annotated[bool, typer.Option("--align/--no-align", help="Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment timestamps.")] = True,
+    nllb_model: Annotated[str, typer.Option(help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON (the id is still the last line).")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders go (default <project>/out).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache).")] = None,
@@ -484,6 +532,7 @@ def prepare_job(
             asr_model=asr_model,
             backend=backend,
             align=align,
+            nllb_model=nllb_model,
             out_dir=out_dir or DEFAULT_OUT_DIR,
         )
     except (JobError, MediaError, CatalogError) as exc:
@@ -592,7 +641,6 @@ def run_pipeline(
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache).")] = None,
 ) -> None:
     """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
-    from .env import PROJECT_ROOT
     from .jobs import DEFAULT_OUT_DIR
     from .pipeline import PreflightError, Runner, load_job, preflight
 
@@ -605,7 +653,7 @@ def run_pipeline(
             runs.append(load_job(out_root, job_id))
         except PreflightError as exc:
             problems.extend(exc.problems)
-    problems.extend(preflight(catalog, root, runs, PROJECT_ROOT / "venv"))
+    problems.extend(preflight(catalog, root, runs, VENV_ROOT))
     if problems:
         for line in problems:
             err.print(f"error: {line}")
@@ -613,7 +661,7 @@ def run_pipeline(
     reporter = PipelineProgress() if err.is_terminal and not as_json else PipelineLines()
     try:
         with reporter:
-            failed = Runner(catalog, root, PROJECT_ROOT / "venv", reporter, restart=restart).run(runs)
+            failed = Runner(catalog, root, VENV_ROOT, reporter, restart=restart).run(runs)
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
         raise typer.Exit(130) from None

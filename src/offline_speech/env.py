@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VENV_ROOT = PROJECT_ROOT / "venv"  # venv/<name> per backend (./venv-setup)
 DEFAULT_CACHE_ROOT = PROJECT_ROOT / ".cache"
 
 # Variables a stage must not inherit: they would point libraries at another cache, another hub, or a token.

@@ -8,6 +8,7 @@ skipped on the next run, so a run interrupted anywhere (Ctrl-C, kill -9, a crash
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -25,14 +26,20 @@ from typing import Protocol
 
 from . import cache
 from .cache import sha256_file
-from .catalog import APPLE_SILICON, Catalog, CatalogError, Model, host_platform
+from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog, CatalogError, Model, host_platform
 from .env import PROJECT_ROOT, offline_env
 from .schema import JOB_ID_RE, Job, SchemaError, read_job, read_transcript, write_json
-from .stages import align, asr_mlx, asr_whisperx, demux, outputs
+from .languages import LanguageError, lookup, route, indictrans2_model
+from .stages import align, asr_mlx, asr_whisperx, demux, mux, outputs, translate
 
 MANIFEST_KIND = "offline-speech/manifest"
 MANIFEST_SCHEMA = 1
-STAGES = {"transcribe": ("demux", "asr", "align", "outputs")}
+STAGES = {
+    "transcribe": ("demux", "asr", "align", "outputs"),
+    "translate": ("demux", "asr", "align", "translate", "outputs"),
+    "subtitle": ("demux", "asr", "align", "translate", "outputs", "mux"),
+}
+ORDER = ("demux", "asr", "align", "translate", "outputs", "mux")
 WORK = "work"  # intermediate files inside the job folder
 
 
@@ -42,6 +49,10 @@ class PreflightError(Exception):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class StageInputError(Exception):
+    """A job cannot enter a stage (e.g. a translation model a detected language needs is not cached)."""
 
 
 class Reporter(Protocol):
@@ -129,7 +140,7 @@ def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path)
     for run in runs:
         job = run.job
         if job.workflow not in STAGES:
-            problems.append(f"job {job.id}: the {job.workflow} workflow is not available in this version (transcribe is)")
+            problems.append(f"job {job.id}: unknown workflow {job.workflow!r} (this version runs {', '.join(STAGES)})")
             continue
         needed_venvs.add(job.backend)
         if job.align:
@@ -151,6 +162,10 @@ def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path)
         else:
             run.asr = {"key": model.key, "repo": model.repo, "commit": state.commit,
                        "path": str(cache.snapshot_dir(root, model.repo, state.commit))}
+        if job.target_languages:
+            needed_venvs.add("translation")
+            if job.source_language != "auto":
+                problems += [f"job {job.id}: {p}" for p in translation_plan(catalog, root, lock, job, job.source_language)[2]]
         if job.align and job.source_language != "auto":
             spec, reason = resolve_aligner(catalog, root, lock, job.source_language)
             if spec is None and reason.endswith("--languages " + job.source_language):
@@ -200,6 +215,51 @@ def resolve_aligner(catalog: Catalog, root: Path, lock: dict, language: str) -> 
             "path": str(root / item.dest)}, ""
 
 
+def nllb_for(catalog: Catalog, job: Job) -> Model:
+    """The NLLB entry the job was prepared with (its --nllb-model), else the default."""
+    for key in job.models:
+        with contextlib.suppress(CatalogError):
+            item = catalog.get(key)
+            if item.group == "nllb" and isinstance(item, Model):
+                return item
+    return catalog.nllb_model(DEFAULT_NLLB_MODEL)
+
+
+def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, language: str) -> tuple[list[dict], dict, list[str]]:
+    """For a job whose source is `language`: (targets with their route, model specs by key, problems with fixes).
+
+    A target equal to the source (possible when the source was "auto") is left out: the source transcript is it."""
+    targets: list[dict] = []
+    models: dict[str, dict] = {}
+    problems: list[str] = []
+    source = lookup(language).code
+    for target in job.target_languages:
+        if lookup(target).code == source:
+            continue
+        try:
+            r = route(source, target)
+        except LanguageError as exc:
+            problems.append(str(exc))
+            continue
+        model = indictrans2_model(catalog, r.direction) if r.model_group == "indictrans2" else nllb_for(catalog, job)
+        targets.append({"language": target, "model": model.key, "src": r.src_code, "tgt": r.tgt_code})
+        if model.key in models:
+            continue
+        state = cache.model_state(root, model, lock)
+        if state.status != "complete":
+            fix = "--indictrans2" if model.group == "indictrans2" else f"--nllb --nllb-model {model.variant[0]}"
+            problems.append(f"translation model {model.key} ({source} -> {target}) is {state.status} in the cache: ./cache-models.sh {fix}")
+            models[model.key] = {}
+            continue
+        ct2 = cache.derived_state(root, model, lock) if model.group == "nllb" else None
+        models[model.key] = {
+            "key": model.key, "repo": model.repo, "commit": state.commit, "kind": r.model_group,
+            "path": str(cache.snapshot_dir(root, model.repo, state.commit)), "trust_remote_code": model.trust_remote_code,
+            "ct2": str(ct2.location) if ct2 and ct2.status == "complete" else None,
+        }
+    return targets, models, problems
+
+
 # ---- stages ------------------------------------------------------------------------------------------------
 
 
@@ -213,7 +273,7 @@ class StageSpec:
 
 def stage_spec(name: str, job: Job) -> StageSpec:
     asr = asr_mlx if job.backend == "mlx" else asr_whisperx
-    module = {"demux": demux, "asr": asr, "align": align, "outputs": outputs}[name]
+    module = {"demux": demux, "asr": asr, "align": align, "translate": translate, "outputs": outputs, "mux": mux}[name]
     return StageSpec(name, module.__name__, module.VENV, module.VERSION)
 
 
@@ -246,15 +306,48 @@ def stage_request(run: JobRun, name: str, catalog: Catalog, root: Path, lock: di
         }
         key = {"transcript": _file_digest(run.path("asr.json")), "aligner": spec and [spec["key"], spec["commit"]],
                "reason": reason}
-    else:
+    elif name == "translate":
         language = read_transcript(run.path("aligned.json"))["language"]
-        stem = Path(job.media.path).stem
+        targets, models, problems = translation_plan(catalog, root, lock, job, language)
+        if problems:
+            raise StageInputError("; ".join(problems))
         entry |= {
             "inputs": {"transcript": str(run.path("aligned.json"))},
-            "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in ("srt", "vtt", "txt", "json")},
+            "outputs": {t["language"]: str(run.path(f"translated.{t['language']}.json")) for t in targets},
+            "targets": targets,
+            "models": models,
         }
-        key = {"transcript": _file_digest(run.path("aligned.json")), "outputs": sorted(entry["outputs"].values())}
+        key = {"transcript": _file_digest(run.path("aligned.json")), "targets": targets,
+               "models": {k: [m["commit"], m["ct2"]] for k, m in models.items()}}
+    elif name == "outputs":
+        documents = _documents(run)
+        entry |= {"documents": documents, "outputs": {f"{d['language']}.{ext}": path for d in documents
+                                                      for ext, path in d["outputs"].items()}}
+        key = {"inputs": {d["transcript"]: _file_digest(Path(d["transcript"])) for d in documents},
+               "outputs": sorted(entry["outputs"].values())}
+    else:
+        tracks = [{"path": path, "iso639_2": lookup(d["language"]).iso639_2, "title": lookup(d["language"]).name}
+                  for d in _documents(run) for ext, path in d["outputs"].items() if ext == "srt"]
+        media = run.dir / mux.output_name(job.media.path)
+        entry |= {"tracks": tracks, "outputs": {"media": str(media)}}
+        key = {"media": run.media_sha256, "tracks": [[t["iso639_2"], _file_digest(Path(t["path"]))] for t in tracks]}
     return entry, key
+
+
+def _documents(run: JobRun) -> list[dict]:
+    """The transcripts the outputs stage turns into files: the source, then each translation, with their files."""
+    job = run.job
+    stem = Path(job.media.path).stem
+    language = read_transcript(run.path("aligned.json"))["language"]
+    docs = [{"language": language, "transcript": str(run.path("aligned.json")),
+             "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in ("srt", "vtt", "txt", "json")}}]
+    if "translate" in STAGES[job.workflow]:
+        record = run.manifest["stages"].get("translate", {})
+        formats = ("srt", "vtt", "txt", "json") if job.workflow == "subtitle" else ("txt", "json")
+        for target, out in record.get("outputs", {}).items():
+            docs.append({"language": target, "transcript": str(run.dir / out["path"]),
+                         "outputs": {ext: str(run.dir / f"{stem}.{target}.{ext}") for ext in formats}})
+    return docs
 
 
 def up_to_date(run: JobRun, name: str, digest: str) -> bool:
@@ -289,15 +382,19 @@ class Runner:
             run.manifest |= {"status": "running", "started": _now(), "job": run.id}
             run.manifest.pop("error", None)
             run.save()
-        order = STAGES["transcribe"]
-        for name in order:
+        for name in ORDER:
             lock = cache.read_lock(self.root)
             batches: dict[tuple, list[tuple[JobRun, dict, str]]] = {}
             for run in runs:
-                if run.failed:
+                if run.failed or name not in STAGES[run.job.workflow]:
                     continue
                 spec = stage_spec(name, run.job)
-                entry, key = stage_request(run, name, self.catalog, self.root, lock)
+                try:
+                    entry, key = stage_request(run, name, self.catalog, self.root, lock)
+                except StageInputError as exc:
+                    run.manifest["stages"][name] = {"status": "failed", "started": _now()}
+                    self._record_failed(run, name, str(exc))
+                    continue
                 digest = _digest({"stage": name, "version": spec.version, **key})
                 if up_to_date(run, name, digest):
                     self.reporter.job_skipped(run.id, name)
@@ -313,7 +410,8 @@ class Runner:
             if not run.failed:
                 run.manifest["status"] = "done"
                 run.manifest["ended"] = _now()
-                final = run.manifest["stages"].get("outputs", {}).get("outputs", {})
+                final = {**run.manifest["stages"].get("outputs", {}).get("outputs", {}),
+                         **run.manifest["stages"].get("mux", {}).get("outputs", {})}
                 run.manifest["outputs"] = {k: v["path"] for k, v in final.items()}
                 run.manifest["warnings"] = list(run.manifest["stages"].get("outputs", {}).get("info", {}).get("warnings", []))
                 run.save()
@@ -324,6 +422,8 @@ class Runner:
         request = {"schema": 1, "stage": name, "options": {}, "jobs": [e for _, e, _ in members]}
         if name == "asr":
             request["models"] = {"asr": members[0][0].asr}
+        elif name == "translate":
+            request["models"] = {k: m for _, e, _ in members for k, m in e["models"].items()}
         python = self.venv_root / venv / "bin" / "python"
         tmpdir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=members[0][0].dir.parent))
         request_path = tmpdir / "request.json"
@@ -421,6 +521,8 @@ class Runner:
             models[run.asr["key"]] = run.asr["commit"]
         if entry.get("aligner"):
             models[entry["aligner"]["key"]] = entry["aligner"]["commit"]
+        for key, spec in entry.get("models", {}).items():
+            models[key] = spec["commit"]
         record |= {"status": "done", "ended": _now(), "duration": round(seconds, 3), "inputs": digest,
                    "outputs": outs, "models": models, "info": event.get("info", {}), "error": None}
         run.save()

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import cache
+from . import cache, derive
 from .cache import LocalState, RemoteFile
 from .catalog import COMMIT_RE, Asset, Item, Model
+from .env import VENV_ROOT
 
 DISK_MARGIN = 256 << 20  # keep this much free after a download
 LFS_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".npz", ".model", ".msgpack", ".h5", ".onnx")
@@ -219,27 +220,50 @@ def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, worker
     """Carry out a plan: download what is missing, verify it, write refs and the lock. Never raises per entry.
 
     Every file of every entry goes into one pool of `workers`, so one entry's big file does not hold up the
-    next entry, and hashing a finished file overlaps with other downloads.
+    next entry, and hashing a finished file overlaps with other downloads. Each entry is provisioned under its
+    own inter-process lock: a second cache-models run waits for the entry, then finds it complete.
     """
     results: dict[str, ItemResult] = {}
-    pending: dict[str, list[Future]] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    entries: dict[str, Future] = {}
+    todo = [p for p in the_plan.items if p.action == "fetch"]
+    with ThreadPoolExecutor(max_workers=workers) as files, ThreadPoolExecutor(max_workers=max(1, len(todo))) as owners:
         for p in the_plan.items:
             key = p.item.key
             if p.action == "error":
                 results[key] = ItemResult(key, False, message=p.error or "")
             elif p.action == "cached":
                 results[key] = ItemResult(key, True, message="cached")
-            elif isinstance(p.item, Asset):
-                pending[key] = [pool.submit(_fetch_asset, root, p, remote, reporter)]
             else:
-                _prepare_model(root, p)
-                pending[key] = [pool.submit(_fetch_file, root, p, f, remote, reporter) for f in p.to_fetch]
-        for p in the_plan.items:
-            futures = pending.get(p.item.key)
-            if futures is not None:
-                results[p.item.key] = _collect(root, p, futures, remote)
+                entries[key] = owners.submit(_provision_entry, root, p, remote, reporter, files)
+        for key, future in entries.items():
+            results[key] = future.result()
     return [results[p.item.key] for p in the_plan.items]
+
+
+def _provision_entry(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: ThreadPoolExecutor) -> ItemResult:
+    """One entry, under its lock: re-judge it from disk (another run may have done it meanwhile), then fetch."""
+    with cache.cache_lock(root, f"entry-{p.item.key}"):
+        p = _replan(root, p)
+        if p.action == "cached":
+            return ItemResult(p.item.key, True, message="cached (by another cache-models run)")
+        if isinstance(p.item, Asset):
+            futures = [files.submit(_fetch_asset, root, p, remote, reporter)]
+        else:
+            _prepare_model(root, p)
+            futures = [files.submit(_fetch_file, root, p, f, remote, reporter) for f in p.to_fetch]
+        return _collect(root, p, futures, remote)
+
+
+def _replan(root: Path, p: ItemPlan) -> ItemPlan:
+    """The plan for an entry as the disk is now: complete, or the files still missing (from the planned list)."""
+    state = cache.item_state(root, p.item, cache.read_lock(root))
+    if state.status == "complete":
+        return ItemPlan(p.item, state, state.commit, state.needed)
+    if isinstance(p.item, Asset) or not p.commit:
+        return p
+    snapshot = cache.snapshot_dir(root, p.item.repo, p.commit)
+    to_fetch = tuple(f for f in p.needed if cache.local_file_size(snapshot, f.path) != f.size)
+    return ItemPlan(p.item, state, p.commit, p.needed, to_fetch, p.tree)
 
 
 def _collect(root: Path, p: ItemPlan, futures: list[Future], remote: Remote) -> ItemResult:
@@ -454,6 +478,11 @@ def verify(root: Path, items: list[Item]) -> list[VerifyResult]:
             if problem:
                 problems.append(FileProblem(f.path, *problem))
         results.append(VerifyResult(item.key, "problems" if problems else "ok", len(files), tuple(problems)))
+        derived = derive.verify_files(root, item, lock) if isinstance(item, Model) else None
+        if derived is not None:
+            checked, found = derived
+            bad = tuple(FileProblem(*p) for p in found)
+            results.append(VerifyResult(cache.derived_key(item), "problems" if bad else "ok", checked, bad))
     return results
 
 
@@ -483,6 +512,11 @@ def repair(root: Path, items: list[Item], results: list[VerifyResult], remote: R
     by_key = {r.key: r for r in results}
     out = []
     for item in items:
+        derived = by_key.get(cache.derived_key(item)) if isinstance(item, Model) else None
+        if derived is not None and derived.status != "ok":
+            derive.remove(root, item)
+            ok, message = derive.convert(root, item, VENV_ROOT)
+            out.append(ItemResult(derived.key, ok, 0, message))
         result = by_key.get(item.key)
         if result is None or result.status == "ok":
             continue
@@ -521,6 +555,8 @@ def clear(root: Path, items: list[Item]) -> list[tuple[str, int]]:
             shutil.rmtree(target, ignore_errors=True)
             shutil.rmtree(cache.hub_dir(root) / ".locks" / target.name, ignore_errors=True)
             cache.update_lock(root, "models", item.key, None)
+            if derive.wants_ct2(item):
+                size += derive.remove(root, item)
         else:
             entry = lock["assets"].get(item.key, {})
             dest = root / item.dest

@@ -1,4 +1,5 @@
-"""outputs: subtitles and transcripts from the final transcript: <stem>.<lang>.srt, .vtt, .txt and .json.
+"""outputs: subtitles and transcripts, per language: <stem>.<lang>.srt, .vtt, .txt and .json (the source transcript
+and each translation; the translate workflow writes only .txt and .json for its targets).
 
 Cues follow subtitle conventions: at most two lines of 42 characters and 7 seconds, broken at word boundaries
 (preferably after sentence punctuation), never overlapping. With word timestamps a cue spans its words exactly;
@@ -14,7 +15,7 @@ from .base import Events, for_each_job, main
 
 NAME = "outputs"
 VENV = "core"
-VERSION = 1
+VERSION = 2
 LINE = 42
 MAX_CHARS = 2 * LINE
 MAX_SECONDS = 7.0
@@ -30,7 +31,7 @@ def _pieces(segment: dict) -> list[tuple[str, float, float]]:
     for w in words:
         start = segment["start"] + span * pos / total
         pos += len(w) + 1
-        out.append((w, start, segment["start"] + span * (pos - 1) / total))
+        out.append((w, start, segment["start"] + span * pos / total))  # the last word ends with the segment
     return out
 
 
@@ -94,17 +95,30 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def write_documents(doc: dict, outputs: dict[str, str]) -> int:
+    """Write the formats named in `outputs` (srt, vtt, txt, json) for one transcript; returns the cue count."""
+    items = cues(doc["segments"])
+    writers = {
+        "srt": lambda path: _write_text(path, to_srt(items)),
+        "vtt": lambda path: _write_text(path, to_vtt(items)),
+        "txt": lambda path: _write_text(path, "".join(s["text"] + "\n" for s in doc["segments"])),
+        "json": lambda path: write_json(path, {**doc, "stage": NAME}),
+    }
+    for ext, path in outputs.items():
+        writers[ext](Path(path))
+    return len(items)
+
+
 def run(request: dict, events: Events) -> None:
     def work(job: dict) -> dict:
-        doc = read_transcript(Path(job["inputs"]["transcript"]))
-        out = {k: Path(v) for k, v in job["outputs"].items()}
-        items = cues(doc["segments"])
-        _write_text(out["srt"], to_srt(items))
-        _write_text(out["vtt"], to_vtt(items))
-        _write_text(out["txt"], "".join(s["text"] + "\n" for s in doc["segments"]))
-        write_json(out["json"], {**doc, "stage": NAME})
-        events.log(job["id"], f"{len(items)} cues from {len(doc['segments'])} segments")
-        return {"cues": len(items), "warnings": doc["warnings"]}
+        cue_counts, warnings = {}, []
+        for document in job["documents"]:
+            doc = read_transcript(Path(document["transcript"]))
+            cue_counts[document["language"]] = write_documents(doc, document["outputs"])
+            warnings += [w for w in doc["warnings"] if w not in warnings]
+            events.log(job["id"], f"{document['language']}: {cue_counts[document['language']]} cues from "
+                                  f"{len(doc['segments'])} segments -> {', '.join(sorted(document['outputs']))}")
+        return {"cues": cue_counts, "warnings": warnings}
 
     for_each_job(request, events, work)
 

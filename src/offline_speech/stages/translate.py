@@ -1,0 +1,234 @@
+"""translate: every segment of the source transcript into every target language, keeping each segment's timing.
+
+Runs in the translation venv. The request names the models of the run (`models`: key -> spec) and, per job,
+its targets with the route chosen at prepare time (IndicTrans2 direction or NLLB, FLORES-200 codes). The stage
+loads each model once, translates the segments of every job and target that use it (deduplicated, sorted by
+length, batched), frees it, and goes on with the next model; so a run needs one model in memory at a time.
+
+IndicTrans2 goes through IndicTransToolkit's IndicProcessor (pre- and post-processing) with the remote code of
+the exact commit in the lock (`trust_remote_code` only where the catalog says so). NLLB runs on CTranslate2 int8
+when cache-models.sh has converted it (`ct2` in the spec), otherwise on transformers. Device: CUDA, then Apple
+MPS (transformers only), then CPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+
+from ..schema import read_transcript, write_json
+from .base import Events, StageFailure, main
+
+NAME = "translate"
+VENV = "translation"
+VERSION = 1
+MAX_TOKENS = 256
+NLLB_BEAMS = 4
+INDICTRANS2_BEAMS = 5  # what IndicTrans2's authors use
+
+
+def device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def batch_size(where: str) -> int:
+    return 64 if where == "cuda" else 16
+
+
+class Translator:
+    """A loaded model that translates lists of sentences between FLORES-200 codes."""
+
+    engine = "?"
+
+    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class TransformersTranslator(Translator):
+    """NLLB / M2M100 or IndicTrans2 on transformers (torch)."""
+
+    def __init__(self, spec: dict):
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        self.torch = torch
+        self.device = device()
+        self.indic = spec["kind"] == "indictrans2"
+        remote = bool(spec.get("trust_remote_code"))
+        self.engine = f"transformers ({self.device})"
+        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(spec["path"], trust_remote_code=remote)
+        model = AutoModelForSeq2SeqLM.from_pretrained(spec["path"], trust_remote_code=remote, torch_dtype=dtype)
+        self.model = model.to(self.device).eval()
+        if self.indic:
+            from IndicTransToolkit.processor import IndicProcessor
+
+            self.processor = IndicProcessor(inference=True)
+
+    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        tok, torch = self.tokenizer, self.torch
+        if self.indic:
+            batch = self.processor.preprocess_batch(texts, src_lang=src, tgt_lang=tgt)
+            inputs = tok(batch, truncation=True, padding="longest", return_tensors="pt", return_attention_mask=True)
+            options = {"use_cache": True, "min_length": 0, "max_length": MAX_TOKENS, "num_beams": INDICTRANS2_BEAMS}
+        else:
+            tok.src_lang = src
+            inputs = tok(texts, truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="pt")
+            options = {"forced_bos_token_id": tok.convert_tokens_to_ids(tgt), "num_beams": NLLB_BEAMS,
+                       "max_new_tokens": MAX_TOKENS}
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            generated = self.model.generate(**inputs, num_return_sequences=1, **options)
+        if self.indic:
+            decoded = tok.batch_decode(generated, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+            return list(self.processor.postprocess_batch(decoded, lang=tgt))
+        return tok.batch_decode(generated, skip_special_tokens=True)
+
+    def close(self) -> None:
+        del self.model
+        gc.collect()
+        if self.device == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+class CTranslate2Translator(Translator):
+    """NLLB converted to CTranslate2 (int8 on CPU, int8_float16 on CUDA); the tokenizer of the source snapshot."""
+
+    def __init__(self, spec: dict):
+        import ctranslate2
+        from transformers import AutoTokenizer
+
+        cuda = ctranslate2.get_cuda_device_count() > 0
+        where, compute = ("cuda", "int8_float16") if cuda else ("cpu", "int8")
+        threads = 0 if cuda else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        self.engine = f"ctranslate2 {compute} ({where})"
+        self.batch = batch_size(where)
+        self.tokenizer = AutoTokenizer.from_pretrained(spec["path"])
+        self.model = ctranslate2.Translator(spec["ct2"], device=where, compute_type=compute, intra_threads=threads)
+
+    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        tok = self.tokenizer
+        tok.src_lang = src
+        tokens = [tok.convert_ids_to_tokens(tok.encode(t, truncation=True, max_length=MAX_TOKENS)) for t in texts]
+        results = self.model.translate_batch(
+            tokens, target_prefix=[[tgt]] * len(texts), beam_size=NLLB_BEAMS, max_decoding_length=MAX_TOKENS
+        )
+        return [tok.decode(tok.convert_tokens_to_ids(r.hypotheses[0][1:]), skip_special_tokens=True) for r in results]
+
+    def close(self) -> None:
+        del self.model
+        gc.collect()
+
+
+def load(spec: dict) -> Translator:
+    if spec["kind"] == "nllb" and spec.get("ct2"):
+        return CTranslate2Translator(spec)
+    return TransformersTranslator(spec)
+
+
+def translate_all(translator: Translator, texts: list[str], src: str, tgt: str, size: int, done=None) -> list[str]:
+    """Translate `texts` (duplicates and empty strings handled once), batched by similar length."""
+    unique = sorted({t.strip() for t in texts if t.strip()}, key=len)
+    result: dict[str, str] = {"": ""}
+    for i in range(0, len(unique), size):
+        chunk = unique[i : i + size]
+        for source, target in zip(chunk, translator.translate(chunk, src, tgt)):
+            result[source] = target.strip()
+        if done:
+            done(min(i + size, len(unique)), len(unique))
+    return [result[t.strip()] for t in texts]
+
+
+def run(request: dict, events: Events) -> None:
+    jobs = {job["id"]: job for job in request["jobs"]}
+    docs: dict[str, dict] = {}
+    failed: dict[str, str] = {}
+    for jid, job in jobs.items():
+        events.emit("job_started", job=jid)
+        try:
+            docs[jid] = read_transcript(Path(job["inputs"]["transcript"]))
+        except Exception as exc:  # noqa: BLE001 - a bad input fails its job only
+            failed[jid] = str(exc).splitlines()[0]
+    results: dict[tuple[str, str], list[str]] = {}
+    totals = {jid: sum(1 for _ in job["targets"]) for jid, job in jobs.items()}
+    finished = dict.fromkeys(jobs, 0)
+    for key, spec in request["models"].items():
+        users = [(jid, t) for jid, job in jobs.items() if jid not in failed for t in job["targets"] if t["model"] == key]
+        if not users:
+            continue
+        started = time.monotonic()
+        try:
+            translator = load(spec)
+        except Exception as exc:  # noqa: BLE001 - the jobs that need this model fail, the others go on
+            import traceback
+
+            traceback.print_exc()
+            for jid, _ in users:
+                failed.setdefault(jid, f"{key} did not load: {type(exc).__name__}: {exc}".splitlines()[0])
+            continue
+        events.model_loaded(key, spec.get("commit"), started, engine=translator.engine)
+        size = getattr(translator, "batch", None) or batch_size(getattr(translator, "device", "cpu"))
+        for jid, target in users:
+            if jid in failed:
+                continue
+            texts = [s["text"] for s in docs[jid]["segments"]]
+            clip = docs[jid]["clip"]
+            span = clip["end"] - clip["start"]
+
+            def done(n: int, total: int, jid: str = jid) -> None:
+                events.progress(jid, span * (finished[jid] + n / max(total, 1)) / max(totals[jid], 1))
+
+            t0 = time.monotonic()
+            try:
+                results[(jid, target["language"])] = translate_all(translator, texts, target["src"], target["tgt"], size, done)
+            except Exception as exc:  # noqa: BLE001
+                import traceback
+
+                traceback.print_exc()
+                failed[jid] = f"{target['src']} -> {target['tgt']} with {key}: {type(exc).__name__}: {exc}".splitlines()[0]
+                continue
+            finished[jid] += 1
+            events.log(jid, f"{target['language']}: {len(texts)} segments with {key} ({translator.engine}) "
+                            f"{target['src']} -> {target['tgt']} in {time.monotonic() - t0:.2f} s")
+        translator.close()
+    for jid, job in jobs.items():
+        if jid in failed:
+            events.emit("job_failed", job=jid, error=failed[jid])
+            continue
+        doc = docs[jid]
+        try:
+            for target in job["targets"]:
+                lang = target["language"]
+                if (jid, lang) not in results:
+                    raise StageFailure(f"no model in this run translates into {lang}")
+                spec = request["models"][target["model"]]
+                segments = [{"start": s["start"], "end": s["end"], "text": text, "source": s["text"]}
+                            for s, text in zip(doc["segments"], results[(jid, lang)])]
+                write_json(Path(job["outputs"][lang]), {
+                    **{k: doc[k] for k in ("kind", "schema", "job", "clip", "warnings")},
+                    "stage": NAME,
+                    "language": lang,
+                    "source_language": doc["language"],
+                    "segments": segments,
+                    "model": {"key": target["model"], "commit": spec.get("commit"), "kind": spec["kind"],
+                              "src": target["src"], "tgt": target["tgt"]},
+                })
+        except StageFailure as exc:
+            events.emit("job_failed", job=jid, error=str(exc))
+            continue
+        events.emit("job_done", job=jid, outputs=job["outputs"], info={"targets": [t["language"] for t in job["targets"]]})
+
+
+if __name__ == "__main__":
+    main(run)

@@ -1,0 +1,282 @@
+"""Translate and subtitle workflows with real (tiny) translation models built here.
+
+tests/tiny_translators.py trains, in the translation venv, a tiny NLLB (its own sentencepiece tokenizer) and a tiny
+IndicTrans2-shaped model (modelling and tokenizer code of our own, loaded with trust_remote_code) until each
+reproduces its sentence pairs. The test hub serves them as the catalog's NLLB and IndicTrans2 repos;
+cache-models.sh provisions them (and converts the NLLB to CTranslate2 int8); subtitle jobs then run offline in a
+network namespace on the committed speech clip. The English source sentences are what tiny.en transcribes of the
+clip (a transcribe job run first), so the translated subtitles must hold exactly the trained sentences.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import universe as hub_universe
+from conftest import ROOT, venv_python
+from offline_speech import cache
+from offline_speech.catalog import load_catalog
+from offline_speech.env import offline_env
+from offline_speech.languages import lookup
+from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
+from test_pipeline import CLIP, SENTENCES, base_env, parse_srt, prepare, run_pipeline, shim
+
+END = SENTENCES[2]["end"] + 0.4  # three sentences of the clip
+HINDI = ["आज मौसम बहुत अच्छा है।", "हम कल बाज़ार जाएंगे।", "यह किताब मेरी है।", "वह स्कूल में पढ़ती है।"]
+FRENCH = ["Première phrase du texte.", "Deuxième phrase du texte.", "Troisième phrase du texte.", "Quatrième phrase."]
+ENGLISH_OF_HINDI = ["The weather is very nice today.", "We will go to the market tomorrow."]
+TAMIL_OF_HINDI = ["இன்று வானிலை மிகவும் நன்றாக உள்ளது.", "நாளை நாங்கள் சந்தைக்குச் செல்வோம்."]
+NLLB = "nllb-200-distilled-600M"
+IT2 = ("indictrans2-en-indic-1B", "indictrans2-indic-en-1B", "indictrans2-indic-indic-1B")
+
+
+def _build(kind: str, dest: Path, pairs: list[dict]) -> dict[str, bytes]:
+    spec = dest.with_suffix(".pairs.json")
+    spec.write_text(json.dumps(pairs, ensure_ascii=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(dest.parent / "hf-home")}
+    proc = subprocess.run([str(venv_python("translation")), str(ROOT / "tests" / "tiny_translators.py"), kind, str(dest), str(spec)],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return {p.name: p.read_bytes() for p in sorted(dest.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """(cache with tiny.en + the tiny translators provisioned, the English segments of the clip, work dir)."""
+    work = tmp_path_factory.mktemp("translate")
+    cache_dir = work / "cache"
+    plain = hub_universe.build_universe(hub_universe.tiny_en_files())
+    plain.hub.start()
+    try:
+        env = base_env(cache_dir) | {"HF_ENDPOINT": plain.hub.url, "HOME": str(work)}
+        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--whisperx", "--asr-model", "tiny.en"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        plain.hub.stop()
+    out = work / "out"
+    first = prepare(out, cache_dir, "-s", "en", "--no-align", "--end-time", f"{END:.2f}")
+    run_pipeline(out, cache_dir, first)
+    english = [s["text"] for s in read_transcript(out / first / "work" / "aligned.json")["segments"]]
+    assert 2 <= len(english) <= len(HINDI), english
+
+    nllb_pairs = [{"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": e, "tgt": f} for e, f in zip(english, FRENCH)]
+    it2_pairs = [{"src_lang": "eng_Latn", "tgt_lang": "hin_Deva", "src": e, "tgt": h} for e, h in zip(english, HINDI)]
+    it2_pairs += [{"src_lang": "hin_Deva", "tgt_lang": "eng_Latn", "src": h, "tgt": e} for h, e in zip(HINDI, ENGLISH_OF_HINDI)]
+    it2_pairs += [{"src_lang": "hin_Deva", "tgt_lang": "tam_Taml", "src": h, "tgt": t} for h, t in zip(HINDI, TAMIL_OF_HINDI)]
+    nllb_files = _build("nllb", work / "tiny-nllb", nllb_pairs)
+    it2_files = _build("indictrans2", work / "tiny-it2", it2_pairs)
+    catalog = load_catalog()
+    overrides = {catalog.get(NLLB).repo: nllb_files} | {catalog.get(k).repo: it2_files for k in IT2}
+    u = hub_universe.build_universe(hub_universe.tiny_en_files(), overrides=overrides)
+    u.hub.start()
+    try:
+        env = base_env(cache_dir) | {"HF_ENDPOINT": u.hub.url, "HOME": str(work), "HF_TOKEN": u.token}
+        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--indictrans2", "--nllb", "--nllb-model", "distilled-600M"],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        u.hub.stop()
+    return cache_dir, english, work
+
+
+def _video(dest: Path) -> Path:
+    """An MP4 with a small H.264 picture and the clip's speech as AAC."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=navy:size=64x36:rate=5",
+                    "-i", str(CLIP), "-t", f"{END + 1:.2f}", "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-shortest", str(dest)], check=True)
+    return dest
+
+
+def _streams(path: Path) -> list[dict]:
+    proc = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)["streams"]
+
+
+def test_provisioning_fetches_safetensors_only_and_converts_nllb(world):
+    cache_dir, _, _ = world
+    lock = cache.read_lock(cache_dir)
+    catalog = load_catalog()
+    for key in IT2:
+        model = catalog.get(key)
+        snap = cache.snapshot_dir(cache_dir, model.repo, lock["models"][key]["commit"])
+        names = {p.name for p in snap.iterdir()}
+        assert {"model.safetensors", "modeling_indictrans.py", "tokenization_indictrans.py", "model.SRC", "dict.TGT.json"} <= names
+        assert "pytorch_model.bin" not in names
+    derived = lock["derived"][cache.derived_key(catalog.get(NLLB))]
+    assert derived["source_commit"] == lock["models"][NLLB]["commit"] and "model.bin" in derived["files"]
+    info = json.loads(shim("cache-models.sh", "--info", "--json", NLLB, cache=cache_dir).stdout)
+    assert [r["status"] for r in info["models"]] == ["complete", "complete"]
+
+
+def test_subtitle_jobs_offline_give_the_trained_sentences_at_the_source_timings(world, tmp_path):
+    cache_dir, english, _ = world
+    video = _video(tmp_path / "talk.mp4")
+    out = tmp_path / "out"
+    ids = [prepare(out, cache_dir, "--workflow", "subtitle", "-s", "en", "-t", "hi,fr", "--nllb-model", "distilled-600M",
+                   "--no-align", "--end-time", f"{END:.2f}", media=m, netns=True) for m in (video, CLIP)]
+    proc = run_pipeline(out, cache_dir, *ids, netns=True)
+    for job_id, media in zip(ids, (video, CLIP)):
+        folder, stem = out / job_id, media.stem
+        source = read_transcript(folder / "work" / "aligned.json")["segments"]
+        assert [s["text"] for s in source] == english
+        for lang, expected in (("hi", HINDI), ("fr", FRENCH)):
+            cues = parse_srt(folder / f"{stem}.{lang}.srt")
+            assert [c[2] for c in cues] == expected[: len(english)], cues
+            assert [(round(a, 2), round(b, 2)) for a, b, _ in cues] == [(round(s["start"], 2), round(s["end"], 2)) for s in source]
+            assert (folder / f"{stem}.{lang}.vtt").read_text().startswith("WEBVTT")
+            doc = read_transcript(folder / f"{stem}.{lang}.json")
+            assert doc["language"] == lang and doc["source_language"] == "en"
+        muxed = folder / (f"{stem}.subtitled.mp4" if media.suffix == ".mp4" else f"{stem}.subtitled.mkv")
+        assert str(muxed) in proc.stdout
+        streams = _streams(muxed)
+        original = _streams(media)
+        subs = [s for s in streams if s["codec_type"] == "subtitle"]
+        assert [s["tags"]["language"] for s in subs] == [lookup(x).iso639_2 for x in ("en", "hi", "fr")] == ["eng", "hin", "fre"]
+        assert {s["codec_name"] for s in subs} == ({"mov_text"} if media.suffix == ".mp4" else {"subrip"})
+        kept = [(s["codec_type"], s["codec_name"]) for s in streams if s["codec_type"] != "subtitle"]
+        assert kept == [(s["codec_type"], s["codec_name"]) for s in original]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["status"] == "done" and manifest["stages"]["translate"]["models"].keys() == {NLLB, IT2[0]}
+    log = (out / ids[0] / "logs" / "translate.log").read_text()
+    assert "model loads in this process: 2; jobs in this process: 2" in log
+    assert "ctranslate2 int8" in log  # the converted NLLB, not transformers
+
+
+def test_translate_workflow_with_a_detected_source_writes_transcripts_only(world, tmp_path):
+    """-s auto: the language Whisper detects (en) decides the route; a target equal to it is the source itself."""
+    cache_dir, english, _ = world
+    out = tmp_path / "out"
+    job_id = prepare(out, cache_dir, "--workflow", "translate", "-s", "auto", "-t", "en,fr", "--nllb-model", "distilled-600M",
+                     "--no-align", "--end-time", f"{END:.2f}")
+    run_pipeline(out, cache_dir, job_id)
+    folder = out / job_id
+    assert (folder / "speech-en.fr.txt").read_text().splitlines() == FRENCH[: len(english)]
+    assert read_transcript(folder / "speech-en.fr.json")["model"]["key"] == NLLB
+    assert not (folder / "speech-en.fr.srt").exists() and not list(folder.glob("*.subtitled.*"))
+    assert (folder / "speech-en.en.txt").read_text().splitlines() == english
+    assert not (folder / "work" / "translated.en.json").exists()
+
+
+def _stage(request: dict, cache_dir: Path, work: Path) -> list[dict]:
+    path = work / "request.json"
+    write_json(path, request)
+    env = offline_env(cache_dir) | {"PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(["unshare", "-n", str(venv_python("translation")), "-m", "offline_speech.stages.translate", str(path)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def _spec(cache_dir: Path, key: str, kind: str, ct2: bool = False) -> dict:
+    model = load_catalog().get(key)
+    lock = cache.read_lock(cache_dir)
+    commit = lock["models"][key]["commit"]
+    return {"key": key, "repo": model.repo, "commit": commit, "kind": kind, "trust_remote_code": model.trust_remote_code,
+            "path": str(cache.snapshot_dir(cache_dir, model.repo, commit)),
+            "ct2": str(cache.derived_dir(cache_dir, model, commit)) if ct2 else None}
+
+
+def test_indic_sources_route_to_indic_en_and_indic_indic(world, tmp_path):
+    cache_dir, _, _ = world
+    doc = {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j1", "language": "hi", "clip": {"start": 0.0, "end": 9.0},
+           "segments": [{"start": 1.0 + 4 * i, "end": 3.5 + 4 * i, "text": h} for i, h in enumerate(HINDI[:2])],
+           "model": {}, "warnings": []}
+    write_json(tmp_path / "hi.json", doc)
+    targets = [{"language": "en", "model": IT2[1], "src": "hin_Deva", "tgt": "eng_Latn"},
+               {"language": "ta", "model": IT2[2], "src": "hin_Deva", "tgt": "tam_Taml"}]
+    job = {"id": "j1", "dir": str(tmp_path), "job": {}, "inputs": {"transcript": str(tmp_path / "hi.json")},
+           "outputs": {t["language"]: str(tmp_path / f"{t['language']}.json") for t in targets}, "targets": targets}
+    request = {"schema": 1, "stage": "translate", "options": {}, "jobs": [job],
+               "models": {k: _spec(cache_dir, k, "indictrans2") for k in IT2[1:]}}
+    events = _stage(request, cache_dir, tmp_path)
+    assert [e["event"] for e in events if e["event"] in ("model_loaded", "job_done")] == ["model_loaded", "model_loaded", "job_done"]
+    for lang, expected in (("en", ENGLISH_OF_HINDI), ("ta", TAMIL_OF_HINDI)):
+        out = read_transcript(tmp_path / f"{lang}.json")
+        assert [s["text"] for s in out["segments"]] == expected
+        assert [(s["start"], s["end"]) for s in out["segments"]] == [(s["start"], s["end"]) for s in doc["segments"]]
+
+
+def test_ctranslate2_and_transformers_nllb_give_identical_output(world, tmp_path):
+    cache_dir, english, _ = world
+    doc = {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j", "language": "en", "clip": {"start": 0.0, "end": 30.0},
+           "segments": [{"start": 2.0 * i, "end": 2.0 * i + 1.5, "text": e} for i, e in enumerate(english * 3)],
+           "model": {}, "warnings": []}
+    write_json(tmp_path / "en.json", doc)
+    results = {}
+    for engine, ct2 in (("ct2", True), ("torch", False)):
+        target = {"language": "fr", "model": NLLB, "src": "eng_Latn", "tgt": "fra_Latn"}
+        job = {"id": "j", "dir": str(tmp_path), "job": {}, "inputs": {"transcript": str(tmp_path / "en.json")},
+               "outputs": {"fr": str(tmp_path / f"fr-{engine}.json")}, "targets": [target]}
+        events = _stage({"schema": 1, "stage": "translate", "options": {}, "jobs": [job],
+                         "models": {NLLB: _spec(cache_dir, NLLB, "nllb", ct2=ct2)}}, cache_dir, tmp_path)
+        loaded = next(e for e in events if e["event"] == "model_loaded")
+        assert ("ctranslate2" in loaded["engine"]) == ct2
+        results[engine] = [s["text"] for s in read_transcript(tmp_path / f"fr-{engine}.json")["segments"]]
+    assert results["ct2"] == results["torch"] == FRENCH[: len(english)] * 3
+
+
+def test_the_conversion_is_verified_and_repaired_like_a_download(world, tmp_path):
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(world[0], cache_dir, symlinks=True)
+    model = load_catalog().get(NLLB)
+    lock = cache.read_lock(cache_dir)
+    where = cache_dir / lock["derived"][cache.derived_key(model)]["dest"] / "model.bin"
+    data = bytearray(where.read_bytes())
+    data[100] ^= 0xFF
+    where.write_bytes(bytes(data))
+    proc = shim("cache-models.sh", "--verify", "--json", NLLB, cache=cache_dir, code=1, netns=True)
+    verified = {r["key"]: r for r in json.loads(proc.stdout)["verified"]}
+    assert verified[cache.derived_key(model)]["problems"][0]["path"] == "model.bin"
+    assert verified[NLLB]["status"] == "ok"
+    repaired = shim("cache-models.sh", "--verify", "--repair", "--json", NLLB, cache=cache_dir, netns=True)
+    assert json.loads(repaired.stdout)["problems"] == 0
+    assert cache.sha256_file(where) == lock["derived"][cache.derived_key(model)]["files"]["model.bin"]["sha256"]
+
+
+def test_a_job_needing_an_uncached_translation_model_is_refused_naming_it(world, tmp_path):
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(world[0], cache_dir, symlinks=True)
+    shim("cache-models.sh", "--clear", "--yes", IT2[0], cache=cache_dir)
+    out = tmp_path / "out"
+    job_id = prepare(out, cache_dir, "--workflow", "subtitle", "-s", "en", "-t", "hi,fr", "--nllb-model", "distilled-600M",
+                     "--no-align", "--end-time", "4")
+    proc = run_pipeline(out, cache_dir, job_id, code=2)
+    assert f"translation model {IT2[0]} (en -> hi) is missing in the cache: ./cache-models.sh --indictrans2" in proc.stderr
+    assert NLLB not in proc.stderr and not (out / job_id / "work").exists()
+    # the fix: cache-models.sh --job fetches what the job needs (here only that model), then the job runs
+    files = {p.name: p.read_bytes() for p in (world[2] / "tiny-it2").iterdir() if p.is_file()}
+    u = hub_universe.build_universe(hub_universe.tiny_en_files(), overrides={load_catalog().get(IT2[0]).repo: files})
+    u.hub.start()
+    try:
+        env = base_env(cache_dir) | {"HF_ENDPOINT": u.hub.url, "HOME": str(tmp_path), "HF_TOKEN": u.token}
+        fixed = subprocess.run([str(ROOT / "cache-models.sh"), "--job", str(out / job_id), "--json"],
+                               capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        u.hub.stop()
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    fetched = {r["key"] for r in json.loads(fixed.stdout)["results"] if r["fetched_bytes"]}
+    assert fetched == {IT2[0]}
+    run_pipeline(out, cache_dir, job_id, netns=True)
+    assert parse_srt(out / job_id / "speech-en.hi.srt")[0][2] == HINDI[0]
+
+
+def test_gated_indictrans2_without_a_token_fails_clearly_at_provisioning(tmp_path):
+    u = hub_universe.build_universe(hub_universe.tiny_en_files())
+    u.hub.start()
+    try:
+        env = base_env(tmp_path / "cache") | {"HF_ENDPOINT": u.hub.url, "HOME": str(tmp_path)}
+        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--indictrans2"], capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        u.hub.stop()
+    assert proc.returncode == 1
+    text = proc.stdout + proc.stderr
+    for key in IT2:
+        assert key in text
+    assert "ai4bharat/indictrans2-en-indic-1B" in text and "HF_TOKEN" in text
