@@ -280,3 +280,16 @@ def test_gated_indictrans2_without_a_token_fails_clearly_at_provisioning(tmp_pat
     for key in IT2:
         assert key in text
     assert "ai4bharat/indictrans2-en-indic-1B" in text and "HF_TOKEN" in text
+
+
+def test_translate_stage_device_choice():
+    """The translate stage's choices for CUDA, Apple Silicon (MPS) and CPU, as detection feeds them."""
+    from offline_speech.stages import translate
+
+    assert translate.pick_device(cuda=True, mps=True) == "cuda"
+    assert translate.pick_device(cuda=False, mps=True) == "mps"
+    assert translate.pick_device(cuda=False, mps=False) == "cpu"
+    assert [translate.torch_dtype_name(d) for d in ("cuda", "mps", "cpu")] == ["float16", "float32", "float32"]
+    assert translate.ct2_target(1, 16) == ("cuda", "int8_float16", 0)
+    assert translate.ct2_target(0, 2) == ("cpu", "int8", 2)
+    assert translate.batch_size("cuda") > translate.batch_size("cpu")

@@ -29,14 +29,26 @@ NLLB_BEAMS = 4
 INDICTRANS2_BEAMS = 5  # what IndicTrans2's authors use
 
 
+def pick_device(cuda: bool, mps: bool) -> str:
+    """transformers' device: CUDA, then Apple's Metal (MPS), then the CPU."""
+    return "cuda" if cuda else "mps" if mps else "cpu"
+
+
 def device() -> str:
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    mps = getattr(torch.backends, "mps", None)
+    return pick_device(torch.cuda.is_available(), mps is not None and mps.is_available())
+
+
+def torch_dtype_name(where: str) -> str:
+    """float16 on CUDA; float32 elsewhere (MPS float16 generation is not reliable for these models; CPU lacks it)."""
+    return "float16" if where == "cuda" else "float32"
+
+
+def ct2_target(cuda_devices: int, cpus: int) -> tuple[str, str, int]:
+    """CTranslate2's (device, compute type, intra threads): int8_float16 on CUDA, int8 on every CPU core."""
+    return ("cuda", "int8_float16", 0) if cuda_devices > 0 else ("cpu", "int8", max(1, cpus))
 
 
 def batch_size(where: str) -> int:
@@ -67,7 +79,7 @@ class TransformersTranslator(Translator):
         self.indic = spec["kind"] == "indictrans2"
         remote = bool(spec.get("trust_remote_code"))
         self.engine = f"transformers ({self.device})"
-        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        dtype = getattr(torch, torch_dtype_name(self.device))
         self.tokenizer = AutoTokenizer.from_pretrained(spec["path"], trust_remote_code=remote)
         model = AutoModelForSeq2SeqLM.from_pretrained(spec["path"], trust_remote_code=remote, torch_dtype=dtype)
         self.model = model.to(self.device).eval()
@@ -109,9 +121,8 @@ class CTranslate2Translator(Translator):
         import ctranslate2
         from transformers import AutoTokenizer
 
-        cuda = ctranslate2.get_cuda_device_count() > 0
-        where, compute = ("cuda", "int8_float16") if cuda else ("cpu", "int8")
-        threads = 0 if cuda else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        where, compute, threads = ct2_target(ctranslate2.get_cuda_device_count(), cpus)
         self.engine = f"ctranslate2 {compute} ({where})"
         self.batch = batch_size(where)
         self.tokenizer = AutoTokenizer.from_pretrained(spec["path"])
