@@ -4,9 +4,15 @@
     venv/core/bin/python scripts/bench_translate.py --nllb DIR [--ct2 DIR]     # a real NLLB snapshot instead
 
 1. CTranslate2 int8 NLLB ÷ transformers NLLB: segments per second of each on the same segments, same beam size
-   and batch size as the stage, and the speed ratio (target >= 3x); whether both give identical output.
+   and batch size as the stage, and the speed ratio; whether both give identical output (the tiny model's ratio
+   measures per-call overhead; the >= 3x target is judged at real size, 3.).
 2. Segments per second of each route the stage takes: NLLB on CTranslate2, NLLB on transformers, and IndicTrans2
    (en-indic, indic-en, indic-indic) through IndicProcessor.
+3. The same speed ratio at real size (skip with --quick): a model shaped exactly like facebook/nllb-200-distilled-600M
+   (615 M parameters, 256k vocabulary; random weights, since the hub is not reachable here) converted with
+   offline_speech.derive, both engines decoding a fixed number of tokens per segment (--tokens, forced with
+   min = max length) at beam 4, batch 16, on every core. The tiny model's figures measure per-call overhead; this
+   one measures the arithmetic that dominates a real run.
 By default the models are the tiny ones the tests train (tests/tiny_translators.py: a tiny NLLB with its own
 sentencepiece tokenizer, a tiny IndicTrans2-shaped model with its own remote code), so identical output must hold
 exactly; the NLLB is converted with the same code as `cache-models.sh --nllb` (offline_speech.derive). With --nllb
@@ -23,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +97,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--nllb", type=Path, help="a real NLLB snapshot folder to time instead of the tiny model")
     parser.add_argument("--ct2", type=Path, help="its CTranslate2 conversion (default: converted now to a temp dir)")
+    parser.add_argument("--quick", action="store_true", help="skip the real-size (600M-shaped) comparison")
+    parser.add_argument("--real-segments", type=int, default=32, help="segments timed at real size (default 32)")
+    parser.add_argument("--tokens", type=int, default=20, help="tokens decoded per segment at real size (default 20)")
     args = parser.parse_args()
     if not TRANSLATION_PY.exists():
         print("venv/translation is missing: ./venv-setup translation", file=sys.stderr)
@@ -135,20 +145,93 @@ def main() -> int:
             print(proc.stderr[-3000:], file=sys.stderr)
             return 1
         report = {r["name"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
+        real = None if args.quick or args.nllb else real_size(work, nllb, args.real_segments, args.tokens)
     fast, slow = report["nllb ctranslate2"], report["nllb transformers"]
     print(f"model: {'tiny NLLB trained by tests/tiny_translators.py' if exact else nllb}; {n} segments per pass, "
           f"median of {args.reps} passes, {os.cpu_count()} CPUs")
     for r in report.values():
         print(f"  {r['name']:<34} {r['engine']:<28} {r['per_second']:8.1f} segments/s  ({r['wall']:.2f} s; load {r['load']:.2f} s)")
     ratio = fast["per_second"] / slow["per_second"]
-    print(f"ctranslate2 int8 / transformers NLLB speed: {ratio:.2f}x (target >= 3x) {'OK' if ratio >= 3 else 'BELOW TARGET'}")
+    if exact:
+        print(f"ctranslate2 int8 / transformers NLLB speed on the tiny model: {ratio:.2f}x (per-call overhead dominates "
+              f"at this size; the >= 3x target is judged at real size below)")
+    else:
+        print(f"ctranslate2 int8 / transformers NLLB speed: {ratio:.2f}x (target >= 3x) {'OK' if ratio >= 3 else 'BELOW TARGET'}")
     same = fast["output"] == slow["output"]
     print(f"identical output: {'yes' if same else 'NO'}" + (f"; equal to the trained sentences: {fast['output'] == expected}" if exact else ""))
     if exact:
         for name in report:
             if name.startswith("indictrans2"):
                 print(f"  {name}: reproduces the trained sentences: {_check(report[name]['output'], name)}")
+    if real:
+        print(f"real size (nllb-200-distilled-600M shape, {real['params'] / 1e6:.0f} M parameters, random weights; "
+              f"{real['segments']} segments x {real['tokens']} tokens, beam 4, batch 16):")
+        print(f"  ctranslate2 int8 {real['ct2']:.2f} segments/s, transformers float32 {real['torch']:.2f} segments/s: "
+              f"{real['ct2'] / real['torch']:.2f}x (target >= 3x) {'OK' if real['ct2'] >= 3 * real['torch'] else 'BELOW TARGET'}; "
+              f"weights {real['bytes_fp32'] / 1e9:.2f} GB -> {real['bytes_ct2'] / 1e9:.2f} GB, converted in {real['convert']:.1f} s")
     return 0
+
+
+# Runs in venv/translation: an NLLB-600M-shaped model with random weights and the tiny model's tokenizer.
+REAL_BUILD = r'''
+import shutil, sys, torch
+from transformers import M2M100Config, M2M100ForConditionalGeneration
+torch.manual_seed(0)
+config = M2M100Config(vocab_size=256206, d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
+                      decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096, max_position_embeddings=1024,
+                      scale_embedding=True, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
+                      activation_function="relu", tie_word_embeddings=True)
+model = M2M100ForConditionalGeneration(config)
+model.save_pretrained(sys.argv[2], safe_serialization=True)
+for name in ("sentencepiece.bpe.model", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(f"{sys.argv[1]}/{name}", sys.argv[2])
+print(sum(p.numel() for p in model.parameters()))
+'''
+
+# Runs in venv/translation: both engines decode exactly `tokens` tokens per segment (min = max length).
+REAL_TIME = r'''
+import json, os, sys, time, torch, ctranslate2
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+path, ct2_dir, n, tokens, texts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
+cpus = len(os.sched_getaffinity(0))
+texts = [texts[i % len(texts)] for i in range(n)]
+tok = AutoTokenizer.from_pretrained(path, src_lang="eng_Latn")
+pieces = [tok.convert_ids_to_tokens(tok.encode(t)) for t in texts]
+def timed(run):
+    run(0)   # warm-up batch
+    t0 = time.monotonic()
+    for i in range(0, n, 16):
+        run(i)
+    return n / (time.monotonic() - t0)
+translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type="int8", intra_threads=cpus)
+ct2 = timed(lambda i: translator.translate_batch(pieces[i:i + 16], target_prefix=[["fra_Latn"]] * len(pieces[i:i + 16]),
+                                               beam_size=4, min_decoding_length=tokens, max_decoding_length=tokens))
+del translator
+torch.set_num_threads(cpus)
+model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+bos = tok.convert_tokens_to_ids("fra_Latn")
+def generate(i):
+    with torch.inference_mode():
+        model.generate(**tok(texts[i:i + 16], return_tensors="pt", padding=True), forced_bos_token_id=bos, num_beams=4,
+                       min_new_tokens=tokens, max_new_tokens=tokens)
+print(json.dumps({"ct2": ct2, "torch": timed(generate)}))
+'''
+
+
+def real_size(work: Path, tiny_nllb: Path, segments: int, tokens: int) -> dict:
+    """Speeds of both NLLB engines on a model of nllb-200-distilled-600M's shape (see the module docstring)."""
+    big, big_ct2 = work / "nllb-600M-shape", work / "nllb-600M-shape-ct2"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HOME": str(work / "hf-home")}
+    built = subprocess.run([str(TRANSLATION_PY), "-c", REAL_BUILD, str(tiny_nllb), str(big)], check=True, env=env,
+                           capture_output=True, text=True)
+    started = time.monotonic()
+    convert(big, big_ct2)
+    seconds = time.monotonic() - started
+    timed = subprocess.run([str(TRANSLATION_PY), "-c", REAL_TIME, str(big), str(big_ct2), str(segments), str(tokens),
+                            json.dumps(ENGLISH)], check=True, env=env, capture_output=True, text=True)
+    size = lambda d: sum(p.stat().st_size for p in d.iterdir() if p.is_file())  # noqa: E731
+    return {**json.loads(timed.stdout.strip().splitlines()[-1]), "params": int(built.stdout.split()[-1]),
+            "segments": segments, "tokens": tokens, "convert": seconds, "bytes_fp32": size(big), "bytes_ct2": size(big_ct2)}
 
 
 def _check(output: list[str], name: str) -> bool:
