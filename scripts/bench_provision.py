@@ -52,13 +52,14 @@ def cache_models(cache: Path, env: dict[str, str], *args: str) -> float:
     return elapsed
 
 
-def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection) -> float:
-    """The same repos and patterns with huggingface_hub alone (no planning, no hashing, no lock)."""
+def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection, wanted: dict[str, set[str]]) -> float:
+    """The same repos and files with huggingface_hub alone (no planning, no hashing, no lock). The files are
+    given exactly (the catalog's `prefer` alternatives resolve per repo: the first one with a match is fetched)."""
     code = "\n".join(
         [
             "import sys, time",
             "from huggingface_hub import snapshot_download",
-            f"jobs = {[(m.repo, m.revision, list(m.files) + [p for alt in m.prefer[:1] for p in alt]) for m in selection]!r}",
+            f"jobs = {[(m.repo, m.revision, sorted(wanted[m.repo])) for m in selection]!r}",
             "for repo, rev, patterns in jobs:",
             f"    snapshot_download(repo, revision=rev, allow_patterns=patterns, cache_dir={str(cache)!r}, token={token!r})",
         ]
@@ -110,7 +111,7 @@ def main() -> None:
         ours, bare = [], []
         for r in range(args.rounds):
             ours.append(cache_models(work / f"ours{r}", env, *model_keys))
-            bare.append(bare_snapshot_download(work / f"bare{r}", u.hub.url, u.token, models))
+            bare.append(bare_snapshot_download(work / f"bare{r}", u.hub.url, u.token, models, u.wanted))
             shutil.rmtree(work / f"ours{r}")
             shutil.rmtree(work / f"bare{r}")
     finally:

@@ -324,3 +324,34 @@ def test_bad_input_exits_2_with_one_line(cli, args, message):
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (cli.cache / cache.LOCK_NAME).exists()
+
+
+def test_a_download_is_hashed_as_it_is_written(tmp_path):
+    """StreamHasher reads huggingface_hub's temporary blob while it grows and after its rename; anything unclear
+    (two temporary blobs, bytes missing) gives None, so the final file is hashed instead."""
+    from offline_speech.provision import StreamHasher
+
+    data = bytes(range(256)) * 40_000
+    etag = hashlib.sha256(data).hexdigest()
+    temp = tmp_path / f"{etag}.1a2b3c4d.incomplete"
+    hasher = StreamHasher(tmp_path, etag, "sha256", len(data))
+    with open(temp, "wb") as f:
+        hasher.start()
+        for i in range(0, len(data), 1 << 20):
+            hasher.catch_up()  # reported before the chunk is written, as huggingface_hub does
+            f.write(data[i : i + (1 << 20)])
+            f.flush()
+    temp.rename(tmp_path / etag)
+    assert hasher.read < len(data)  # the last chunk is read only by result(), after the rename
+    assert hasher.result() == etag
+
+    sha1 = hashlib.sha1(b"blob 5\0hello").hexdigest()
+    (tmp_path / f"{sha1}.aaaa.incomplete").write_bytes(b"hel")
+    (tmp_path / f"{sha1}.bbbb.incomplete").write_bytes(b"he")
+    two = StreamHasher(tmp_path, sha1, "git-sha1", 5)
+    two.start()
+    assert two.result() is None
+    short = StreamHasher(tmp_path, etag, "sha256", len(data) + 1)
+    (tmp_path / f"{etag}.cccc.incomplete").write_bytes(data)
+    short.start()
+    assert short.result() is None

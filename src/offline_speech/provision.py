@@ -150,7 +150,9 @@ def free_bytes(root: Path) -> int:
 def plan(root: Path, items: list[Item], remote: Remote | None, warnings: tuple[str, ...] = ()) -> Plan:
     """Per entry: cached (judged locally), or the exact files to fetch (asked of the hub only then)."""
     lock = cache.read_lock(root)
-    plans = [plan_item(root, item, lock, remote) for item in items]
+    # entries that need the hub ask it side by side: each costs a round trip or two (revision, tree listing)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        plans = list(pool.map(lambda item: plan_item(root, item, lock, remote), items))
     return Plan(tuple(plans), free_bytes(root), warnings)
 
 
@@ -286,18 +288,62 @@ def _collect(root: Path, p: ItemPlan, futures: list[Future], remote: Remote) -> 
     return _finish_model(root, p.item, p.commit, list(p.needed), p.bytes_to_fetch)
 
 
-def _tqdm_for(reporter: Reporter, key: str, path: str) -> type:
-    """A tqdm-compatible class that forwards huggingface_hub's byte counts to our reporter."""
+class StreamHasher:
+    """Hashes a file while huggingface_hub downloads it, reading its temporary blob as it grows, so checking a
+    download needs no second pass over its bytes once it is complete.
+
+    The temporary blob is `blobs/<etag>.<random>.incomplete` (huggingface_hub 1.x+; `<etag>.incomplete` before),
+    created before the progress bar. huggingface_hub reports each chunk to the bar just before writing it, from the
+    downloading thread, so a read here sees whole written chunks; the descriptor still reads the same file after it
+    is renamed into place. `result()` is None unless exactly the file's bytes went through the hash (no single
+    temporary blob found, a download restarted from zero, ...): then the caller hashes the final file."""
+
+    def __init__(self, blobs: Path, etag: str, kind: str, size: int):
+        self.blobs, self.etag, self.size, self.read = blobs, etag, size, 0
+        self.digest = hashlib.sha256() if kind == "sha256" else hashlib.sha1(f"blob {size}\0".encode())
+        self.file = None
+
+    def start(self) -> None:
+        found = list(self.blobs.glob(f"{self.etag}.*.incomplete")) + list(self.blobs.glob(f"{self.etag}.incomplete"))
+        try:
+            self.file = open(found[0], "rb") if len(found) == 1 else None
+        except OSError:
+            self.file = None
+
+    def catch_up(self) -> None:
+        """Hash what has been written so far (called for every chunk huggingface_hub reports)."""
+        if self.file is None:
+            return
+        while chunk := self.file.read(cache.CHUNK):
+            self.digest.update(chunk)
+            self.read += len(chunk)
+
+    def result(self) -> str | None:
+        if self.file is None:
+            return None
+        self.catch_up()
+        self.file.close()
+        self.file = None
+        return self.digest.hexdigest() if self.read == self.size else None
+
+
+def _tqdm_for(reporter: Reporter, key: str, path: str, hasher: StreamHasher | None = None) -> type:
+    """A tqdm-compatible class that forwards huggingface_hub's byte counts to our reporter (and lets `hasher`
+    hash what has been written)."""
 
     class Bar:
         def __init__(self, *args, total=None, initial=0, **kwargs):
             reporter.file_started(key, path, int(total or 0))
+            if hasher is not None:
+                hasher.start()
             if initial:
                 reporter.advance(key, path, int(initial))
 
         def update(self, n=1):
             if n:
                 reporter.advance(key, path, int(n))
+                if hasher is not None:
+                    hasher.catch_up()
 
         def __enter__(self):
             return self
@@ -334,6 +380,7 @@ def _fetch_file(root: Path, p: ItemPlan, f: RemoteFile, remote: Remote, reporter
 
     model = p.item
     assert isinstance(model, Model) and p.commit
+    hasher = StreamHasher(cache.repo_dir(root, model.repo) / "blobs", f.etag, f.hash_kind, f.size)
     local = hf_hub_download(
         model.repo,
         f.path,
@@ -341,10 +388,12 @@ def _fetch_file(root: Path, p: ItemPlan, f: RemoteFile, remote: Remote, reporter
         cache_dir=cache.hub_dir(root),
         endpoint=remote.endpoint,
         token=remote.token or False,
-        tqdm_class=_tqdm_for(reporter, model.key, f.path),
+        tqdm_class=_tqdm_for(reporter, model.key, f.path, hasher),
     )
     reporter.file_done(model.key, f.path)
-    actual = cache.file_hash(Path(local), f.hash_kind)
+    actual = hasher.result()
+    if actual != f.etag:  # not streamed (the blob was already there), or off: the file itself decides
+        actual = cache.file_hash(Path(local), f.hash_kind)
     if actual != f.etag:
         _drop_file(root, model.repo, p.commit, f.path)
         return f"{f.path}: downloaded {f.hash_kind} {actual[:12]} is not the hub's {f.etag[:12]}"
