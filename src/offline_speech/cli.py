@@ -53,7 +53,7 @@ Examples:
   ./cache-models.sh --whisperx --asr-model tiny.en one faster-whisper model
   ./cache-models.sh --align --languages en,hi,ta   word aligners (+ nltk punkt_tab)
   ./cache-models.sh --nllb --nllb-model distilled-600M   NLLB + its CTranslate2 int8 conversion
-  ./cache-models.sh --job 20261129-101500-film-1a2b every model a prepared job needs
+  ./cache-models.sh --job 20261129-101500.123-film-1a2b   every model a prepared job needs
   ./cache-models.sh --all --dry-run                what would be fetched, and whether it fits
   ./cache-models.sh --verify                       hash every cached file offline
   ./cache-models.sh --verify --repair              re-fetch only what is missing or corrupt
@@ -626,7 +626,10 @@ Examples:
   ./run-pipeline.sh -j 20261122-101500.123-talk-3f2a
   ./run-pipeline.sh -j ID1 -j ID2 -j ID3     stage by stage: each model loads once for all three
   ./run-pipeline.sh -j ID --restart           redo every stage
-Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Outputs: out/<id>/<stem>.<lang>.srt/.vtt/.txt/.json;
+Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Stages by the job's workflow: transcribe = demux,
+asr, align, outputs; translate adds translate; subtitle adds translate and mux. Outputs in out/<id>/:
+<stem>.<lang>.srt/.vtt/.txt/.json for the source and each target (translate: .txt/.json for targets), and for
+subtitle <stem>.subtitled.mkv (or .mp4) with one tagged track per language.
 out/<id>/manifest.json and out/<id>/logs/<stage>.log tell what ran. Exit 0 done, 1 a stage failed, 2 bad input
 or a missing venv/model (nothing is run), 130 interrupted (run again to resume).
 """
