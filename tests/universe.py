@@ -64,6 +64,9 @@ def generated_repo_files(model: Model, rng: random.Random, scale: int = 1) -> tu
             "model.safetensors": _blob(rng, scale * 250_000),
         }
         decoys["pytorch_model.bin"] = _blob(rng, scale * 250_000)
+        # the real repos also ship a CTranslate2 conversion in a subfolder; transformers never reads it
+        decoys["ct2_fp16_model/config.json"] = j({"add_source_bos": False})
+        decoys["ct2_fp16_model/model.bin"] = _blob(rng, scale * 100_000)
     elif model.group == "nllb":
         wanted = {
             "config.json": j({"model_type": "m2m_100"}),

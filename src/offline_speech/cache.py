@@ -138,9 +138,10 @@ def matches(path: str, patterns: tuple[str, ...]) -> bool:
 
 def select_paths(model: Model, paths: list[str]) -> list[str]:
     """The paths the model's loader requests: its patterns, plus the first weights alternative that is present."""
-    wanted = [p for p in sorted(paths) if matches(p, model.files)]
+    paths = [p for p in sorted(paths) if not matches(p, model.exclude)]
+    wanted = [p for p in paths if matches(p, model.files)]
     for alternative in model.prefer:
-        chosen = [p for p in sorted(paths) if matches(p, alternative)]
+        chosen = [p for p in paths if matches(p, alternative)]
         if chosen:
             return wanted + [p for p in chosen if p not in wanted]
     return wanted

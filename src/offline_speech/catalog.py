@@ -40,6 +40,7 @@ class Model:
     venv: str
     size: int
     prefer: tuple[tuple[str, ...], ...] = ()
+    exclude: tuple[str, ...] = ()  # never fetched, though `files` or `prefer` match (hub ignore_patterns semantics)
     platforms: tuple[str, ...] = ("any",)
     gated: bool = False
     trust_remote_code: bool = False
@@ -199,7 +200,7 @@ def _entry(cls: type, raw: dict, defaults: dict) -> Item:
     unknown = set(data) - known
     if unknown:
         raise CatalogError(f"catalog entry {raw.get('key', '?')}: unknown fields {sorted(unknown)}")
-    for name in ("files", "platforms", "asr", "variant"):
+    for name in ("files", "exclude", "platforms", "asr", "variant"):
         if name in data:
             data[name] = tuple(data[name])
     if "prefer" in data:
