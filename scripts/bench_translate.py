@@ -57,7 +57,7 @@ for job in jobs:
     t0 = time.monotonic()
     engine = stage.load(job["spec"])
     load = time.monotonic() - t0
-    size = getattr(engine, "batch", None) or stage.batch_size(getattr(engine, "device", "cpu"))
+    size = engine.batch
     texts = job["texts"]
     def one_pass():
         out = []

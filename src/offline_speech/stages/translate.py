@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+import traceback
 from pathlib import Path
 
 from ..schema import read_transcript, write_json
@@ -56,9 +57,10 @@ def batch_size(where: str) -> int:
 
 
 class Translator:
-    """A loaded model that translates lists of sentences between FLORES-200 codes."""
+    """A loaded model that translates lists of sentences between FLORES-200 codes, `batch` at a time."""
 
     engine = "?"
+    batch = 16
 
     def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
         raise NotImplementedError
@@ -79,6 +81,7 @@ class TransformersTranslator(Translator):
         self.indic = spec["kind"] == "indictrans2"
         remote = bool(spec.get("trust_remote_code"))
         self.engine = f"transformers ({self.device})"
+        self.batch = batch_size(self.device)
         dtype = getattr(torch, torch_dtype_name(self.device))
         self.tokenizer = AutoTokenizer.from_pretrained(spec["path"], trust_remote_code=remote)
         model = AutoModelForSeq2SeqLM.from_pretrained(spec["path"], trust_remote_code=remote, torch_dtype=dtype)
@@ -161,6 +164,30 @@ def translate_all(translator: Translator, texts: list[str], src: str, tgt: str, 
     return [result[t.strip()] for t in texts]
 
 
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _write(job: dict, doc: dict, translations: dict[str, list[str]], models: dict) -> None:
+    """One transcript document per target: the source segments' times, the translated text (and the source's)."""
+    for target in job["targets"]:
+        lang = target["language"]
+        if lang not in translations:
+            raise StageFailure(f"no model in this run translates into {lang}")
+        spec = models[target["model"]]
+        segments = [{"start": s["start"], "end": s["end"], "text": text, "source": s["text"]}
+                    for s, text in zip(doc["segments"], translations[lang])]
+        write_json(Path(job["outputs"][lang]), {
+            **{k: doc[k] for k in ("kind", "schema", "job", "clip", "warnings")},
+            "stage": NAME,
+            "language": lang,
+            "source_language": doc["language"],
+            "segments": segments,
+            "model": {"key": target["model"], "commit": spec.get("commit"), "kind": spec["kind"],
+                      "src": target["src"], "tgt": target["tgt"]},
+        })
+
+
 def run(request: dict, events: Events) -> None:
     jobs = {job["id"]: job for job in request["jobs"]}
     docs: dict[str, dict] = {}
@@ -171,8 +198,7 @@ def run(request: dict, events: Events) -> None:
             docs[jid] = read_transcript(Path(job["inputs"]["transcript"]))
         except Exception as exc:  # noqa: BLE001 - a bad input fails its job only
             failed[jid] = str(exc).splitlines()[0]
-    results: dict[tuple[str, str], list[str]] = {}
-    totals = {jid: sum(1 for _ in job["targets"]) for jid, job in jobs.items()}
+    results: dict[str, dict[str, list[str]]] = {jid: {} for jid in jobs}  # job -> target -> translated segments
     finished = dict.fromkeys(jobs, 0)
     for key, spec in request["models"].items():
         users = [(jid, t) for jid, job in jobs.items() if jid not in failed for t in job["targets"] if t["model"] == key]
@@ -182,14 +208,11 @@ def run(request: dict, events: Events) -> None:
         try:
             translator = load(spec)
         except Exception as exc:  # noqa: BLE001 - the jobs that need this model fail, the others go on
-            import traceback
-
             traceback.print_exc()
             for jid, _ in users:
-                failed.setdefault(jid, f"{key} did not load: {type(exc).__name__}: {exc}".splitlines()[0])
+                failed.setdefault(jid, f"{key} did not load: {_one_line(exc)}")
             continue
         events.model_loaded(key, spec.get("commit"), started, engine=translator.engine)
-        size = getattr(translator, "batch", None) or batch_size(getattr(translator, "device", "cpu"))
         for jid, target in users:
             if jid in failed:
                 continue
@@ -198,16 +221,17 @@ def run(request: dict, events: Events) -> None:
             span = clip["end"] - clip["start"]
 
             def done(n: int, total: int, jid: str = jid) -> None:
-                events.progress(jid, span * (finished[jid] + n / max(total, 1)) / max(totals[jid], 1))
+                share = (finished[jid] + n / max(total, 1)) / max(len(jobs[jid]["targets"]), 1)
+                events.progress(jid, span * share)
 
             t0 = time.monotonic()
             try:
-                results[(jid, target["language"])] = translate_all(translator, texts, target["src"], target["tgt"], size, done)
+                results[jid][target["language"]] = translate_all(
+                    translator, texts, target["src"], target["tgt"], translator.batch, done
+                )
             except Exception as exc:  # noqa: BLE001
-                import traceback
-
                 traceback.print_exc()
-                failed[jid] = f"{target['src']} -> {target['tgt']} with {key}: {type(exc).__name__}: {exc}".splitlines()[0]
+                failed[jid] = f"{target['src']} -> {target['tgt']} with {key}: {_one_line(exc)}"
                 continue
             finished[jid] += 1
             events.log(jid, f"{target['language']}: {len(texts)} segments with {key} ({translator.engine}) "
@@ -217,24 +241,8 @@ def run(request: dict, events: Events) -> None:
         if jid in failed:
             events.emit("job_failed", job=jid, error=failed[jid])
             continue
-        doc = docs[jid]
         try:
-            for target in job["targets"]:
-                lang = target["language"]
-                if (jid, lang) not in results:
-                    raise StageFailure(f"no model in this run translates into {lang}")
-                spec = request["models"][target["model"]]
-                segments = [{"start": s["start"], "end": s["end"], "text": text, "source": s["text"]}
-                            for s, text in zip(doc["segments"], results[(jid, lang)])]
-                write_json(Path(job["outputs"][lang]), {
-                    **{k: doc[k] for k in ("kind", "schema", "job", "clip", "warnings")},
-                    "stage": NAME,
-                    "language": lang,
-                    "source_language": doc["language"],
-                    "segments": segments,
-                    "model": {"key": target["model"], "commit": spec.get("commit"), "kind": spec["kind"],
-                              "src": target["src"], "tgt": target["tgt"]},
-                })
+            _write(job, docs[jid], results[jid], request["models"])
         except StageFailure as exc:
             events.emit("job_failed", job=jid, error=str(exc))
             continue
