@@ -334,9 +334,14 @@ def derived_key(model: Model) -> str:
     return f"{model.key}+ct2-{CT2_QUANTIZATION}"
 
 
+def derived_root(root: Path, model: Model) -> Path:
+    """The folder holding every conversion of `model`."""
+    return root / "offline-speech" / "ct2" / model.key
+
+
 def derived_dir(root: Path, model: Model, commit: str) -> Path:
     """Where the conversion of `model` at `commit` lives: keyed by the source commit, so a new commit converts anew."""
-    return root / "offline-speech" / "ct2" / model.key / f"{commit}-{CT2_QUANTIZATION}"
+    return derived_root(root, model) / f"{commit}-{CT2_QUANTIZATION}"
 
 
 def derived_state(root: Path, model: Model, lock: dict) -> LocalState:
@@ -344,7 +349,7 @@ def derived_state(root: Path, model: Model, lock: dict) -> LocalState:
     key = derived_key(model)
     commit = known_commit(root, model, lock)
     entry = lock.get("derived", {}).get(key)
-    location = derived_dir(root, model, commit) if commit else root / "offline-speech" / "ct2" / model.key
+    location = derived_dir(root, model, commit) if commit else derived_root(root, model)
     if commit is None or not entry or entry.get("source_commit") != commit:
         return LocalState(key, "missing", commit, location)
     files = entry.get("files", {})

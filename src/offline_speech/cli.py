@@ -319,10 +319,7 @@ def _with_conversions(root: Path, items: list[Item], results: list[provision.Ite
     out = []
     for item, result in zip(items, results):
         if result.ok and isinstance(item, Model) and derive.wants_ct2(item):
-            lock = cache.read_lock(root)
-            if cache.derived_state(root, item, lock).status != "complete" and derive.translation_python(VENV_ROOT).exists():
-                err.print(f"converting {item.key} to CTranslate2 {cache.CT2_QUANTIZATION} (venv/translation) ...")
-            ok, message = derive.convert(root, item, VENV_ROOT)
+            ok, message = derive.convert(root, item, VENV_ROOT, announce=err.print)
             result = provision.ItemResult(result.key, ok, result.fetched_bytes, f"{result.message}; {message}")
         out.append(result)
     return out

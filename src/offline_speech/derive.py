@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import cache
+from .cache import RemoteFile
 from .catalog import Model
 from .env import PROJECT_ROOT, offline_env
 
@@ -26,13 +28,10 @@ def wants_ct2(model: Model) -> bool:
     return model.group == "nllb"
 
 
-def translation_python(venv_root: Path) -> Path:
-    return venv_root / "translation" / "bin" / "python"
-
-
-def convert(root: Path, model: Model, venv_root: Path) -> tuple[bool, str]:
-    """Convert the cached `model` to CTranslate2 int8 unless a complete conversion of its commit exists.
-    Returns (ok, message); a missing translation venv is not a failure (the stage falls back to transformers)."""
+def convert(root: Path, model: Model, venv_root: Path, announce: Callable[[str], None] | None = None) -> tuple[bool, str]:
+    """Convert the cached `model` to CTranslate2 int8 unless a complete conversion of its commit exists (`announce`
+    hears when a conversion starts). Returns (ok, message); a missing translation venv is not a failure (the stage
+    falls back to transformers)."""
     key = cache.derived_key(model)
     with cache.cache_lock(root, f"entry-{key}"):
         lock = cache.read_lock(root)
@@ -41,7 +40,7 @@ def convert(root: Path, model: Model, venv_root: Path) -> tuple[bool, str]:
             return False, f"{model.key} is {state.status}: nothing to convert"
         if cache.derived_state(root, model, lock).status == "complete":
             return True, "CTranslate2 int8: cached"
-        python = translation_python(venv_root)
+        python = venv_root / "translation" / "bin" / "python"
         if not python.exists():
             return True, "not converted to CTranslate2 (venv/translation is missing: ./venv-setup translation, then run again)"
         dest = cache.derived_dir(root, model, state.commit)
@@ -50,6 +49,8 @@ def convert(root: Path, model: Model, venv_root: Path) -> tuple[bool, str]:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         env = offline_env(root)
         env["PYTHONPATH"] = str(PROJECT_ROOT / "src")
+        if announce:
+            announce(f"converting {model.key} to CTranslate2 {cache.CT2_QUANTIZATION} (venv/translation) ...")
         started = time.monotonic()
         try:
             source = cache.snapshot_dir(root, model.repo, state.commit)
@@ -70,28 +71,17 @@ def convert(root: Path, model: Model, venv_root: Path) -> tuple[bool, str]:
         return True, f"CTranslate2 {cache.CT2_QUANTIZATION}: converted in {time.monotonic() - started:.1f} s ({size} bytes)"
 
 
-def verify_files(root: Path, model: Model, lock: dict) -> tuple[int, list[tuple[str, str, str]]] | None:
-    """(files checked, [(file, kind, detail)]) for the model's recorded conversion, None when there is none."""
+def expected_files(root: Path, model: Model, lock: dict) -> tuple[Path, list[RemoteFile]] | None:
+    """(folder, files with size and sha256) of the model's recorded conversion, None when there is none."""
     entry = lock.get("derived", {}).get(cache.derived_key(model))
     if not entry:
         return None
-    where = root / entry["dest"]
-    problems = []
-    for name, info in entry["files"].items():
-        path = where / name
-        if not path.is_file():
-            problems.append((name, "missing", ""))
-        elif path.stat().st_size != info["size"]:
-            kind = "truncated" if path.stat().st_size < info["size"] else "corrupt"
-            problems.append((name, kind, f"{path.stat().st_size} bytes, expected {info['size']}"))
-        elif cache.sha256_file(path) != info["sha256"]:
-            problems.append((name, "corrupt", "sha256 differs from the lock"))
-    return len(entry["files"]), problems
+    return root / entry["dest"], [RemoteFile(name, info["size"], "", info["sha256"]) for name, info in entry["files"].items()]
 
 
 def remove(root: Path, model: Model) -> int:
     """Delete every conversion of the model and its lock entry; bytes freed."""
-    folder = root / "offline-speech" / "ct2" / model.key
+    folder = cache.derived_root(root, model)
     freed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
     shutil.rmtree(folder, ignore_errors=True)
     cache.update_lock(root, "derived", cache.derived_key(model), None)

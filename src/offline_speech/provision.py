@@ -222,7 +222,7 @@ def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, worker
     """Carry out a plan: download what is missing, verify it, write refs and the lock. Never raises per entry.
 
     Every file of every entry goes into one pool of `workers`, so one entry's big file does not hold up the
-    next entry, and hashing a finished file overlaps with other downloads. Each entry is provisioned under its
+    next entry; each file is hashed as it is written (StreamHasher). Each entry is provisioned under its
     own inter-process lock: a second cache-models run waits for the entry, then finds it complete.
     """
     results: dict[str, ItemResult] = {}
@@ -527,11 +527,11 @@ def verify(root: Path, items: list[Item]) -> list[VerifyResult]:
             if problem:
                 problems.append(FileProblem(f.path, *problem))
         results.append(VerifyResult(item.key, "problems" if problems else "ok", len(files), tuple(problems)))
-        derived = derive.verify_files(root, item, lock) if isinstance(item, Model) else None
+        derived = derive.expected_files(root, item, lock) if isinstance(item, Model) else None
         if derived is not None:
-            checked, found = derived
-            bad = tuple(FileProblem(*p) for p in found)
-            results.append(VerifyResult(cache.derived_key(item), "problems" if bad else "ok", checked, bad))
+            folder, made = derived
+            bad = tuple(FileProblem(f.path, *problem) for f in made if (problem := _check_file(folder / f.path, f)))
+            results.append(VerifyResult(cache.derived_key(item), "problems" if bad else "ok", len(made), bad))
     return results
 
 

@@ -42,7 +42,7 @@ def _subtitle_streams(media: str) -> int:
 def command(media: str, tracks: list[dict], dest: Path, existing: int) -> list[str]:
     """The ffmpeg command: copy every stream of `media`, add `tracks` ({path, iso639_2, title}) after the
     `existing` subtitle streams."""
-    mp4 = Path(output_name(media)).suffix in MP4_FAMILY  # dest may be a temporary name: decide from the media
+    mp4 = Path(media).suffix.lower() in MP4_FAMILY  # dest may be a temporary name: decide from the media
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", media]
     for track in tracks:
         cmd += ["-f", "srt", "-i", track["path"]]
