@@ -19,7 +19,7 @@ from offline_speech.venvs import STAMP_NAME, default_venvs, select_venvs
 VENVS_PY = ROOT / "src" / "offline_speech" / "venvs.py"
 
 
-def venv_setup(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def venv_setup(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run venvs.py the way ./venv-setup does, with the Python running the tests."""
     return subprocess.run(
         [sys.executable, "-I", str(VENVS_PY), *args],
@@ -28,6 +28,7 @@ def venv_setup(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
         cwd=ROOT,
+        env=env,
     )
 
 
@@ -221,3 +222,42 @@ def test_concurrent_setup_of_one_venv_waits(core_venv_dir):
         assert waiting.poll() is None
     out, _ = waiting.communicate(timeout=300)
     assert waiting.returncode == 0, out  # up to date, or updated if another test changed the shared venv's lock
+
+
+def test_failed_uv_install_names_venv_and_step_and_leaves_no_stamp(core_venv_dir, tmp_path):
+    # The backend venvs are filled by the uv that the core lock installs into venv/core.
+    assert (core_venv_dir / "core" / "bin" / "uv").is_file()
+    reqs = shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    (reqs / "whisperx.txt").write_text("offline-speech-no-such-package-3f9c==0.0.1\n")
+    args = ("whisperx", "--venv-dir", str(core_venv_dir), "--requirements-dir", str(reqs), "--json")
+    proc = venv_setup(*args)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)[0]["status"] == "failed"
+    failure = [line for line in proc.stderr.splitlines() if "FAILED" in line]
+    assert failure == ["whisperx: FAILED at uv pip install -r " + str(reqs / "whisperx.txt") + ": exit 1"]
+    assert "offline-speech-no-such-package-3f9c" in proc.stderr  # uv's own words follow the line
+    assert not (core_venv_dir / "whisperx" / STAMP_NAME).exists()
+    assert (core_venv_dir / ".uv-cache").is_dir()  # beside the venvs, so its files hard-link into them
+
+
+def test_installer_uv_without_uv_fails_before_creating_the_venv(tmp_path):
+    no_uv = {"PATH": "/usr/bin:/bin"}  # no venv/core under --venv-dir and none on PATH
+    proc = venv_setup("whisperx", "--installer", "uv", "--venv-dir", str(tmp_path / "v"), "--json", env=no_uv)
+    assert proc.returncode == 1
+    (result,) = json.loads(proc.stdout)
+    assert result["status"] == "failed" and "--installer uv: no uv in" in result["error"]
+    assert not (tmp_path / "v" / "whisperx").exists()
+
+
+def test_backend_venvs_share_one_copy_of_torch():
+    """The venvs scripts/test.sh built: uv hard-links each package from its cache, so torch is on disk once."""
+    venv_dir = ROOT / "venv"
+    names = [n for n in ("whisperx", "translation", "mlx") if (venv_dir / n / STAMP_NAME).is_file()]
+    stamps = {n: json.loads((venv_dir / n / STAMP_NAME).read_text()) for n in names}
+    if len(names) < 2 or any(s.get("installer") != "uv" for s in stamps.values()):
+        have = {n: s.get("installer") for n, s in stamps.items()}
+        pytest.skip(f"needs two backend venvs set up by uv (have {have})")
+    libs = [next((venv_dir / n / "lib").glob("python3.*/site-packages/torch/lib/libtorch_cpu.so")) for n in names]
+    inodes = {lib.stat().st_ino for lib in libs}
+    assert len(inodes) == 1, f"{libs} are separate copies"
+    assert libs[0].stat().st_nlink >= len(names) + 1  # the venvs and uv's cache

@@ -9,10 +9,15 @@ Examples:
   ./venv-setup core --json          # progress on stderr, a JSON list of results on stdout
   ./venv-setup --python /usr/bin/python3.12 --venv-dir /data/venvs
 
-Each venv is venv/<name>: created with ``python -m venv``, filled with ``pip install -r requirements/<name>.txt``,
-given an ``offline_speech.pth`` that puts <root>/src on its path (no build step), then smoke-tested by importing
-what its stages need. A stamp (``.offline-speech.json``: sha256 of the lock, python version, time) is written only
+Each venv is venv/<name>: created with ``python -m venv``, filled from requirements/<name>.txt, given an
+``offline_speech.pth`` that puts <root>/src on its path (no build step), then smoke-tested by importing what its
+stages need. A stamp (``.offline-speech.json``: sha256 of the lock, python version, installer, time) is written only
 after all of that succeeded; a later run whose stamp matches and whose smoke test passes does nothing.
+
+core is filled by pip; the backend venvs by uv (from venv/core, else on PATH), whose cache (venv/.uv-cache, or
+$UV_CACHE_DIR) holds one copy of each package, hard-linked into every venv: torch and its CUDA libraries (6.3 GB) are
+on disk once, not once per venv. --installer pip uses pip everywhere (each venv its own copy). uv does not read
+pip's configuration: for a mirror set UV_DEFAULT_INDEX (or UV_INDEX_URL) and UV_FIND_LINKS.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class Options:
     python_given: bool
     force: bool
     pip_verbose: bool
+    installer: str = "auto"  # auto | uv | pip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,12 +187,13 @@ def read_stamp(venv: Path) -> dict | None:
     return stamp if isinstance(stamp, dict) else None
 
 
-def write_stamp(venv: Path, lock: Path, lock_sha: str, python_version: str) -> None:
+def write_stamp(venv: Path, lock: Path, lock_sha: str, python_version: str, installer: str) -> None:
     """Record a successful setup; written atomically so a crash never leaves half a stamp."""
     stamp = {
         "lock": display(lock),
         "lock_sha256": lock_sha,
         "python": python_version,
+        "installer": installer,
         "src": str(SRC),
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -229,14 +236,16 @@ def smoke_test(python: Path, name: str) -> str | None:
     return lines[-1] if lines else f"python exited {proc.returncode}"
 
 
-def run_tool(cmd: list[str], step: str, verbose: bool) -> None:
-    """Run pip (or venv); show its output live on a terminal, else keep it and show the tail only on failure."""
+def run_tool(cmd: list[str], step: str, verbose: bool, env: dict[str, str] | None = None) -> None:
+    """Run pip, uv or venv; show its output live on a terminal, else keep it and show the tail only on failure."""
     if verbose:
-        code = subprocess.run(cmd, check=False).returncode
+        code = subprocess.run(cmd, check=False, env=env).returncode
         if code != 0:
             raise StepError(step, f"exit {code} (its output is above)")
         return
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
+    )
     tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -245,6 +254,24 @@ def run_tool(cmd: list[str], step: str, verbose: bool) -> None:
     code = proc.wait()
     if code != 0:
         raise StepError(step, f"exit {code}", tuple(tail))
+
+
+def find_uv(opts: Options) -> str | None:
+    """The uv that fills the backend venvs: venv/core's (pinned by the core lock), else one on PATH; None for pip."""
+    if opts.installer == "pip":
+        return None
+    bundled = venv_python(opts.venv_dir / "core").with_name("uv.exe" if os.name == "nt" else "uv")
+    found = str(bundled) if bundled.is_file() else shutil.which("uv")
+    if found is None and opts.installer == "uv":
+        raise StepError("find uv", f"--installer uv: no uv in {display(bundled.parent)} or on PATH (./venv-setup core)")
+    return found
+
+
+def uv_env(opts: Options) -> dict[str, str]:
+    """uv's environment: its cache beside the venvs (same file system, so files are hard-linked, never copied)."""
+    env = dict(os.environ)
+    env.setdefault("UV_CACHE_DIR", str(opts.venv_dir / ".uv-cache"))
+    return env
 
 
 def remove_venv(venv: Path) -> None:
@@ -277,6 +304,8 @@ def setup_venv(name: str, opts: Options, log) -> VenvResult:
         if not lock.is_file():
             raise StepError(step, f"{display(lock)} not found")
         lock_sha = sha256_file(lock)
+        step = "find uv"
+        uv = None if name == "core" else find_uv(opts)  # core is where uv comes from: pip fills it
 
         step = "check"
         info = inspect_python(python) if python.exists() else None
@@ -319,17 +348,27 @@ def setup_venv(name: str, opts: Options, log) -> VenvResult:
             info = inspect_python(python)
             if info is None:
                 raise StepError(step, f"{python} does not run after python -m venv")
-            step = "upgrade pip"
-            log(f"{name}: upgrading pip")
-            try:
-                run_tool([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], step, verbose=False)
-            except StepError as exc:  # the bundled pip installs the locks too; a mirror may simply lack pip
-                log(f"{name}: warning: could not upgrade pip ({exc.tail[-1] if exc.tail else exc.message})")
+            if uv is None:
+                step = "upgrade pip"
+                log(f"{name}: upgrading pip")
+                try:
+                    run_tool([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], step, verbose=False)
+                except StepError as exc:  # the bundled pip installs the locks too; a mirror may simply lack pip
+                    log(f"{name}: warning: could not upgrade pip ({exc.tail[-1] if exc.tail else exc.message})")
 
-        step = f"pip install -r {display(lock)}"
-        log(f"{name}: {step}")
         quiet = [] if opts.pip_verbose else ["-q"]
-        run_tool([str(python), "-m", "pip", "install", *quiet, "-r", str(lock)], step, opts.pip_verbose)
+        if uv is None:
+            installer = "pip"
+            step = f"pip install -r {display(lock)}"
+            log(f"{name}: {step}")
+            run_tool([str(python), "-m", "pip", "install", *quiet, "-r", str(lock)], step, opts.pip_verbose)
+        else:
+            installer = "uv"
+            env = uv_env(opts)
+            step = f"uv pip install -r {display(lock)}"
+            log(f"{name}: {step} (shared cache {display(Path(env['UV_CACHE_DIR']))})")
+            cmd = [uv, "pip", "install", *quiet, "--python", str(python), "-r", str(lock)]
+            run_tool(cmd, step, opts.pip_verbose, env)
 
         step = f"write {PTH_NAME}"
         write_pth(info["purelib"])
@@ -340,7 +379,7 @@ def setup_venv(name: str, opts: Options, log) -> VenvResult:
         if error is not None:
             raise StepError(step, error)
 
-        write_stamp(venv, lock, lock_sha, info["version"])
+        write_stamp(venv, lock, lock_sha, info["version"], installer)
         seconds = round(time.monotonic() - start, 2)
         status = "created" if created else "updated"
         log(f"{name}: {status} in {seconds:.1f} s")
@@ -407,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--venv-dir", type=Path, default=ROOT / "venv", help="where the venvs live (default: %(default)s)"
     )
     parser.add_argument("--force", action="store_true", help="delete and recreate the selected venvs")
+    parser.add_argument(
+        "--installer",
+        choices=("auto", "uv", "pip"),
+        default="auto",
+        help="what fills the backend venvs: uv with a shared cache (auto: when found), or pip (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="progress on stderr; a JSON list of results on stdout")
     parser.add_argument("--requirements-dir", type=Path, default=ROOT / "requirements", help=argparse.SUPPRESS)
     return parser
@@ -439,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         python_given=args.python is not None,
         force=args.force,
         pip_verbose=sys.stdout.isatty() and not args.json,
+        installer=args.installer,
     )
     if "mlx" in names and not is_apple_silicon(system, machine):
         log(f"mlx: not Apple Silicon ({system} {machine}): installs mlx[cpu]; mlx-whisper runs here on CPU only")
