@@ -355,3 +355,21 @@ def test_a_download_is_hashed_as_it_is_written(tmp_path):
     (tmp_path / f"{etag}.cccc.incomplete").write_bytes(data)
     short.start()
     assert short.result() is None
+
+
+
+def test_download_tuning_finds_both_knobs_in_the_pinned_versions():
+    # A lock bump that renames either knob makes downloads slower, not wrong; this test is how we notice.
+    # In a process of its own: the knobs are process-wide, and test_hub.py documents huggingface_hub as shipped.
+    code = (
+        "import json, huggingface_hub.constants as c\n"
+        "from httpcore2._sync.http11 import HTTP11Connection as H\n"
+        "from offline_speech import provision as p\n"
+        "print(json.dumps([p.tune_downloads(), c.DOWNLOAD_CHUNK_SIZE, H.READ_NUM_BYTES, p.DOWNLOAD_READ_BYTES]))"
+    )
+    proc = subprocess.run(
+        [str(venv_python("core")), "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    tuned, chunk, read, wanted = json.loads(proc.stdout)
+    assert tuned == ["huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE", "httpcore2 HTTP11Connection.READ_NUM_BYTES"]
+    assert chunk == read == wanted == 1 << 20

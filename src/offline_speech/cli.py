@@ -221,7 +221,7 @@ def cache_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache).")] = None,
     asset_mirror: Annotated[Optional[str], typer.Option("--asset-mirror", envvar="OFFLINE_SPEECH_ASSET_MIRROR", help="Base URL replacing download.pytorch.org / GitHub for non-hub assets.")] = None,
-    workers: Annotated[int, typer.Option(min=1, max=32, help="Files downloaded at once.")] = 8,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=32, help="Files downloaded at once (default: one per CPU core, 2 to 8).")] = None,
 ) -> None:
     try:
         code = _cache_models(**locals())

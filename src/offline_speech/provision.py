@@ -218,13 +218,47 @@ class ItemResult:
     message: str = ""
 
 
-def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, workers: int = 8) -> list[ItemResult]:
+# huggingface_hub reads a body 64 KiB per recv (httpcore) and regroups it into 10 MiB pieces (BytesIO, getvalue,
+# slices): about 4 ms of CPU per MB. 1 MiB reads handed on as 1 MiB pieces cost about 40 % less
+# (scripts/bench_provision.py), which pays for hashing every byte as it arrives. Only this process, only speed:
+# where a pinned version lacks a knob, downloads run as shipped (tests/test_provision.py checks both exist).
+DOWNLOAD_READ_BYTES = 1 << 20
+
+
+def tune_downloads() -> list[str]:
+    """Set huggingface_hub's download read and chunk sizes for throughput; the knobs it found and set."""
+    import huggingface_hub.constants as hub_constants
+
+    tuned = []
+    if isinstance(getattr(hub_constants, "DOWNLOAD_CHUNK_SIZE", None), int):
+        hub_constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_READ_BYTES
+        tuned.append("huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE")
+    try:
+        from httpcore2._sync.http11 import HTTP11Connection
+    except ImportError:
+        return tuned
+    if isinstance(getattr(HTTP11Connection, "READ_NUM_BYTES", None), int):
+        HTTP11Connection.READ_NUM_BYTES = DOWNLOAD_READ_BYTES
+        tuned.append("httpcore2 HTTP11Connection.READ_NUM_BYTES")
+    return tuned
+
+
+def default_workers() -> int:
+    """Files downloaded at once: one per CPU core, 2 to 8. Each stream costs CPU (reading, hashing); on 2 cores, 2
+    streams beat 8 by about 20 % (scripts/bench_provision.py)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(2, min(8, cores))
+
+
+def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, workers: int | None = None) -> list[ItemResult]:
     """Carry out a plan: download what is missing, verify it, write refs and the lock. Never raises per entry.
 
-    Every file of every entry goes into one pool of `workers`, so one entry's big file does not hold up the
-    next entry; each file is hashed as it is written (StreamHasher). Each entry is provisioned under its
-    own inter-process lock: a second cache-models run waits for the entry, then finds it complete.
+    Every file of every entry goes into one pool of `workers` (default_workers()), so one entry's big file does
+    not hold up the next entry; each file is hashed as it is written (StreamHasher). Each entry is provisioned
+    under its own inter-process lock: a second cache-models run waits for the entry, then finds it complete.
     """
+    tune_downloads()
+    workers = workers or default_workers()
     results: dict[str, ItemResult] = {}
     entries: dict[str, Future] = {}
     todo = [p for p in the_plan.items if p.action == "fetch"]
