@@ -132,7 +132,7 @@ def main() -> None:
     paired = [b / o for o, b in zip(ours, bare)]
     print(f"catalog selection --all ({PLATFORM}): {len(selection)} entries, {needed / 1e6:.1f} MB the loaders need")
     print(f"full --all provisioning: {full:.2f} s")
-    print(f"all-cached --all check: {min(checks):.3f} s best, {sorted(checks)[len(checks) // 2]:.3f} s median, {requests} HTTP requests (target <= 1 s, 0)")
+    print(f"all-cached --all check: {min(checks):.3f} s best, {statistics.median(checks):.3f} s median, {requests} HTTP requests (target <= 1 s, 0)")
     print(f"bytes fetched / bytes needed: {sent / needed:.3f} ({sent} / {needed}) (target 1.00)")
     print(
         f"throughput: cache-models {model_bytes / best_ours / 1e6:.1f} MB/s (process start, plan, hash and lock included), "

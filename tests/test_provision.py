@@ -357,7 +357,6 @@ def test_a_download_is_hashed_as_it_is_written(tmp_path):
     assert short.result() is None
 
 
-
 def test_download_tuning_finds_both_knobs_in_the_pinned_versions():
     # A lock bump that renames either knob makes downloads slower, not wrong; this test is how we notice.
     # In a process of its own: the knobs are process-wide, and test_hub.py documents huggingface_hub as shipped.
