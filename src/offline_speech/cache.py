@@ -13,21 +13,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import fnmatch
-import hashlib
 import json
-import os
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .util import CHUNK, atomic_write, git_sha1_file, sha256_file, utc_now  # noqa: F401 - re-exported
 from .catalog import Asset, Item, Model
 
 LOCK_NAME = "offline-speech.lock.json"
 LOCK_SCHEMA = 1
 TREE_FORMAT_VERSION = 1  # huggingface_hub's trees/<commit>.json format
-CHUNK = 1 << 20
 
 
 # ---- layout -------------------------------------------------------------------------------------------
@@ -61,22 +57,6 @@ def write_ref(root: Path, repo: str, ref: str, commit: str) -> None:
     if read_ref(root, repo, ref) == commit:
         return
     atomic_write(path, commit.encode())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ---- tree listings (trees/<commit>.json, huggingface_hub's own format) ---------------------------------
@@ -155,23 +135,6 @@ def needed_files(model: Model, tree: dict[str, RemoteFile]) -> list[RemoteFile]:
 # ---- hashing --------------------------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def git_sha1_file(path: Path) -> str:
-    """The git blob id of a file (what the hub reports as oid for non-LFS files)."""
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hash(path: Path, kind: str) -> str:
     return sha256_file(path) if kind == "sha256" else git_sha1_file(path)
 
@@ -230,7 +193,7 @@ def model_lock_entry(model: Model, commit: str, files: list[RemoteFile]) -> dict
         "commit": commit,
         "venv": model.venv,
         "files": [{"path": f.path, "size": f.size, f.hash_kind: f.etag} for f in files],
-        "provisioned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "provisioned": utc_now(),
     }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from .settings import APPLE_SILICON, host_platform
+from .errors import BadInput
 
 try:
     import tomllib
@@ -21,10 +22,9 @@ GROUPS = ("whisperx", "mlx", "indictrans2", "nllb", "align", "diarization", "spe
 DEFAULT_ASR_MODEL = "large-v3"
 DEFAULT_NLLB_MODEL = "3.3B"
 DEFAULT_LANGUAGES = ("en", "hi")
-APPLE_SILICON = "darwin-arm64"
 
 
-class CatalogError(ValueError):
+class CatalogError(BadInput, ValueError):
     """The catalog file, or a selection from it, is not valid."""
 
 
@@ -182,16 +182,6 @@ class Catalog:
 def all_groups_for(platform_id: str) -> list[str]:
     """The groups --all means on `platform_id`: MLX only on Apple Silicon."""
     return [g for g in GROUPS if g != "mlx" or platform_id == APPLE_SILICON]
-
-
-def host_platform() -> str:
-    """`<os>-<arch>` of this machine (e.g. darwin-arm64, linux-x86_64); OFFLINE_SPEECH_PLATFORM overrides it."""
-    override = os.environ.get("OFFLINE_SPEECH_PLATFORM")
-    if override:
-        return override
-    machine = platform.machine().lower()
-    machine = {"aarch64": "arm64", "amd64": "x86_64"}.get(machine, machine)
-    return f"{platform.system().lower()}-{machine}"
 
 
 def _entry(cls: type, raw: dict, defaults: dict) -> Item:

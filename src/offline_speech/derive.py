@@ -19,7 +19,7 @@ from typing import Callable
 from . import cache
 from .cache import RemoteFile
 from .catalog import Model
-from .env import PROJECT_ROOT, offline_env
+from .settings import offline_env
 
 
 def wants_ct2(model: Model) -> bool:
@@ -48,7 +48,6 @@ def convert(root: Path, model: Model, venv_root: Path, announce: Callable[[str],
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         env = offline_env(root)
-        env["PYTHONPATH"] = str(PROJECT_ROOT / "src")
         if announce:
             announce(f"converting {model.key} to CTranslate2 {cache.CT2_QUANTIZATION} (venv/translation) ...")
         started = time.monotonic()

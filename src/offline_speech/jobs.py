@@ -13,16 +13,17 @@ from pathlib import Path
 from . import cache
 from .cache import sha256_file
 from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog, host_platform
-from .env import PROJECT_ROOT
+from .settings import DEFAULT_OUT_DIR, PROJECT_ROOT
 from .media import probe
 from .languages import AUTO, LanguageError, lookup, route, source_language, translation_models
 from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media
+from .errors import BadInput
 
-DEFAULT_OUT_DIR = PROJECT_ROOT / "out"
+
 TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
 
-class JobError(ValueError):
+class JobError(BadInput, ValueError):
     """Bad input for a job: one line, exit code 2."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from offline_speech.schema import WHISPER_LANGUAGES
+from .errors import BadInput
 
 if TYPE_CHECKING:
     from offline_speech.catalog import Catalog, Model
@@ -268,7 +269,7 @@ ALIASES = {
 _BCP47 = {"jw": "jv"}
 
 
-class LanguageError(ValueError):
+class LanguageError(BadInput, ValueError):
     """A language code nobody knows, or a (source, target) pair no model translates."""
 
 

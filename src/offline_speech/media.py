@@ -7,9 +7,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from .errors import BadInput
 
 
-class MediaError(ValueError):
+class MediaError(BadInput, ValueError):
     """The media cannot be used: one line saying why."""
 
 

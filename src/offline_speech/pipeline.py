@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import json
 import os
 import shutil
@@ -27,10 +26,12 @@ from typing import Protocol
 from . import cache
 from .cache import sha256_file
 from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog, CatalogError, Model, host_platform
-from .env import PROJECT_ROOT, offline_env
+from .settings import PROJECT_ROOT, offline_env
+from .util import digest as value_digest, utc_now
 from .schema import JOB_ID_RE, Job, SchemaError, read_job, read_transcript, write_json
 from .languages import LanguageError, lookup, route, indictrans2_model
 from .stages import align, asr_mlx, asr_whisperx, demux, mux, outputs, translate
+from .errors import BadInput
 
 MANIFEST_KIND = "offline-speech/manifest"
 MANIFEST_SCHEMA = 1
@@ -43,7 +44,7 @@ ORDER = ("demux", "asr", "align", "translate", "outputs", "mux")
 WORK = "work"  # intermediate files inside the job folder
 
 
-class PreflightError(Exception):
+class PreflightError(BadInput):
     """The jobs cannot start; `problems` lists each one with its fix. Exit code 2."""
 
     def __init__(self, problems: list[str]):
@@ -62,14 +63,6 @@ class Reporter(Protocol):
     def progress(self, job: str, stage: str, seconds: float) -> None: ...
     def job_done(self, job: str, stage: str, info: dict, duration: float) -> None: ...
     def job_failed(self, job: str, stage: str, error: str, log: Path) -> None: ...
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _digest(data: object) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -94,7 +87,7 @@ class JobRun:
         return self.dir / "logs" / f"{stage}.log"
 
     def save(self) -> None:
-        self.manifest["updated"] = _now()
+        self.manifest["updated"] = utc_now()
         write_json(self.dir / "manifest.json", self.manifest)
 
 
@@ -370,7 +363,6 @@ class Runner:
     def __init__(self, catalog: Catalog, root: Path, venv_root: Path, reporter: Reporter, restart: bool = False):
         self.catalog, self.root, self.venv_root, self.reporter, self.restart = catalog, root, venv_root, reporter, restart
         self.env = offline_env(root)
-        self.env["PYTHONPATH"] = str(PROJECT_ROOT / "src")
 
     def run(self, runs: list[JobRun]) -> list[JobRun]:
         """Run every stage of every job; returns the jobs that failed."""
@@ -379,7 +371,7 @@ class Runner:
             (run.dir / "logs").mkdir(exist_ok=True)
             if self.restart:
                 run.manifest["stages"] = {}
-            run.manifest |= {"status": "running", "started": _now(), "job": run.id}
+            run.manifest |= {"status": "running", "started": utc_now(), "job": run.id}
             run.manifest.pop("error", None)
             run.save()
         for name in ORDER:
@@ -392,10 +384,10 @@ class Runner:
                 try:
                     entry, key = stage_request(run, name, self.catalog, self.root, lock)
                 except StageInputError as exc:
-                    run.manifest["stages"][name] = {"status": "failed", "started": _now()}
+                    run.manifest["stages"][name] = {"status": "failed", "started": utc_now()}
                     self._record_failed(run, name, str(exc))
                     continue
-                digest = _digest({"stage": name, "version": spec.version, **key})
+                digest = value_digest({"stage": name, "version": spec.version, **key})
                 if up_to_date(run, name, digest):
                     self.reporter.job_skipped(run.id, name)
                     continue
@@ -409,7 +401,7 @@ class Runner:
         for run in runs:
             if not run.failed:
                 run.manifest["status"] = "done"
-                run.manifest["ended"] = _now()
+                run.manifest["ended"] = utc_now()
                 final = {**run.manifest["stages"].get("outputs", {}).get("outputs", {}),
                          **run.manifest["stages"].get("mux", {}).get("outputs", {})}
                 run.manifest["outputs"] = {k: v["path"] for k, v in final.items()}
@@ -453,10 +445,10 @@ class Runner:
         stderr_thread = threading.Thread(target=lambda: [to_logs(line) for line in proc.stderr], daemon=True)
         finished = False
         try:
-            to_logs(f"=== {_now()} stage {name}: {module} in venv/{venv}, pid {proc.pid}, jobs: {ids}")
+            to_logs(f"=== {utc_now()} stage {name}: {module} in venv/{venv}, pid {proc.pid}, jobs: {ids}")
             self.reporter.stage_started(name, list(by_id), proc.pid)
             for run, _, _ in members:
-                run.manifest["stages"][name] = {"status": "running", "started": _now(), "pid": proc.pid,
+                run.manifest["stages"][name] = {"status": "running", "started": utc_now(), "pid": proc.pid,
                                                 "log": os.path.relpath(run.log(name), run.dir)}
                 run.save()
             stderr_thread.start()
@@ -494,7 +486,7 @@ class Runner:
             for run, _, _ in members:
                 record = run.manifest["stages"].get(name, {})
                 if record.get("status") == "running":
-                    record |= {"status": "interrupted", "ended": _now()}
+                    record |= {"status": "interrupted", "ended": utc_now()}
                     run.manifest["status"] = "interrupted"
                     run.save()
             raise
@@ -523,14 +515,14 @@ class Runner:
             models[entry["aligner"]["key"]] = entry["aligner"]["commit"]
         for key, spec in entry.get("models", {}).items():
             models[key] = spec["commit"]
-        record |= {"status": "done", "ended": _now(), "duration": round(seconds, 3), "inputs": digest,
+        record |= {"status": "done", "ended": utc_now(), "duration": round(seconds, 3), "inputs": digest,
                    "outputs": outs, "models": models, "info": event.get("info", {}), "error": None}
         run.save()
         self.reporter.job_done(run.id, name, event.get("info", {}), seconds)
 
     def _record_failed(self, run: JobRun, name: str, error: str) -> None:
         run.failed = True
-        run.manifest["stages"][name] |= {"status": "failed", "ended": _now(), "error": error}
+        run.manifest["stages"][name] |= {"status": "failed", "ended": utc_now(), "error": error}
         run.manifest |= {"status": "failed", "error": f"{name}: {error}"}
         run.save()
         self.reporter.job_failed(run.id, name, error, run.log(name))

@@ -23,13 +23,14 @@ from typing import Protocol
 from . import cache, derive
 from .cache import LocalState, RemoteFile
 from .catalog import COMMIT_RE, Asset, Item, Model
-from .env import VENV_ROOT
+from .settings import VENV_ROOT
+from .errors import BadInput
 
 DISK_MARGIN = 256 << 20  # keep this much free after a download
 LFS_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".npz", ".model", ".msgpack", ".h5", ".onnx")
 
 
-class ProvisionError(Exception):
+class ProvisionError(BadInput):
     """A request that cannot be carried out as asked (bad input): exit code 2 at the CLI."""
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .util import write_json  # noqa: F401 - the stages write their documents with it
+from .errors import StateError
 
 JOB_SCHEMA = 1
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -22,7 +24,7 @@ WHISPER_LANGUAGES = frozenset(
 )
 
 
-class SchemaError(ValueError):
+class SchemaError(StateError, ValueError):
     """A document is not valid for its schema version."""
 
 
@@ -152,15 +154,3 @@ def read_transcript(path: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError(f"{path}: not readable JSON ({exc})") from None
     return validate_transcript(doc, str(path))
-
-
-def write_json(path: Path, doc: object) -> None:
-    """Write a JSON document atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -26,16 +26,29 @@ import argparse
 import collections
 import contextlib
 import dataclasses
-import datetime
-import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+if __package__:
+    from .settings import platform_parts, venv_python
+    from .util import sha256_file, utc_now
+else:  # run as a script by ./venv-setup, before any venv exists: load the stdlib-only siblings by path
+    import importlib.util
+
+    def _sibling(name: str):
+        spec = importlib.util.spec_from_file_location(f"offline_speech.{name}", Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+
+    _settings, _util = _sibling("settings"), _sibling("util")
+    platform_parts, venv_python = _settings.platform_parts, _settings.venv_python
+    sha256_file, utc_now = _util.sha256_file, _util.utc_now
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -52,7 +65,6 @@ VENV_NAMES = tuple(SMOKE_IMPORTS)
 MIN_PYTHON = (3, 10)
 STAMP_NAME = ".offline-speech.json"
 PTH_NAME = "offline_speech.pth"
-PLATFORM_ENV = "OFFLINE_SPEECH_PLATFORM"  # e.g. darwin-arm64: decide the default selection as if on that machine
 PIP_TAIL_LINES = 15
 
 # Run inside a venv's python: import each module, report every failure on one line.
@@ -122,15 +134,6 @@ def default_venvs(system: str, machine: str) -> list[str]:
     return names
 
 
-def host_platform() -> tuple[str, str]:
-    """(system, machine) of this host, or as given by $OFFLINE_SPEECH_PLATFORM (`darwin-arm64`)."""
-    override = os.environ.get(PLATFORM_ENV, "").strip()
-    if override:
-        system, _, machine = override.partition("-")
-        return system, machine
-    return platform.system(), platform.machine()
-
-
 def select_venvs(requested: list[str], system: str, machine: str) -> list[str]:
     """Expand `all`, check names, drop duplicates; returned in setup order (core first)."""
     unknown = [n for n in requested if n not in VENV_NAMES and n != "all"]
@@ -143,13 +146,6 @@ def select_venvs(requested: list[str], system: str, machine: str) -> list[str]:
     else:
         wanted = set(requested)
     return [n for n in VENV_NAMES if n in wanted]
-
-
-def venv_python(venv: Path) -> Path:
-    """The interpreter inside a venv."""
-    if os.name == "nt":
-        return venv / "Scripts" / "python.exe"
-    return venv / "bin" / "python"
 
 
 def inspect_python(python: str | Path) -> dict | None:
@@ -173,11 +169,6 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_stamp(venv: Path) -> dict | None:
     """The stamp of the last successful setup, or None."""
     try:
@@ -195,7 +186,7 @@ def write_stamp(venv: Path, lock: Path, lock_sha: str, python_version: str, inst
         "python": python_version,
         "installer": installer,
         "src": str(SRC),
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time": utc_now(),
     }
     tmp = venv / (STAMP_NAME + ".tmp")
     tmp.write_text(json.dumps(stamp, indent=2) + "\n")
@@ -467,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=out, flush=True)
 
     try:
-        system, machine = host_platform()
+        system, machine = platform_parts()
         names = select_venvs(args.names, system, machine)
         if not args.requirements_dir.is_dir():
             raise UsageError(f"--requirements-dir {args.requirements_dir}: not a directory")

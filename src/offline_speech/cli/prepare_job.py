@@ -1,0 +1,68 @@
+"""prepare-job: validate a media file and the job's settings, write out/<id>/job.json, print the id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_NLLB_MODEL, load_catalog
+from ..settings import DEFAULT_OUT_DIR, cache_root
+from .app import app
+from .options import CacheDir
+from .output import err, out
+
+PREPARE_EXAMPLES = """\b
+Examples:
+  ./prepare-job.sh --media in/talk.mp4 -s hi
+  ./prepare-job.sh --media in/film.mp4 --workflow subtitle -s hi -t en,ta,bn
+  ./prepare-job.sh --media in/meeting.mkv --start-time 00:05:00 --end-time 00:10:30 --asr-model large-v3-turbo
+"""
+
+
+@app.command(
+    "prepare-job",
+    epilog=PREPARE_EXAMPLES,
+    help="Validate a media file and the job's settings, write out/<id>/job.json, and print the job id as the "
+    "last line. Bad input exits 2 with one line and leaves nothing behind.",
+)
+def prepare_job(
+    media: Annotated[Path, typer.Option("--media", help="The media file (audio or video with an audio stream).")],
+    workflow: Annotated[str, typer.Option(help="transcribe, translate or subtitle.")] = "transcribe",
+    source: Annotated[str, typer.Option("-s", "--source-language", help="Spoken language (Whisper code) or auto.")] = "auto",
+    targets: Annotated[Optional[str], typer.Option("-t", "--target-languages", help="Comma-separated target languages (translate, subtitle).")] = None,
+    start_time: Annotated[Optional[str], typer.Option("--start-time", help="Clip start, HH:MM:SS[.mmm] or seconds (absolute).")] = None,
+    end_time: Annotated[Optional[str], typer.Option("--end-time", help="Clip end, HH:MM:SS[.mmm] or seconds (absolute).")] = None,
+    asr_model: Annotated[str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
+    backend: Annotated[str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")] = "auto",
+    align: Annotated[bool, typer.Option("--align/--no-align", help="Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment timestamps.")] = True,
+    nllb_model: Annotated[str, typer.Option(help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON (the id is still the last line).")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders go (default <project>/out).")] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    from ..jobs import prepare
+
+    job, folder = prepare(
+        load_catalog(),
+        cache_root(cache_dir),
+        media,
+        workflow=workflow,
+        source=source,
+        targets=targets,
+        start=start_time,
+        end=end_time,
+        asr_model=asr_model,
+        backend=backend,
+        align=align,
+        nllb_model=nllb_model,
+        out_dir=out_dir or DEFAULT_OUT_DIR,
+    )
+    for w in job.warnings:
+        err.print(f"note: {w}")
+    if as_json:
+        print(job.to_json(), end="")
+    else:
+        out.print(f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}")
+    print(job.id)

@@ -1,0 +1,82 @@
+"""run-pipeline: run prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..catalog import load_catalog
+from ..settings import DEFAULT_OUT_DIR, VENV_ROOT, cache_root
+from .app import app
+from .options import CacheDir
+from .output import PipelineLines, PipelineProgress, err
+
+RUN_PIPELINE_EPILOG = """\b
+Examples:
+  ./run-pipeline.sh -j 20261122-101500.123-talk-3f2a
+  ./run-pipeline.sh -j ID1 -j ID2 -j ID3     stage by stage: each model loads once for all three
+  ./run-pipeline.sh -j ID --restart           redo every stage
+Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Stages by the job's workflow: transcribe = demux,
+asr, align, outputs; translate adds translate; subtitle adds translate and mux. Outputs in out/<id>/:
+<stem>.<lang>.srt/.vtt/.txt/.json for the source and each target (translate: .txt/.json for targets), and for
+subtitle <stem>.subtitled.mkv (or .mp4) with one tagged track per language.
+out/<id>/manifest.json and out/<id>/logs/<stage>.log tell what ran. Exit 0 done, 1 a stage failed, 2 bad input
+or a missing venv/model (nothing is run), 130 interrupted (run again to resume).
+"""
+
+
+@app.command("run-pipeline", epilog=RUN_PIPELINE_EPILOG)
+def run_pipeline(
+    job_ids: Annotated[list[str], typer.Option("-j", "--job", metavar="ID", help="A job id from prepare-job.sh; repeat for several jobs.")],
+    restart: Annotated[bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the jobs on stdout.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
+    from ..pipeline import PreflightError, Runner, load_job, preflight
+
+    out_root = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
+    root = cache_root(cache_dir)
+    catalog = load_catalog()
+    problems, runs = [], []
+    for job_id in dict.fromkeys(job_ids):
+        try:
+            runs.append(load_job(out_root, job_id))
+        except PreflightError as exc:
+            problems.extend(exc.problems)
+    problems.extend(preflight(catalog, root, runs, VENV_ROOT))
+    if problems:
+        for line in problems:
+            err.print(f"error: {line}")
+        raise typer.Exit(2)
+    reporter = PipelineProgress() if err.is_terminal and not as_json else PipelineLines()
+    try:
+        with reporter:
+            failed = Runner(catalog, root, VENV_ROOT, reporter, restart=restart).run(runs)
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to resume")
+        raise typer.Exit(130) from None
+    if as_json:
+        summary = [{"id": r.id, "dir": str(r.dir), "status": r.manifest["status"], "error": r.manifest.get("error"),
+                    "outputs": {k: str(r.dir / v) for k, v in r.manifest.get("outputs", {}).items()},
+                    "warnings": r.manifest.get("warnings", [])} for r in runs]
+        print(json.dumps({"jobs": summary}, indent=2, ensure_ascii=False))
+    else:
+        for r in runs:
+            if not r.failed:
+                for w in r.manifest.get("warnings", []):
+                    err.print(f"warning: {r.id}: {w}")
+                print(f"{r.id}: done")
+                for v in r.manifest.get("outputs", {}).values():
+                    print(f"  {r.dir / v}")
+    for r in failed:
+        stage = r.manifest["error"].split(":", 1)[0]
+        log = r.dir / r.manifest["stages"][stage]["log"]
+        err.print(f"error: job {r.id}: stage {r.manifest['error']} (log: {log})")
+    if failed:
+        raise typer.Exit(1)

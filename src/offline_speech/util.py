@@ -1,0 +1,82 @@
+"""Small idioms every module needs, spelled once: atomic writes, hashing, time stamps, CPU count, error tails.
+
+Standard library only: stage processes in every venv import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, doc: object, indent: int | None = 1) -> None:
+    """Write a JSON document atomically (UTF-8, trailing newline)."""
+    text = json.dumps(doc, indent=indent, ensure_ascii=False) + "\n"
+    atomic_write(Path(path), text.encode("utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_sha1_file(path: Path) -> str:
+    """The git blob id of a file (what the hub reports as oid for non-LFS files)."""
+    h = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest(data: object) -> str:
+    """A stable sha256 of a JSON-serialisable value (sorted keys)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def utc_now(when: float | None = None) -> str:
+    """An ISO 8601 UTC time stamp to the second, e.g. 2026-11-30T04:30:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if when is None else when))
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def last_line(text: str | bytes | None, default: str = "no output") -> str:
+    """The last non-empty line of a process's output: what a one-line error quotes."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else default
