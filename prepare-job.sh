@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Validate media and settings into out/<id>/job.json; prints the job id. All logic lives in src/offline_speech.
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# Validate media and settings into out/<id>/job.json; prints the job id: ./prepare-job.sh --help
+# All logic lives in src/offline_speech; this only finds the project (through symlinks) and its core venv.
+set -euo pipefail
+self="$(readlink -f -- "${BASH_SOURCE[0]}" 2>/dev/null || python3 -c 'import os, sys; print(os.path.realpath(sys.argv[1]))' "${BASH_SOURCE[0]}")"
+root="${self%/*}"
 py="$root/venv/core/bin/python"
-if [ ! -x "$py" ]; then
-  echo "error: $root/venv/core is missing: run ./venv-setup core first" >&2
+if [[ ! -x "$py" ]]; then
+  echo "error: $root/venv/core is missing: run $root/venv-setup core first" >&2
   exit 2
 fi
 exec "$py" -m offline_speech prepare-job "$@"

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 if __package__:
+    from . import __version__ as VERSION
     from .settings import platform_parts, venv_python
     from .util import sha256_file, utc_now
 else:  # run as a script by ./venv-setup, before any venv exists: load the stdlib-only siblings by path
@@ -47,6 +48,7 @@ else:  # run as a script by ./venv-setup, before any venv exists: load the stdli
         return module
 
     _settings, _util = _sibling("settings"), _sibling("util")
+    VERSION = _sibling("__init__").__version__
     platform_parts, venv_python = _settings.platform_parts, _settings.venv_python
     sha256_file, utc_now = _util.sha256_file, _util.utc_now
 
@@ -119,6 +121,34 @@ class VenvResult:
     status: str  # created | updated | up-to-date | failed
     seconds: float
     error: str | None = None
+
+
+# Venvs whose locks cannot resolve on a platform: (system, machine) -> {venv: why}. torch 2.8 publishes no wheel
+# for Intel macOS, and every backend venv needs torch.
+UNSUPPORTED = {
+    ("darwin", "x86_64"): dict.fromkeys(("whisperx", "translation", "mlx"), "torch 2.8 has no wheel for Intel macOS"),
+}
+# What creating a venv needs from the system, and the command that installs it where we know it.
+VENV_CHECK = "import ensurepip, venv"
+
+
+def unsupported(names: list[str], system: str, machine: str) -> dict[str, str]:
+    """{venv: why} for the selected venvs that cannot be built on this platform."""
+    table = UNSUPPORTED.get((system.lower(), {"amd64": "x86_64"}.get(machine.lower(), machine.lower())), {})
+    return {n: table[n] for n in names if n in table}
+
+
+def check_can_create_venvs(python: str, version: str) -> None:
+    """UsageError naming the install command when `python -m venv` cannot work (Debian's python3-venv)."""
+    try:
+        proc = subprocess.run([python, "-I", "-c", VENV_CHECK], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"{python}: does not run ({exc})") from None
+    if proc.returncode != 0:
+        short = ".".join(version.split(".")[:2])
+        fix = (f"sudo apt-get install python{short}-venv" if Path("/etc/debian_version").exists()
+               else "install your Python's venv/ensurepip package")
+        raise UsageError(f"Python {version} ({python}) cannot create virtualenvs (no ensurepip): {fix}")
 
 
 def is_apple_silicon(system: str, machine: str) -> bool:
@@ -431,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="\n\n".join(__doc__.split("\n\n")[2:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s (offline-speech) {VERSION}")
     parser.add_argument("names", nargs="*", metavar="VENV", help=f"{', '.join(VENV_NAMES)} or all")
     parser.add_argument("--python", help="interpreter (>= 3.10) that creates the venvs; default: this one")
     parser.add_argument(
@@ -463,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.requirements_dir.is_dir():
             raise UsageError(f"--requirements-dir {args.requirements_dir}: not a directory")
         base_python, base_version = resolve_base_python(args.python)
+        check_can_create_venvs(base_python, base_version)
+        skipped = unsupported(names, system, machine)
+        if skipped and len(skipped) == len(names):
+            raise UsageError(f"{', '.join(skipped)} cannot be built on {system}-{machine}: {next(iter(skipped.values()))}")
     except UsageError as exc:
         print(f"venv-setup: error: {exc}", file=sys.stderr)
         return 2
@@ -477,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         pip_verbose=sys.stdout.isatty() and not args.json,
         installer=args.installer,
     )
+    if skipped:
+        log(f"{', '.join(skipped)}: cannot be built on {system}-{machine} ({next(iter(skipped.values()))}); "
+            f"setting up {', '.join(n for n in names if n not in skipped)}")
+        names = [n for n in names if n not in skipped]
     if "mlx" in names and not is_apple_silicon(system, machine):
         log(f"mlx: not Apple Silicon ({system} {machine}): installs mlx[cpu]; mlx-whisper runs here on CPU only")
 

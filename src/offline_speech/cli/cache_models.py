@@ -25,7 +25,7 @@ from ..catalog import (
 from ..errors import BadInput
 from ..settings import VENV_ROOT, asset_mirror, cache_root, host_platform, hub_endpoint, user_token
 from .app import app
-from .options import AsJson, CacheDir
+from .options import Version, AsJson, CacheDir
 from .output import LineReporter, RichReporter, emit_json as _emit_json, err, human, out
 
 CACHE_MODELS_EXAMPLES = """\b
@@ -101,7 +101,9 @@ def cache_models(
     cache_dir: CacheDir = None,
     asset_mirror: Annotated[Optional[str], typer.Option("--asset-mirror", envvar="OFFLINE_SPEECH_ASSET_MIRROR", help="Base URL replacing download.pytorch.org / GitHub for non-hub assets.")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, max=32, help="Files downloaded at once (default: one per CPU core, 2 to 8).")] = None,
+    version: Version = None,
 ) -> None:
+    del version
     raise typer.Exit(_cache_models(**locals()))
 
 

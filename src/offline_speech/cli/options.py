@@ -7,9 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import __version__
+
+
+def _show_version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        print(f"{ctx.find_root().info_name} (offline-speech) {__version__}")
+        raise typer.Exit(0)
+
+
 CacheDir = Annotated[
     Optional[Path],
     typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache)."),
 ]
 OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
+Version = Annotated[
+    Optional[bool],
+    typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+]

@@ -21,9 +21,31 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def live(console: Console = out) -> bool:
+    """Whether to draw live bars and boxed tables: a real terminal, not a pipe, a file or TERM=dumb."""
+    return console.is_terminal and not console.is_dumb_terminal
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]], console: Console = out) -> None:
+    """A table: boxed on a terminal; plain aligned columns, never wrapped or cut, in a pipe or a log."""
+    if live(console):
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    print("\n".join(lines), file=console.file, flush=True)
 
 
 def emit_json(data) -> None:

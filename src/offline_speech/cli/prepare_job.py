@@ -10,7 +10,7 @@ import typer
 from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_NLLB_MODEL, load_catalog
 from ..settings import DEFAULT_OUT_DIR, cache_root
 from .app import app
-from .options import CacheDir
+from .options import Version, CacheDir
 from .output import err, out
 
 PREPARE_EXAMPLES = """\b
@@ -38,9 +38,10 @@ def prepare_job(
     backend: Annotated[str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")] = "auto",
     align: Annotated[bool, typer.Option("--align/--no-align", help="Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment timestamps.")] = True,
     nllb_model: Annotated[str, typer.Option(help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON (the id is still the last line).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as one JSON document (its \"id\" is the job id) instead of the id line.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders go (default <project>/out).")] = None,
     cache_dir: CacheDir = None,
+    version: Version = None,
 ) -> None:
     from ..jobs import prepare
 
@@ -61,8 +62,8 @@ def prepare_job(
     )
     for w in job.warnings:
         err.print(f"note: {w}")
-    if as_json:
+    if as_json:  # one JSON document: the job, whose "id" is the id
         print(job.to_json(), end="")
-    else:
-        out.print(f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}")
+        return
+    out.print(f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}")
     print(job.id)

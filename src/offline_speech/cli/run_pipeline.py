@@ -12,7 +12,7 @@ import typer
 from ..catalog import load_catalog
 from ..settings import DEFAULT_OUT_DIR, VENV_ROOT, cache_root
 from .app import app
-from .options import CacheDir
+from .options import Version, CacheDir
 from .output import PipelineLines, PipelineProgress, err
 
 RUN_PIPELINE_EPILOG = """\b
@@ -36,6 +36,7 @@ def run_pipeline(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the jobs on stdout.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")] = None,
     cache_dir: CacheDir = None,
+    version: Version = None,
 ) -> None:
     """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
     from ..pipeline import PreflightError, Runner, load_job, preflight

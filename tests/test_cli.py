@@ -1,0 +1,111 @@
+"""The command line as a user meets it: -h and --version everywhere, one-line usage errors (exit 2), one JSON
+document per --json, shims that work through symlinks, venv-setup's platform and system checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIMS = ("cache-models.sh", "prepare-job.sh", "run-pipeline.sh")
+CLIP = ROOT / "samples" / "speech-en.opus"
+
+
+def run(*cmd: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
+    base.update(OFFLINE_SPEECH_PLATFORM="linux-x86_64", COLUMNS="80")
+    return subprocess.run(list(cmd), capture_output=True, text=True, env=base | (env or {}), cwd=cwd, timeout=120)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("shim", SHIMS)
+def test_every_command_has_short_help_and_version(shim):
+    for flag in ("-h", "--help"):
+        proc = run(str(ROOT / shim), flag)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"Usage: {shim}"), proc.stderr
+        assert "--version" in proc.stdout and "-h, --help" in proc.stdout
+    proc = run(str(ROOT / shim), "--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"{shim} (offline-speech) 0.1.0"
+    proc = run(str(ROOT / "venv-setup"), "--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == "venv-setup (offline-speech) 0.1.0"
+
+
+@pytest.mark.parametrize(
+    "shim, args, says",
+    [
+        ("cache-models.sh", ["--bogus"], "No such option: --bogus"),
+        ("cache-models.sh", ["--workers", "0"], "Invalid value for '--workers'"),
+        ("prepare-job.sh", [], "Missing option '--media'"),
+        ("prepare-job.sh", ["--media"], "Option '--media' requires an argument"),
+        ("run-pipeline.sh", [], "Missing option '-j' / '--job'"),
+        ("run-pipeline.sh", ["-j", "x", "--restart=maybe"], "--restart"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(shim, args, says):
+    proc = run(str(ROOT / shim), *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = one_line_error(proc)
+    assert says in line and f"{shim} --help" in line
+
+
+def test_prepare_job_json_is_exactly_one_document(tmp_path):
+    out = tmp_path / "out"
+    proc = run(str(ROOT / "prepare-job.sh"), "--media", str(CLIP), "-s", "en", "--asr-model", "tiny.en", "--no-align",
+               "--json", "--out-dir", str(out), "--cache-dir", str(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)  # the whole of stdout is one JSON document
+    assert (out / job["id"] / "job.json").is_file()
+    assert json.loads((out / job["id"] / "job.json").read_text())["id"] == job["id"]
+
+
+def test_shims_work_through_symlinks(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cm").symlink_to(ROOT / "cache-models.sh")
+    (bin_dir / "cm2").symlink_to(bin_dir / "cm")  # a chain of links, called from another folder
+    proc = run(str(bin_dir / "cm2"), "--info", "--json", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["cache"] == str(tmp_path / "cache")
+
+
+def test_shims_fail_with_one_line_without_the_core_venv(tmp_path):
+    copy = tmp_path / "project"
+    copy.mkdir()
+    for shim in SHIMS:
+        (copy / shim).write_bytes((ROOT / shim).read_bytes())
+        (copy / shim).chmod(0o755)
+        proc = run(str(copy / shim), "-h")
+        assert proc.returncode == 2
+        assert one_line_error(proc) == f"error: {copy}/venv/core is missing: run {copy}/venv-setup core first"
+
+
+def test_venv_setup_names_the_venvs_a_platform_cannot_have_and_builds_the_rest():
+    proc = run(str(ROOT / "venv-setup"), "core", "whisperx", "translation", env={"OFFLINE_SPEECH_PLATFORM": "darwin-x86_64"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, *rest = proc.stdout.splitlines()
+    assert first.startswith("whisperx, translation: cannot be built on darwin-x86_64 (torch 2.8 has no wheel")
+    assert "core: up to date" in rest
+    proc = run(str(ROOT / "venv-setup"), "whisperx", env={"OFFLINE_SPEECH_PLATFORM": "darwin-x86_64"})
+    assert proc.returncode == 2 and "whisperx cannot be built on darwin-x86_64" in proc.stderr
+
+
+def test_venv_setup_checks_the_system_can_make_venvs_before_anything_slow(tmp_path):
+    # A Python like Debian's without python3-venv: everything runs except ensurepip.
+    python = tmp_path / "python3"
+    python.write_text('#!/bin/sh\ncase "$*" in *ensurepip*) echo "No module named ensurepip" >&2; exit 1;; esac\n'
+                      f'exec {os.path.realpath(ROOT / "venv/core/bin/python")} "$@"\n')
+    python.chmod(0o755)
+    proc = run(str(ROOT / "venv-setup"), "--python", str(python), "--venv-dir", str(tmp_path / "venvs"), "core")
+    assert proc.returncode == 2
+    assert "cannot create virtualenvs (no ensurepip)" in proc.stderr and "-venv" in proc.stderr
+    assert not (tmp_path / "venvs").exists()
