@@ -84,7 +84,7 @@ def test_lookup_accepts_codes_aliases_and_names(spelling, code):
 
 @pytest.mark.parametrize("bad, message", [
     ("xx", "unknown language 'xx'"),
-    ("hin", "did you mean hi\\? codes"),
+    ("hnd", "did you mean hi\\? codes"),
     ("auto", "only -s takes it"),
     ("", "unknown language ''"),
 ])
@@ -205,3 +205,17 @@ def test_translation_models_come_from_the_catalog():
         translation_models(catalog, "hi", ["en"], "3.3B", indictrans2_variant="200M")
     with pytest.raises(ValueError, match="no NLLB model named 'huge'"):
         translation_models(catalog, "fr", ["de"], "huge")
+
+
+@pytest.mark.parametrize("typed, code", [
+    ("en-US", "en"), ("en_GB", "en"), ("pt-BR", "pt"), ("zh-CN", "zh"), ("zh-TW", "zh-Hant"), ("zh-Hant-TW", "zh-Hant"),
+    ("English", "en"), ("hindi", "hi"), ("hin", "hi"), ("fre", "fr"), ("ger", "de"), ("nb-NO", "no"),
+    ("sr-Latn-RS", "sr"), ("ks-Deva", "ks-Deva"), ("hin_Deva", "hi"),
+])
+def test_codes_are_normalised_as_users_type_them(typed, code):
+    assert lookup(typed).code == code
+
+
+def test_an_iso639_2_code_shared_by_several_languages_names_none_of_them():
+    with pytest.raises(LanguageError):
+        lookup("sit")  # a collective code (Sino-Tibetan): Bodo's tag, but not Bodo

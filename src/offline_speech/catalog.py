@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .languages import lookup
 from .settings import APPLE_SILICON, host_platform
 from .errors import BadInput
 
@@ -121,6 +122,9 @@ class Catalog:
             if m.group == group and (name in m.asr or name in (m.key, m.repo)):
                 return m
         names = sorted({n for m in self.models if m.group == group for n in m.asr})
+        if group == "mlx" and name in self.asr_names():
+            raise CatalogError(f"'{name}' has no MLX Whisper conversion; use --backend whisperx for it, or an MLX "
+                               f"size: {', '.join(names)}")
         raise CatalogError(f"no {group} model named '{name}'; known: {', '.join(names)}")
 
     def asr_names(self) -> list[str]:
@@ -160,7 +164,8 @@ class Catalog:
             elif group == "nllb":
                 chosen.append(self.nllb_model(nllb_model))
             elif group == "align":
-                for lang in languages:
+                for typed in languages:
+                    lang = lookup(typed).code  # LanguageError (exit 2) for a code nobody knows
                     found = self.aligners(lang)
                     if not found:
                         warnings.append(

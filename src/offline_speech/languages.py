@@ -265,6 +265,8 @@ ALIASES = {
     "mni-Beng": "mni",
     "sat-Olck": "sat",
 }
+# BCP 47 region subtags that imply a script where the table keeps the script apart (zh-TW is Traditional Chinese).
+_REGION_SCRIPT = {("zh", "tw"): "zh-Hant", ("zh", "hk"): "zh-Hant", ("zh", "mo"): "zh-Hant"}
 # The BCP 47 tag (Matroska's LanguageBCP47) where it is not the code itself.
 _BCP47 = {"jw": "jv"}
 
@@ -347,18 +349,40 @@ def _index(languages: tuple[Language, ...]) -> dict[str, Language]:
         names.setdefault(lang.name.lower(), lang)
     for name, lang in names.items():
         index.setdefault(name, lang)  # a code wins over a name
+    iso = [lang.iso639_2 for lang in languages]
+    for lang in languages:  # ISO 639-2 codes (eng, hin, fre) of ISO 639-1 languages, where one language owns it
+        # (a language with no 639-1 code is tagged with its macrolanguage or collective code: sit is not Bodo)
+        if iso.count(lang.iso639_2) == 1 and len(lang.code.split("-")[0]) == 2:
+            index.setdefault(lang.iso639_2, lang)
     return index
 
 
 _INDEX = _index(LANGUAGES)
 
 
+def _bcp47_candidates(key: str) -> list[str]:
+    """Shorter forms of a BCP 47 tag as users type them (en-US, pt_BR, zh-Hant-TW, zh-CN): language+script, then
+    a region that implies a script, then the language alone."""
+    parts = key.replace("_", "-").split("-")
+    if len(parts) < 2 or not parts[0].isalpha():
+        return []
+    lang, rest = parts[0], parts[1:]
+    script = next((p for p in rest if len(p) == 4 and p.isalpha()), None)
+    region = next((p for p in rest if len(p) in (2, 3) and p != script), None)
+    found = [f"{lang}-{script}"] if script else []
+    if (lang, region) in _REGION_SCRIPT and not script:
+        found.append(_REGION_SCRIPT[(lang, region)].lower())
+    return found + [lang]
+
+
 def lookup(code: str) -> Language:
-    """The language `code` names (a table code, alias, FLORES-200 or IndicTrans2 code, or English name)."""
+    """The language `code` names: a table code, alias, FLORES-200, IndicTrans2 or ISO 639-2 code, an English
+    name, or a BCP 47 tag with region or script (en-US, pt-BR, zh-CN, zh-TW)."""
     key = code.strip().lower()
-    found = _INDEX.get(key) or _INDEX.get(key.replace("_", "-"))
-    if found:
-        return found
+    for candidate in (key, key.replace("_", "-"), *_bcp47_candidates(key)):
+        found = _INDEX.get(candidate)
+        if found:
+            return found
     if key == AUTO:
         raise LanguageError("'auto' is not a language: only -s takes it (Whisper detects the language)")
     close = difflib.get_close_matches(key, list(_INDEX), n=4, cutoff=0.75)
