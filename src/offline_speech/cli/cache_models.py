@@ -26,7 +26,7 @@ from ..errors import BadInput
 from ..settings import VENV_ROOT, asset_mirror, cache_root, host_platform, hub_endpoint, user_token
 from .app import app
 from .options import Version, AsJson, CacheDir
-from .output import LineReporter, RichReporter, emit_json as _emit_json, err, human, out
+from .output import LineReporter, RichReporter, emit_json as _emit_json, err, human, live, out
 
 CACHE_MODELS_EXAMPLES = """\b
 Examples:
@@ -101,6 +101,9 @@ def cache_models(
     cache_dir: CacheDir = None,
     asset_mirror: Annotated[Optional[str], typer.Option("--asset-mirror", envvar="OFFLINE_SPEECH_ASSET_MIRROR", help="Base URL replacing download.pytorch.org / GitHub for non-hub assets.")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, max=32, help="Files downloaded at once (default: one per CPU core, 2 to 8).")] = None,
+    export: Annotated[Optional[Path], typer.Option("--export", metavar="FILE", help="Write the selected models (default: everything cached) into one verified tar for an offline machine; with --dry-run, only its size.")] = None,
+    since: Annotated[Optional[Path], typer.Option("--since", metavar="LOCKFILE", help="With --export: leave out what this lock file (the target machine's .cache/offline-speech.lock.json) already has.")] = None,
+    import_: Annotated[Optional[Path], typer.Option("--import", metavar="FILE", help="Check every file of a bundle made by --export, then move it into the cache.")] = None,
     version: Version = None,
 ) -> None:
     del version
@@ -128,6 +131,10 @@ def _job_models(job: str) -> list[str]:
 
 def _cache_models(**o) -> int:
     modes = [m for m in ("dry_run", "verify", "info", "clear") if o[m]] + (["from_dir"] if o["from_dir"] else [])
+    if o["import_"] or o["export"]:
+        return _bundle(**o)
+    if o["since"]:
+        raise BadInput("--since goes with --export")
     if len(modes) > 1:
         raise BadInput("choose one of --dry-run, --verify, --info, --clear, --from-dir")
     if o["repair"] and modes not in ([], ["verify"]):
@@ -358,3 +365,62 @@ def _clear(root: Path, items: list[Item], yes: bool, as_json: bool) -> int:
         for k, b in freed:
             out.print(f"removed {k} ({human(b)})")
     return 0
+
+
+def _bundle(**o) -> int:
+    """--export (with --since, --dry-run) and --import."""
+    from .. import bundle
+
+    others = [f for f in ("verify", "info", "clear", "repair") if o[f]] + (["from-dir"] if o["from_dir"] else [])
+    if o["import_"] and o["export"] or others:
+        raise BadInput("--export and --import go alone (--export takes a selection, --since and --dry-run)")
+    root = cache_root(o["cache_dir"])
+    catalog = load_catalog()
+    total_bytes = 0
+    if o["import_"]:
+        archive = o["import_"].expanduser()
+        with _byte_reporter(archive.stat().st_size if archive.is_file() else 0, o["as_json"]) as reporter:
+            results = bundle.import_bundle(root, catalog, archive, progress=reporter.advance_bytes)
+        if o["as_json"]:
+            _emit_json({"imported": [r.__dict__ for r in results]})
+        else:
+            for r in results:
+                out.print(f"{r.status:9} {r.key} {r.detail}".rstrip())
+        return 0
+    keys = list(o["keys"] or [])
+    if o["all_"] or any(o[g] for g in GROUPS) or o["job"]:
+        groups = [g for g in GROUPS if o[g]]
+        jobs = [k for job_id in o["job"] or [] for k in _job_models(job_id)]
+        items, _ = _selected(catalog, keys + jobs, groups, o["all_"], o["asr_model"], o["nllb_model"],
+                             _languages(o["languages"]), host_platform())
+        keys = [i.key for i in items]
+    elif not keys:
+        lock = cache.read_lock(root)
+        keys = [k for s in ("models", "assets") for k in lock[s] if _known(catalog, k)]
+    since = bundle.read_since(o["since"].expanduser()) if o["since"] else None
+    plan = bundle.plan_export(root, catalog, list(dict.fromkeys(keys)), since)
+    for key, why in plan.skipped:
+        err.print(f"note: {key} left out: {why}")
+    if not o["dry_run"]:
+        err.print(f"exporting {len(plan.keys)} entries, {human(plan.total_bytes)} to {o['export']}")
+        with _byte_reporter(plan.total_bytes, o["as_json"]) as reporter:
+            total_bytes = bundle.write_bundle(plan, o["export"], progress=reporter.advance_bytes)
+    summary = {"archive": str(o["export"]), "entries": plan.keys, "files": len(plan.files),
+               "bytes": plan.total_bytes, "archive_bytes": total_bytes, "skipped": [list(s) for s in plan.skipped],
+               "dry_run": o["dry_run"]}
+    if o["as_json"]:
+        _emit_json(summary)
+    else:
+        what = "would write" if o["dry_run"] else "wrote"
+        out.print(f"{what} {o['export']}: {len(plan.keys)} entries, {len(plan.files)} files, {human(plan.total_bytes)}")
+    return 0
+
+
+def _byte_reporter(total: int, as_json: bool):
+    """Progress in bytes: a bar on a terminal, lines otherwise."""
+    if live() and not as_json:
+        reporter = RichReporter(total)
+    else:
+        reporter = LineReporter(total, sys.stderr)
+    reporter.advance_bytes = lambda n: reporter.advance("", "", n)  # type: ignore[attr-defined]
+    return reporter
