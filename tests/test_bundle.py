@@ -181,3 +181,12 @@ def test_export_refuses_a_damaged_cache_and_leaves_no_archive(cli, tmp_path):
     assert "does not match its recorded hash" in proc.stderr and "--verify --repair" in proc.stderr
     assert not list(tmp_path.glob("*x.tar*"))
     shutil.rmtree(cli.cache)
+
+
+def test_bench_bundle_quick_prints_its_figures():
+    proc = subprocess.run([str(ROOT / "venv/core/bin/python"), str(ROOT / "scripts/bench_bundle.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for side in ("export", "import"):
+        found = re.search(rf"^{side} throughput / plain tar: (\d+\.\d+) \(ours (\d+) MB/s", proc.stdout, re.M)
+        assert found and float(found[1]) > 0 and int(found[2]) > 0, proc.stdout
