@@ -40,6 +40,17 @@ def hub_endpoint(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("HF_ENDPOINT") or None
 
 
+def user_hub_cache(environ: Mapping[str, str] = os.environ) -> Path:
+    """The user's own Hugging Face hub cache (what --from-hf-cache reads by default): HF_HUB_CACHE, else
+    HF_HOME/hub, else $XDG_CACHE_HOME or ~/.cache, /huggingface/hub."""
+    if environ.get("HF_HUB_CACHE"):
+        return Path(environ["HF_HUB_CACHE"]).expanduser()
+    if environ.get("HF_HOME"):
+        return Path(environ["HF_HOME"]).expanduser() / "hub"
+    xdg = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")) / ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
 def asset_mirror(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> str | None:
     """Base URL replacing download.pytorch.org / GitHub for non-hub assets: --asset-mirror, else the variable."""
     return explicit or environ.get(ASSET_MIRROR_ENV) or None
