@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub import HubRepo, TestHub
+from .hub import HubRepo, TestHub
 from offline_speech.catalog import Model, load_catalog
 
 TINY_EN_REPO = "Systran/faster-whisper-tiny.en"

@@ -1,6 +1,6 @@
 """Build tiny translation models that reproduce a few sentence pairs exactly (run in venv/translation).
 
-    venv/translation/bin/python tests/tiny_translators.py {nllb|indictrans2} OUT_DIR PAIRS_JSON [--check-only]
+    venv/translation/bin/python tests/support/tiny_translators.py {nllb|indictrans2} OUT_DIR PAIRS_JSON [--check-only]
 
 PAIRS_JSON holds a list of {"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": "...", "tgt": "..."} objects
 (FLORES-200 codes; several language pairs and directions may share one model). The translation tests need models
@@ -107,7 +107,7 @@ INDICTRANS2_TAGS = [
 INDICTRANS2_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # fairseq's ids 0-3, in both dictionaries
 
 CONFIGURATION_INDICTRANS = '''\
-"""IndicTransConfig of the tiny IndicTrans2 test model (tests/tiny_translators.py): M2M100Config with separate
+"""IndicTransConfig of the tiny IndicTrans2 test model (tests/support/tiny_translators.py): M2M100Config with separate
 source (encoder) and target (decoder) vocabulary sizes, as the real IndicTrans2 configuration has."""
 
 from transformers import M2M100Config
@@ -124,9 +124,9 @@ class IndicTransConfig(M2M100Config):
 '''
 
 MODELING_INDICTRANS = '''\
-"""IndicTransForConditionalGeneration of the tiny IndicTrans2 test model (tests/tiny_translators.py): M2M100 whose
-encoder embeds the source vocabulary while the decoder embedding, shared with the output layer, covers the target
-vocabulary."""
+"""IndicTransForConditionalGeneration of the tiny IndicTrans2 test model (tests/support/tiny_translators.py):
+M2M100 whose encoder embeds the source vocabulary while the decoder embedding, shared with the output layer, covers
+the target vocabulary."""
 
 import math
 
@@ -170,8 +170,8 @@ class IndicTransForConditionalGeneration(M2M100ForConditionalGeneration):
 '''
 
 TOKENIZATION_INDICTRANS = '''\
-"""IndicTransTokenizer of the tiny IndicTrans2 test model (tests/tiny_translators.py), working like the real one:
-the input is IndicProcessor.preprocess_batch output, "src_tag tgt_tag text"; the tags are tokens of the source
+"""IndicTransTokenizer of the tiny IndicTrans2 test model (tests/support/tiny_translators.py), working like the
+real one: the input is IndicProcessor.preprocess_batch output, "src_tag tgt_tag text"; the tags are tokens of the source
 dictionary, the text is cut by the source sentencepiece model, and </s> ends it. Ids go back to text through the
 target dictionary, the one the decoder writes in. Both dictionaries give <s>, <pad>, </s>, <unk> ids 0-3."""
 
