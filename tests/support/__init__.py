@@ -8,6 +8,7 @@ and the helpers that run the project's commands as a user runs them.
     builders.py          runs the three builders below in their venvs
     tiny_aligner.py      (venv/whisperx) a tiny random-weight wav2vec2 CTC aligner laid out like a hub repo
     tiny_translators.py  (venv/translation) tiny NLLB and IndicTrans2 models that reproduce given sentence pairs
+    tiny_indictrans2/    the tiny IndicTrans2's own model code (trust_remote_code), copied into each build
     ct2_to_mlx.py        (venv/mlx) a faster-whisper (CTranslate2) model converted to the MLX Whisper layout
     wer.py               word error rate
 
