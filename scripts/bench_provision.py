@@ -1,6 +1,6 @@
 """Provisioning benchmark: prints figures measured in one run against a local HF-compatible hub.
 
-    venv/core/bin/python scripts/bench_provision.py [--scale 400] [--rounds 8] [--work-dir /dev/shm]
+    venv/core/bin/python scripts/bench_provision.py [--scale 400] [--rounds 8] [--work-dir /dev/shm] [--quick]
 
 1. `cache-models.sh --all` when everything is cached: wall time and HTTP requests (target <= 1 s, 0 requests).
 2. Bytes the hub sent for files ÷ bytes the loaders need (target 1.00).
@@ -11,12 +11,13 @@ Throughput rounds alternate which side goes first and start from the same state;
 per-round ratios (robust to one lucky round on either side), with best ÷ best beside it. At the default scale the
 selection is 845 MB, so the figure is about throughput, not process start-up (--scale 40: 85 MB, ~1 s runs, where
 start-up weighs). On a small machine the caches' disk adds noise to both sides: --work-dir on a tmpfs removes it.
+--quick (what tests/test_benchmarks.py runs): every figure at --scale 4 and 2 rounds, in seconds; it proves the
+benchmark runs, not the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,24 +27,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package and tests/support (see its __init__)
 
-import universe as hub_universe  # noqa: E402
 from offline_speech.catalog import all_groups_for, load_catalog  # noqa: E402
-
-PLATFORM = "linux-x86_64"
+from support import universe as hub_universe  # noqa: E402
+from support.shell import PLATFORM, scrubbed_env  # noqa: E402
 
 
 def cli_env(hub_url: str, token: str, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
-    env.update(
-        HOME=str(home),
-        HF_ENDPOINT=hub_url,
-        HF_TOKEN=token,
-        OFFLINE_SPEECH_ASSET_MIRROR=hub_url + "/assets",
-        OFFLINE_SPEECH_PLATFORM=PLATFORM,
-    )
-    return env
+    return scrubbed_env(HOME=str(home), HF_ENDPOINT=hub_url, HF_TOKEN=token,
+                        OFFLINE_SPEECH_ASSET_MIRROR=hub_url + "/assets", OFFLINE_SPEECH_PLATFORM=PLATFORM)
 
 
 def cache_models(cache: Path, env: dict[str, str], *args: str) -> float:
@@ -69,8 +62,7 @@ def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection, wan
             f"    snapshot_download(repo, revision=rev, allow_patterns=patterns, cache_dir={str(cache)!r}, token={token!r})",
         ]
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_ENDPOINT=hub_url, HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env = scrubbed_env(HF_ENDPOINT=hub_url, HF_HUB_DISABLE_PROGRESS_BARS="1")
     started = time.perf_counter()  # the whole process, like cache_models(): imports and start-up on both sides
     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return time.perf_counter() - started
@@ -78,10 +70,13 @@ def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection, wan
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=int, default=400, help="stand-in file size multiplier (400: 845 MB for --all)")
-    parser.add_argument("--rounds", type=int, default=8, help="paired throughput rounds")
+    parser.add_argument("--scale", type=int, help="stand-in file size multiplier (default 400: 845 MB for --all)")
+    parser.add_argument("--rounds", type=int, help="paired throughput rounds (default 8)")
     parser.add_argument("--work-dir", type=Path, help="where the caches go (default: the system's temp folder)")
+    parser.add_argument("--quick", action="store_true", help="small and short: --scale 4 --rounds 2 unless given")
     args = parser.parse_args()
+    args.scale = args.scale or (4 if args.quick else 400)
+    args.rounds = args.rounds or (2 if args.quick else 8)
 
     u = hub_universe.build_universe(hub_universe.tiny_en_files(), scale=args.scale)
     u.hub.start()

@@ -1,6 +1,6 @@
 """Translation benchmark: prints figures measured in one run, with the translate stage's own engines.
 
-    venv/core/bin/python scripts/bench_translate.py [--segments 240] [--reps 3]
+    venv/core/bin/python scripts/bench_translate.py [--segments 240] [--reps 3] [--quick]
     venv/core/bin/python scripts/bench_translate.py --nllb DIR [--ct2 DIR]     # a real NLLB snapshot instead
 
 1. CTranslate2 int8 NLLB ÷ transformers NLLB: segments per second of each on the same segments, same beam size
@@ -8,17 +8,19 @@
    measures per-call overhead; the >= 3x target is judged at real size, 3.).
 2. Segments per second of each route the stage takes: NLLB on CTranslate2, NLLB on transformers, and IndicTrans2
    (en-indic, indic-en, indic-indic) through IndicProcessor.
-3. The same speed ratio at real size (skip with --quick): a model shaped exactly like facebook/nllb-200-distilled-600M
+3. The same speed ratio at real size: a model shaped exactly like facebook/nllb-200-distilled-600M
    (615 M parameters, 256k vocabulary; random weights, since the hub is not reachable here) converted with
    offline_speech.derive, both engines decoding a fixed number of tokens per segment (--tokens, forced with
    min = max length) at beam 4, batch 16, on every core. The tiny model's figures measure per-call overhead; this
    one measures the arithmetic that dominates a real run.
-By default the models are the tiny ones the tests train (tests/tiny_translators.py: a tiny NLLB with its own
+By default the models are the tiny ones the tests train (tests/support/tiny_translators.py: a tiny NLLB with its own
 sentencepiece tokenizer, a tiny IndicTrans2-shaped model with its own remote code), so identical output must hold
 exactly; the NLLB is converted with the same code as `cache-models.sh --nllb` (offline_speech.derive). With --nllb
 a real snapshot (e.g. facebook/nllb-200-distilled-600M from the project cache) is timed instead (converted to a
 temporary folder unless --ct2 names a conversion). Needs venv/translation (./venv-setup translation). Each engine is
 warmed up once, then timed over --reps passes; the median pass counts.
+--quick (what tests/test_benchmarks.py runs): every figure with 16 segments, one pass, and 3. on a small shape
+(QUICK_SHAPE) instead of the 600M one; it proves the benchmark runs, not the figures.
 """
 
 from __future__ import annotations
@@ -30,10 +32,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRANSLATION_PY = ROOT / "venv" / "translation" / "bin" / "python"
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package and tests/support (see its __init__)
+
+from offline_speech.settings import backend_python  # noqa: E402
+from support.builders import tiny_translator  # noqa: E402
+from support.shell import scrubbed_env  # noqa: E402
+
+TRANSLATION_PY = backend_python("translation")
+# facebook/nllb-200-distilled-600M's shape (615 M parameters), and the small one --quick times instead
+REAL_SHAPE = dict(vocab_size=256206, d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
+                  decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096)
+QUICK_SHAPE = dict(vocab_size=8192, d_model=256, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                   decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024)
 
 ENGLISH = ["Good morning everyone.", "The meeting starts at ten.", "Please close the door.", "We will eat rice today.",
            "The river is very wide.", "My brother reads a book.", "It is raining in the city.", "Thank you for coming."]
@@ -78,29 +92,28 @@ print(json.dumps(report, ensure_ascii=False))
 '''
 
 
-def build(kind: str, dest: Path, pairs: list[dict]) -> None:
-    spec = dest.with_suffix(".pairs.json")
-    spec.write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(dest.parent / "hf-home")}
-    subprocess.run([str(TRANSLATION_PY), str(ROOT / "tests" / "tiny_translators.py"), kind, str(dest), str(spec)],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-
-
 def convert(source: Path, dest: Path) -> None:
-    env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    env = scrubbed_env(PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1")
     subprocess.run([str(TRANSLATION_PY), "-m", "offline_speech.derive", str(source), str(dest)], check=True, env=env)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--segments", type=int, default=240, help="segments per timed pass (default 240)")
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--segments", type=int, help="segments per timed pass (default 240)")
+    parser.add_argument("--reps", type=int, help="timed passes (default 3)")
     parser.add_argument("--nllb", type=Path, help="a real NLLB snapshot folder to time instead of the tiny model")
     parser.add_argument("--ct2", type=Path, help="its CTranslate2 conversion (default: converted now to a temp dir)")
-    parser.add_argument("--quick", action="store_true", help="skip the real-size (600M-shaped) comparison")
-    parser.add_argument("--real-segments", type=int, default=32, help="segments timed at real size (default 32)")
-    parser.add_argument("--tokens", type=int, default=20, help="tokens decoded per segment at real size (default 20)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 16 segments, one pass, and the real-size "
+                        "comparison on a small shape (8 segments x 8 tokens) instead of the 600M one")
+    parser.add_argument("--real-segments", type=int, help="segments timed at real size (default 32)")
+    parser.add_argument("--tokens", type=int, help="tokens decoded per segment at real size (default 20)")
     args = parser.parse_args()
+    quick = {"segments": 16, "reps": 1, "real_segments": 8, "tokens": 8}
+    full = {"segments": 240, "reps": 3, "real_segments": 32, "tokens": 20}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    shape = QUICK_SHAPE if args.quick else REAL_SHAPE
     if not TRANSLATION_PY.exists():
         print("venv/translation is missing: ./venv-setup translation", file=sys.stderr)
         return 2
@@ -114,11 +127,15 @@ def main() -> int:
             nllb, exact = args.nllb, False
         else:
             nllb, exact = work / "nllb", True
-            build("nllb", nllb, [{"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": e, "tgt": f} for e, f in zip(ENGLISH, FRENCH)])
+            nllb_pairs = [{"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": e, "tgt": f} for e, f in zip(ENGLISH, FRENCH)]
             pairs = [{"src_lang": "eng_Latn", "tgt_lang": "hin_Deva", "src": e, "tgt": h} for e, h in zip(ENGLISH, HINDI)]
             pairs += [{"src_lang": "hin_Deva", "tgt_lang": "eng_Latn", "src": h, "tgt": e} for h, e in zip(HINDI, ENGLISH)]
             pairs += [{"src_lang": "hin_Deva", "tgt_lang": "tam_Taml", "src": h, "tgt": t} for h, t in zip(HINDI, TAMIL)]
-            build("indictrans2", work / "it2", pairs)
+            with ThreadPoolExecutor(2) as pool:  # each build trains on one thread: build both at once
+                builds = [pool.submit(tiny_translator, "nllb", nllb, nllb_pairs),
+                          pool.submit(tiny_translator, "indictrans2", work / "it2", pairs)]
+                for build in builds:
+                    build.result()
             it2 = {"kind": "indictrans2", "path": str(work / "it2"), "trust_remote_code": True}
             hindi = [HINDI[i % len(HINDI)] for i in range(n)]
             jobs += [
@@ -138,16 +155,16 @@ def main() -> int:
         for job in jobs:
             job["reps"] = args.reps
         (work / "jobs.json").write_text(json.dumps(jobs, ensure_ascii=False), encoding="utf-8")
-        env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HOME": str(work / "hf-home"), "TOKENIZERS_PARALLELISM": "false"}
+        env = scrubbed_env(HF_HUB_OFFLINE="1", HF_HOME=str(work / "hf-home"), TOKENIZERS_PARALLELISM="false")
         proc = subprocess.run([str(TRANSLATION_PY), "-c", TIMER, str(work / "jobs.json"), str(ROOT / "src")],
                               capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             return 1
         report = {r["name"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
-        real = None if args.quick or args.nllb else real_size(work, nllb, args.real_segments, args.tokens)
+        real = None if args.nllb else real_size(work, nllb, shape, args.real_segments, args.tokens)
     fast, slow = report["nllb ctranslate2"], report["nllb transformers"]
-    print(f"model: {'tiny NLLB trained by tests/tiny_translators.py' if exact else nllb}; {n} segments per pass, "
+    print(f"model: {'tiny NLLB trained by tests/support/tiny_translators.py' if exact else nllb}; {n} segments per pass, "
           f"median of {args.reps} passes, {os.cpu_count()} CPUs")
     for r in report.values():
         print(f"  {r['name']:<34} {r['engine']:<28} {r['per_second']:8.1f} segments/s  ({r['wall']:.2f} s; load {r['load']:.2f} s)")
@@ -164,7 +181,8 @@ def main() -> int:
             if name.startswith("indictrans2"):
                 print(f"  {name}: reproduces the trained sentences: {_check(report[name]['output'], name)}")
     if real:
-        print(f"real size (nllb-200-distilled-600M shape, {real['params'] / 1e6:.0f} M parameters, random weights; "
+        size = "real size (nllb-200-distilled-600M shape" if shape is REAL_SHAPE else "--quick: a small shape (not real size"
+        print(f"{size}, {real['params'] / 1e6:.0f} M parameters, random weights; "
               f"{real['segments']} segments x {real['tokens']} tokens, beam 4, batch 16):")
         print(f"  ctranslate2 int8 {real['ct2']:.2f} segments/s, transformers float32 {real['torch']:.2f} segments/s: "
               f"{real['ct2'] / real['torch']:.2f}x (target >= 3x) {'OK' if real['ct2'] >= 3 * real['torch'] else 'BELOW TARGET'}; "
@@ -172,13 +190,13 @@ def main() -> int:
     return 0
 
 
-# Runs in venv/translation: an NLLB-600M-shaped model with random weights and the tiny model's tokenizer.
+# Runs in venv/translation: a model of the given shape (NLLB-600M's or --quick's) with random weights and the tiny
+# model's tokenizer.
 REAL_BUILD = r'''
-import shutil, sys, torch
+import json, shutil, sys, torch
 from transformers import M2M100Config, M2M100ForConditionalGeneration
 torch.manual_seed(0)
-config = M2M100Config(vocab_size=256206, d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
-                      decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096, max_position_embeddings=1024,
+config = M2M100Config(**json.loads(sys.argv[3]), max_position_embeddings=1024,
                       scale_embedding=True, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
                       activation_function="relu", tie_word_embeddings=True)
 model = M2M100ForConditionalGeneration(config)
@@ -218,12 +236,12 @@ print(json.dumps({"ct2": ct2, "torch": timed(generate)}))
 '''
 
 
-def real_size(work: Path, tiny_nllb: Path, segments: int, tokens: int) -> dict:
-    """Speeds of both NLLB engines on a model of nllb-200-distilled-600M's shape (see the module docstring)."""
+def real_size(work: Path, tiny_nllb: Path, shape: dict, segments: int, tokens: int) -> dict:
+    """Speeds of both NLLB engines on a model of `shape` (REAL_SHAPE: see the module docstring)."""
     big, big_ct2 = work / "nllb-600M-shape", work / "nllb-600M-shape-ct2"
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HOME": str(work / "hf-home")}
-    built = subprocess.run([str(TRANSLATION_PY), "-c", REAL_BUILD, str(tiny_nllb), str(big)], check=True, env=env,
-                           capture_output=True, text=True)
+    env = scrubbed_env(HF_HUB_OFFLINE="1", HF_HOME=str(work / "hf-home"))
+    built = subprocess.run([str(TRANSLATION_PY), "-c", REAL_BUILD, str(tiny_nllb), str(big), json.dumps(shape)],
+                           check=True, env=env, capture_output=True, text=True)
     started = time.monotonic()
     convert(big, big_ct2)
     seconds = time.monotonic() - started

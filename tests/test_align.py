@@ -5,20 +5,20 @@ runs it (its own venv, the offline environment) inside a network namespace on re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import wave
 from pathlib import Path
 
 import pytest
 
-import universe as hub_universe
-from conftest import ROOT, venv_python
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
-from offline_speech.settings import offline_env
 from offline_speech.pipeline import resolve_aligner
 from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
+from offline_speech.settings import offline_env
+from support import ROOT
+from support.builders import tiny_aligner
+from support.shell import provision, venv_python
 
 HINDI = ["मैं आज सुबह बाज़ार गया था", "वहाँ बहुत सारे लोग फल खरीद रहे थे"]
 GAP = 0.5
@@ -52,24 +52,11 @@ def concat_with_gaps(parts: list[Path], dest: Path) -> list[tuple[float, float]]
 def aligner_cache(tmp_path_factory) -> Path:
     """cache-models.sh --align --languages hi against a hub serving the tiny aligner as the Hindi aligner repo."""
     work = tmp_path_factory.mktemp("align")
-    built = work / "tiny-aligner"
-    proc = subprocess.run([str(venv_python("whisperx")), str(ROOT / "tests" / "tiny_aligner.py"), str(built), "--alphabet", "hi"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    files = tiny_aligner(work / "tiny-aligner", "hi")
     repo = load_catalog().aligners("hi")[0].repo
-    files = {p.name: p.read_bytes() for p in built.iterdir() if p.is_file()}
     assert "model.safetensors" in files and not any(n.endswith(".bin") for n in files)
-    u = hub_universe.build_universe(hub_universe.tiny_en_files(), overrides={repo: files})
-    u.hub.start()
     cache_dir = work / "cache"
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
-        env |= {"HF_ENDPOINT": u.hub.url, "OFFLINE_SPEECH_ASSET_MIRROR": u.hub.url + "/assets", "HOME": str(work)}
-        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--align", "--languages", "hi", "--cache-dir", str(cache_dir)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    finally:
-        u.hub.stop()
+    provision(cache_dir, "--align", "--languages", "hi", overrides={repo: files})
     return cache_dir
 
 

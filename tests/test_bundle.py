@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+from support.sample import CLIP
+from support.shell import venv_python
+
 TINY = "faster-whisper-tiny.en"
-CLIP = ROOT / "samples" / "speech-en.opus"
 
 
 def tree_state(root: Path) -> dict[str, bytes]:
@@ -184,7 +186,7 @@ def test_export_refuses_a_damaged_cache_and_leaves_no_archive(cli, tmp_path):
 
 
 def test_bench_bundle_quick_prints_its_figures():
-    proc = subprocess.run([str(ROOT / "venv/core/bin/python"), str(ROOT / "scripts/bench_bundle.py"), "--quick"],
+    proc = subprocess.run([str(venv_python("core")), str(ROOT / "scripts/bench_bundle.py"), "--quick"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for side in ("export", "import"):

@@ -4,16 +4,14 @@ languages as users type them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from offline_speech.catalog import CatalogError, Model, load_catalog
 from offline_speech.languages import LanguageError
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+from support.shell import scrubbed_env, venv_python
 
 WHISPERX_TABLES = """
 import json
@@ -25,8 +23,7 @@ print(json.dumps({"hf": DEFAULT_ALIGN_MODELS_HF, "torch": DEFAULT_ALIGN_MODELS_T
 @pytest.fixture(scope="module")
 def whisperx_aligners() -> dict[str, dict[str, str]]:
     """whisperx's default aligner per language, read in its own venv (the import takes a few seconds)."""
-    python = ROOT / "venv" / "whisperx" / "bin" / "python"
-    proc = subprocess.run([str(python), "-c", WHISPERX_TABLES], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(venv_python("whisperx")), "-c", WHISPERX_TABLES], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -55,9 +52,8 @@ def test_aligner_selection_takes_languages_as_users_type_them():
 
 
 def test_unknown_language_for_aligners_is_one_line_exit_2(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
     proc = subprocess.run([str(ROOT / "cache-models.sh"), "--align", "--languages", "en,xx", "--dry-run",
-                           "--cache-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+                           "--cache-dir", str(tmp_path)], capture_output=True, text=True, env=scrubbed_env(), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown language 'xx'") and len(proc.stderr.strip().splitlines()) == 1
 

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+from support.sample import CLIP
+from support.shell import PLATFORM, scrubbed_env
+
 SHIMS = ("cache-models.sh", "prepare-job.sh", "run-pipeline.sh")
-CLIP = ROOT / "samples" / "speech-en.opus"
 
 
 def run(*cmd: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OFFLINE_SPEECH_"))}
-    base.update(OFFLINE_SPEECH_PLATFORM="linux-x86_64", COLUMNS="80")
+    """A command as a user in a narrow (80 column) terminal-less shell runs it."""
+    base = scrubbed_env(OFFLINE_SPEECH_PLATFORM=PLATFORM, COLUMNS="80")
     return subprocess.run(list(cmd), capture_output=True, text=True, env=base | (env or {}), cwd=cwd, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""Real huggingface_hub calls against tests/hub.py: cache layout, patterns, gating, faults and shutdown."""
+"""Real huggingface_hub calls against tests/support/hub.py: cache layout, patterns, gating, faults and shutdown."""
 
 from __future__ import annotations
 
@@ -32,14 +32,13 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 from huggingface_hub.utils import disable_progress_bars
 
-try:  # tests/ is on sys.path under pytest's default import mode; as a package it is `tests.hub`
-    from hub import HubRepo, TestHub, git_blob_sha1, sha256_hex
-except ImportError:  # pragma: no cover
-    from tests.hub import HubRepo, TestHub, git_blob_sha1, sha256_hex
+from support import hub as hub_module
+from support.hub import HubRepo, TestHub, git_blob_sha1, sha256_hex
+from support.shell import scrubbed_env
 
 disable_progress_bars()  # HF_HUB_DISABLE_PROGRESS_BARS is read at import, too late here
 
-HUB_PY = Path(__file__).with_name("hub.py")
+HUB_PY = Path(hub_module.__file__)
 TINY = "org/tiny"
 GATED = "org/gated"
 TOKEN = "hf_good_token"
@@ -376,9 +375,8 @@ def test_stop_refuses_new_connections_and_closes_open_ones() -> None:
 # -- HF_ENDPOINT in a subprocess and the CLI ------------------------------------------------------------
 def _hf_env(tmp_path: Path, endpoint: str) -> dict[str, str]:
     """Subprocess env for huggingface_hub: HF_* are read at import, and HF_HOME hides the user's token."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    return {**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    return scrubbed_env(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1",
+                        HF_HUB_DISABLE_PROGRESS_BARS="1")
 
 
 def test_hf_endpoint_env_in_subprocess(hub: TestHub, tmp_path: Path) -> None:
@@ -392,7 +390,7 @@ def test_hf_endpoint_env_in_subprocess(hub: TestHub, tmp_path: Path) -> None:
 
 
 def test_cli_serves_a_directory(tmp_path: Path) -> None:
-    """`python tests/hub.py --serve-dir` prints its URL, serves the folder, and exits cleanly on Ctrl-C."""
+    """`python tests/support/hub.py --serve-dir` prints its URL, serves the folder, and exits cleanly on Ctrl-C."""
     folder = tmp_path / "repo"
     (folder / "nested").mkdir(parents=True)
     (folder / "config.json").write_bytes(b"{}")

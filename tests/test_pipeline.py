@@ -4,7 +4,6 @@ clip with the real tiny.en, every stage a real subprocess in its venv, offline r
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -14,84 +13,14 @@ from pathlib import Path
 
 import pytest
 
-import universe as hub_universe
-from conftest import ROOT
 from offline_speech.schema import read_transcript
-from wer import word_error_rate
+from support import ROOT
+from support import universe as hub_universe
+from support.sample import CLIP, SENTENCES, assert_monotonic, parse_srt, text_between
+from support.shell import prepare, run_pipeline, shim_env
+from support.wer import word_error_rate
 
-CLIP = ROOT / "samples" / "speech-en.opus"
-SENTENCES = json.loads((ROOT / "samples" / "speech-en.json").read_text())["sentences"]
 TINY = "faster-whisper-tiny.en"
-
-
-def base_env(cache: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "OFFLINE_SPEECH_"))}
-    env.update(OFFLINE_SPEECH_PLATFORM="linux-x86_64", OFFLINE_SPEECH_CACHE=str(cache), COLUMNS="200")
-    return env
-
-
-def shim(name: str, *args: str, cache: Path, code: int | None = 0, netns: bool = False, timeout: int = 600):
-    cmd = (["unshare", "-n"] if netns else []) + [str(ROOT / name), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=base_env(cache), timeout=timeout)
-    if code is not None:
-        assert proc.returncode == code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def prepare(out: Path, cache: Path, *args: str, media: Path = CLIP, netns: bool = False) -> str:
-    proc = shim("prepare-job.sh", "--media", str(media), "--asr-model", "tiny.en", "--out-dir", str(out), *args,
-                cache=cache, netns=netns)
-    return proc.stdout.strip().splitlines()[-1]
-
-
-def run_pipeline(out: Path, cache: Path, *ids: str, code: int | None = 0, netns: bool = False, extra: tuple = ()):
-    args = [a for i in ids for a in ("-j", i)]
-    return shim("run-pipeline.sh", *args, "--out-dir", str(out), *extra, cache=cache, code=code, netns=netns)
-
-
-def text_between(start: float, end: float) -> str:
-    return " ".join(s["text"] for s in SENTENCES if s["start"] >= start - 0.01 and s["end"] <= end + 0.01)
-
-
-SRT_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)$")
-
-
-def parse_srt(path: Path) -> list[tuple[float, float, str]]:
-    cues = []
-    for block in path.read_text(encoding="utf-8").strip().split("\n\n"):
-        lines = block.splitlines()
-        assert lines[0].isdigit() and int(lines[0]) == len(cues) + 1, block
-        m = SRT_TIME.match(lines[1])
-        assert m, lines[1]
-        g = [int(x) for x in m.groups()]
-        start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
-        end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
-        assert len(lines) in (3, 4) and all(len(x) <= 42 or " " not in x for x in lines[2:]), block
-        cues.append((start, end, " ".join(lines[2:])))
-    return cues
-
-
-def assert_monotonic(cues: list[tuple[float, float, str]], lo: float, hi: float) -> None:
-    last_end = lo
-    for start, end, _ in cues:
-        assert last_end - 0.001 <= start < end <= hi + 0.001, (start, end, last_end)
-        last_end = end
-
-
-@pytest.fixture(scope="module")
-def provisioned(tmp_path_factory) -> Path:
-    """A cache holding tiny.en, provisioned by cache-models.sh from the test hub; the hub is stopped afterwards."""
-    cache = tmp_path_factory.mktemp("pipeline") / "cache"
-    u = hub_universe.build_universe(hub_universe.tiny_en_files())
-    u.hub.start()
-    try:
-        env = base_env(cache) | {"HF_ENDPOINT": u.hub.url, "HOME": str(cache.parent)}
-        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--whisperx", "--asr-model", "tiny.en"],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    finally:
-        u.hub.stop()
-    return cache
 
 
 def test_end_to_end_offline_in_a_network_namespace(provisioned, tmp_path):
@@ -170,7 +99,7 @@ def test_resume_after_the_runner_is_stopped_during_asr(provisioned, tmp_path, si
     job_id = prepare(out, provisioned, "-s", "en", "--no-align")
     folder = out / job_id
     cmd = [str(ROOT / "run-pipeline.sh"), "-j", job_id, "--out-dir", str(out)]
-    runner = subprocess.Popen(cmd, env=base_env(provisioned), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(cmd, env=shim_env(provisioned), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: _stage_status(folder, "asr") == "running")
     asr_pid = json.loads((folder / "manifest.json").read_text())["stages"]["asr"]["pid"]
     runner.send_signal(sig)

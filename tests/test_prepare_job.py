@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, venv_python
 from offline_speech.jobs import JobError, decide_backend, parse_time
 from offline_speech.schema import JOB_ID_RE, SchemaError, read_job
+from support.shell import shim, venv_python
 
 
 def ffmpeg(*args: str) -> None:
@@ -40,12 +39,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
 
 
 def prepare(out: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLINE_SPEECH_")}
-    env.update(OFFLINE_SPEECH_PLATFORM="linux-x86_64", COLUMNS="200")
-    cmd = [str(ROOT / "prepare-job.sh"), *args, "--out-dir", str(out), "--cache-dir", str(out.parent / "cache")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    return proc
+    cache = out.parent / "cache"
+    return shim("prepare-job.sh", *args, "--out-dir", str(out), "--cache-dir", str(cache), cache=cache, code=code, timeout=60)
 
 
 def test_prepare_writes_a_valid_job_and_prints_its_id_last(media, tmp_path):

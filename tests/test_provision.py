@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_EN_COMMIT, TINY_EN_REPO, venv_python
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
 from offline_speech.settings import offline_env
+from support import ROOT
+from support.shell import venv_python
+from support.universe import TINY_EN_COMMIT, TINY_EN_REPO
 
 CATALOG = load_catalog()
 TINY = "faster-whisper-tiny.en"

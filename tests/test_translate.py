@@ -1,7 +1,7 @@
 """Translate and subtitle workflows with real (tiny) translation models built here.
 
-tests/tiny_translators.py trains, in the translation venv, a tiny NLLB (its own sentencepiece tokenizer) and a tiny
-IndicTrans2-shaped model (modelling and tokenizer code of our own, loaded with trust_remote_code) until each
+tests/support/tiny_translators.py trains, in the translation venv, a tiny NLLB (its own sentencepiece tokenizer) and
+a tiny IndicTrans2-shaped model (modelling and tokenizer code of our own, loaded with trust_remote_code) until each
 reproduces its sentence pairs. The test hub serves them as the catalog's NLLB and IndicTrans2 repos;
 cache-models.sh provisions them (and converts the NLLB to CTranslate2 int8); subtitle jobs then run offline in a
 network namespace on the committed speech clip. The English source sentences are what tiny.en transcribes of the
@@ -11,21 +11,21 @@ clip (a transcribe job run first), so the translated subtitles must hold exactly
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-import universe as hub_universe
-from conftest import ROOT, venv_python
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
-from offline_speech.settings import offline_env
 from offline_speech.languages import lookup
 from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
-from test_pipeline import CLIP, SENTENCES, base_env, parse_srt, prepare, run_pipeline, shim
+from offline_speech.settings import offline_env
+from support import ROOT
+from support.builders import folder_files, tiny_translator
+from support.sample import CLIP, SENTENCES, parse_srt
+from support.shell import prepare, provision, run_pipeline, shim, venv_python
 
 END = SENTENCES[2]["end"] + 0.4  # three sentences of the clip
 HINDI = ["आज मौसम बहुत अच्छा है।", "हम कल बाज़ार जाएंगे।", "यह किताब मेरी है।", "वह स्कूल में पढ़ती है।"]
@@ -36,30 +36,12 @@ NLLB = "nllb-200-distilled-600M"
 IT2 = ("indictrans2-en-indic-1B", "indictrans2-indic-en-1B", "indictrans2-indic-indic-1B")
 
 
-def _build(kind: str, dest: Path, pairs: list[dict]) -> dict[str, bytes]:
-    spec = dest.with_suffix(".pairs.json")
-    spec.write_text(json.dumps(pairs, ensure_ascii=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(dest.parent / "hf-home")}
-    proc = subprocess.run([str(venv_python("translation")), str(ROOT / "tests" / "tiny_translators.py"), kind, str(dest), str(spec)],
-                          capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return {p.name: p.read_bytes() for p in sorted(dest.iterdir()) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """(cache with tiny.en + the tiny translators provisioned, the English segments of the clip, work dir)."""
     work = tmp_path_factory.mktemp("translate")
     cache_dir = work / "cache"
-    plain = hub_universe.build_universe(hub_universe.tiny_en_files())
-    plain.hub.start()
-    try:
-        env = base_env(cache_dir) | {"HF_ENDPOINT": plain.hub.url, "HOME": str(work)}
-        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--whisperx", "--asr-model", "tiny.en"],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    finally:
-        plain.hub.stop()
+    provision(cache_dir, "--whisperx", "--asr-model", "tiny.en")
     out = work / "out"
     first = prepare(out, cache_dir, "-s", "en", "--no-align", "--end-time", f"{END:.2f}")
     run_pipeline(out, cache_dir, first)
@@ -70,19 +52,11 @@ def world(tmp_path_factory):
     it2_pairs = [{"src_lang": "eng_Latn", "tgt_lang": "hin_Deva", "src": e, "tgt": h} for e, h in zip(english, HINDI)]
     it2_pairs += [{"src_lang": "hin_Deva", "tgt_lang": "eng_Latn", "src": h, "tgt": e} for h, e in zip(HINDI, ENGLISH_OF_HINDI)]
     it2_pairs += [{"src_lang": "hin_Deva", "tgt_lang": "tam_Taml", "src": h, "tgt": t} for h, t in zip(HINDI, TAMIL_OF_HINDI)]
-    nllb_files = _build("nllb", work / "tiny-nllb", nllb_pairs)
-    it2_files = _build("indictrans2", work / "tiny-it2", it2_pairs)
+    nllb_files = tiny_translator("nllb", work / "tiny-nllb", nllb_pairs)
+    it2_files = tiny_translator("indictrans2", work / "tiny-it2", it2_pairs)
     catalog = load_catalog()
     overrides = {catalog.get(NLLB).repo: nllb_files} | {catalog.get(k).repo: it2_files for k in IT2}
-    u = hub_universe.build_universe(hub_universe.tiny_en_files(), overrides=overrides)
-    u.hub.start()
-    try:
-        env = base_env(cache_dir) | {"HF_ENDPOINT": u.hub.url, "HOME": str(work), "HF_TOKEN": u.token}
-        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--indictrans2", "--nllb", "--nllb-model", "distilled-600M"],
-                              capture_output=True, text=True, env=env, timeout=600)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    finally:
-        u.hub.stop()
+    provision(cache_dir, "--indictrans2", "--nllb", "--nllb-model", "distilled-600M", overrides=overrides, token=True)
     return cache_dir, english, work
 
 
@@ -251,16 +225,9 @@ def test_a_job_needing_an_uncached_translation_model_is_refused_naming_it(world,
     assert f"translation model {IT2[0]} (en -> hi) is missing in the cache: ./cache-models.sh --indictrans2" in proc.stderr
     assert NLLB not in proc.stderr and not (out / job_id / "work").exists()
     # the fix: cache-models.sh --job fetches what the job needs (here only that model), then the job runs
-    files = {p.name: p.read_bytes() for p in (world[2] / "tiny-it2").iterdir() if p.is_file()}
-    u = hub_universe.build_universe(hub_universe.tiny_en_files(), overrides={load_catalog().get(IT2[0]).repo: files})
-    u.hub.start()
-    try:
-        env = base_env(cache_dir) | {"HF_ENDPOINT": u.hub.url, "HOME": str(tmp_path), "HF_TOKEN": u.token}
-        fixed = subprocess.run([str(ROOT / "cache-models.sh"), "--job", str(out / job_id), "--json"],
-                               capture_output=True, text=True, env=env, timeout=300)
-    finally:
-        u.hub.stop()
-    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    files = folder_files(world[2] / "tiny-it2")
+    fixed = provision(cache_dir, "--job", str(out / job_id), "--json", overrides={load_catalog().get(IT2[0]).repo: files},
+                      token=True)
     fetched = {r["key"] for r in json.loads(fixed.stdout)["results"] if r["fetched_bytes"]}
     assert fetched == {IT2[0]}
     run_pipeline(out, cache_dir, job_id, netns=True)
@@ -268,14 +235,7 @@ def test_a_job_needing_an_uncached_translation_model_is_refused_naming_it(world,
 
 
 def test_gated_indictrans2_without_a_token_fails_clearly_at_provisioning(tmp_path):
-    u = hub_universe.build_universe(hub_universe.tiny_en_files())
-    u.hub.start()
-    try:
-        env = base_env(tmp_path / "cache") | {"HF_ENDPOINT": u.hub.url, "HOME": str(tmp_path)}
-        proc = subprocess.run([str(ROOT / "cache-models.sh"), "--indictrans2"], capture_output=True, text=True, env=env, timeout=300)
-    finally:
-        u.hub.stop()
-    assert proc.returncode == 1
+    proc = provision(tmp_path / "cache", "--indictrans2", code=1)
     text = proc.stdout + proc.stderr
     for key in IT2:
         assert key in text

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
 from offline_speech.venvs import STAMP_NAME, default_venvs, select_venvs
+from support import ROOT
 
 VENVS_PY = ROOT / "src" / "offline_speech" / "venvs.py"
 

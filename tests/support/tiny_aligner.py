@@ -1,6 +1,6 @@
 """Build a tiny random-weight wav2vec2 CTC aligner laid out like a Hugging Face repo (run in venv/whisperx).
 
-    venv/whisperx/bin/python tests/tiny_aligner.py OUT_DIR [--alphabet hi|en] [--seed N]
+    venv/whisperx/bin/python tests/support/tiny_aligner.py OUT_DIR [--alphabet hi|en] [--seed N]
 
 OUT_DIR receives what Wav2Vec2Processor.save_pretrained and Wav2Vec2ForCTC.save_pretrained write: config.json,
 preprocessor_config.json, vocab.json, tokenizer_config.json, special_tokens_map.json (and any other tokenizer

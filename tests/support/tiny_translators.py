@@ -1,6 +1,6 @@
 """Build tiny translation models that reproduce a few sentence pairs exactly (run in venv/translation).
 
-    venv/translation/bin/python tests/tiny_translators.py {nllb|indictrans2} OUT_DIR PAIRS_JSON [--check-only]
+    venv/translation/bin/python tests/support/tiny_translators.py {nllb|indictrans2} OUT_DIR PAIRS_JSON [--check-only]
 
 PAIRS_JSON holds a list of {"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": "...", "tgt": "..."} objects
 (FLORES-200 codes; several language pairs and directions may share one model). The translation tests need models
@@ -106,161 +106,10 @@ INDICTRANS2_TAGS = [
 ]
 INDICTRANS2_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # fairseq's ids 0-3, in both dictionaries
 
-CONFIGURATION_INDICTRANS = '''\
-"""IndicTransConfig of the tiny IndicTrans2 test model (tests/tiny_translators.py): M2M100Config with separate
-source (encoder) and target (decoder) vocabulary sizes, as the real IndicTrans2 configuration has."""
-
-from transformers import M2M100Config
-
-
-class IndicTransConfig(M2M100Config):
-    model_type = "IndicTrans"
-
-    def __init__(self, encoder_vocab_size=128, decoder_vocab_size=128, **kwargs):
-        self.encoder_vocab_size = encoder_vocab_size
-        self.decoder_vocab_size = decoder_vocab_size
-        kwargs["vocab_size"] = decoder_vocab_size
-        super().__init__(**kwargs)
-'''
-
-MODELING_INDICTRANS = '''\
-"""IndicTransForConditionalGeneration of the tiny IndicTrans2 test model (tests/tiny_translators.py): M2M100 whose
-encoder embeds the source vocabulary while the decoder embedding, shared with the output layer, covers the target
-vocabulary."""
-
-import math
-
-from torch import nn
-from transformers.models.m2m_100.modeling_m2m_100 import (
-    M2M100ForConditionalGeneration,
-    M2M100Model,
-    M2M100PreTrainedModel,
-    M2M100ScaledWordEmbedding,
-)
-
-from .configuration_indictrans import IndicTransConfig
-
-
-class IndicTransModel(M2M100Model):
-    config_class = IndicTransConfig
-    _tied_weights_keys = ["decoder.embed_tokens.weight"]
-
-    def __init__(self, config):
-        super().__init__(config)  # self.shared: the target-vocabulary embedding of the decoder
-        embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.encoder.embed_tokens = M2M100ScaledWordEmbedding(
-            config.encoder_vocab_size, config.d_model, config.pad_token_id, embed_scale=embed_scale
-        )
-        self.post_init()
-
-    def _tie_weights(self):
-        if self.config.tie_word_embeddings:
-            self._tie_or_clone_weights(self.decoder.embed_tokens, self.shared)
-
-
-class IndicTransForConditionalGeneration(M2M100ForConditionalGeneration):
-    config_class = IndicTransConfig
-    _tied_weights_keys = ["decoder.embed_tokens.weight", "lm_head.weight"]
-
-    def __init__(self, config):
-        M2M100PreTrainedModel.__init__(self, config)
-        self.model = IndicTransModel(config)
-        self.lm_head = nn.Linear(config.d_model, config.decoder_vocab_size, bias=False)
-        self.post_init()
-'''
-
-TOKENIZATION_INDICTRANS = '''\
-"""IndicTransTokenizer of the tiny IndicTrans2 test model (tests/tiny_translators.py), working like the real one:
-the input is IndicProcessor.preprocess_batch output, "src_tag tgt_tag text"; the tags are tokens of the source
-dictionary, the text is cut by the source sentencepiece model, and </s> ends it. Ids go back to text through the
-target dictionary, the one the decoder writes in. Both dictionaries give <s>, <pad>, </s>, <unk> ids 0-3."""
-
-import json
-import os
-
-from sentencepiece import SentencePieceProcessor
-from transformers import PreTrainedTokenizer
-
-VOCAB_FILES_NAMES = {
-    "src_vocab_fp": "dict.SRC.json",
-    "tgt_vocab_fp": "dict.TGT.json",
-    "src_spm_fp": "model.SRC",
-    "tgt_spm_fp": "model.TGT",
-}
-
-
-class IndicTransTokenizer(PreTrainedTokenizer):
-    vocab_files_names = VOCAB_FILES_NAMES
-    model_input_names = ["input_ids", "attention_mask"]
-    padding_side = "left"
-
-    def __init__(
-        self,
-        src_vocab_fp,
-        tgt_vocab_fp,
-        src_spm_fp,
-        tgt_spm_fp,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        **kwargs,
-    ):
-        with open(src_vocab_fp, encoding="utf-8") as f:
-            self.src_encoder = json.load(f)
-        with open(tgt_vocab_fp, encoding="utf-8") as f:
-            self.tgt_encoder = json.load(f)
-        self.tgt_decoder = {index: token for token, index in self.tgt_encoder.items()}
-        self.src_spm = SentencePieceProcessor(model_file=src_spm_fp)
-        self.tgt_spm = SentencePieceProcessor(model_file=tgt_spm_fp)
-        super().__init__(
-            unk_token=unk_token, bos_token=bos_token, eos_token=eos_token, pad_token=pad_token, **kwargs
-        )
-
-    @property
-    def vocab_size(self):
-        return len(self.src_encoder)
-
-    def get_vocab(self):
-        return dict(self.src_encoder)
-
-    def _tokenize(self, text):
-        src_lang, tgt_lang, text = text.split(" ", 2)
-        for tag in (src_lang, tgt_lang):
-            if tag not in self.src_encoder:
-                raise ValueError(f"unknown language tag {tag!r}: IndicProcessor.preprocess_batch adds the tags")
-        return [src_lang, tgt_lang, *self.src_spm.encode(text, out_type=str)]
-
-    def _convert_token_to_id(self, token):
-        return self.src_encoder.get(token, self.src_encoder[str(self.unk_token)])
-
-    def _convert_id_to_token(self, index):
-        return self.tgt_decoder.get(index, str(self.unk_token))
-
-    def convert_tokens_to_string(self, tokens):
-        return "".join(tokens).replace("\\u2581", " ").strip()
-
-    def build_inputs_with_special_tokens(self, token_ids_0, token_ids_1=None):
-        return token_ids_0 + [self.eos_token_id]
-
-    def save_vocabulary(self, save_directory, filename_prefix=None):
-        prefix = f"{filename_prefix}-" if filename_prefix else ""
-        written = []
-        for name, vocab in (("dict.SRC.json", self.src_encoder), ("dict.TGT.json", self.tgt_encoder)):
-            written.append(os.path.join(save_directory, prefix + name))
-            with open(written[-1], "w", encoding="utf-8") as f:
-                json.dump(vocab, f, ensure_ascii=False, indent=2)
-        for name, spm in (("model.SRC", self.src_spm), ("model.TGT", self.tgt_spm)):
-            written.append(os.path.join(save_directory, prefix + name))
-            with open(written[-1], "wb") as f:
-                f.write(spm.serialized_model_proto())
-        return tuple(written)
-'''
-
+# The model's own code, which trust_remote_code loads: three files of tiny_indictrans2/, copied into every build.
 INDICTRANS2_CODE = {
-    "configuration_indictrans.py": CONFIGURATION_INDICTRANS,
-    "modeling_indictrans.py": MODELING_INDICTRANS,
-    "tokenization_indictrans.py": TOKENIZATION_INDICTRANS,
+    name: (Path(__file__).resolve().parent / "tiny_indictrans2" / name).read_text(encoding="utf-8")
+    for name in ("configuration_indictrans.py", "modeling_indictrans.py", "tokenization_indictrans.py")
 }
 
 

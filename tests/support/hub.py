@@ -3,7 +3,7 @@
 It answers the HTTP subset huggingface_hub 2.4 uses for model repos (model info, tree listing, HEAD/GET resolve
 with ranges, typed errors via `X-Error-Code`) plus plain `/assets/...` files, logs every request, and injects
 faults (cut connections, error statuses, bandwidth limits). It never sends `X-Xet-*` headers, so clients use
-plain HTTP. Run it by hand with `python tests/hub.py --serve-dir DIR --repo ORG/NAME`.
+plain HTTP. Run it by hand with `python tests/support/hub.py --serve-dir DIR --repo ORG/NAME`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the test hub serves: every catalog repo (the real tiny.en, small stand-ins for the rest) and the assets.
 
-Used by the tests (conftest.py) and by scripts/bench_provision.py.
+Used by the tests (conftest.py, support.shell) and by scripts/bench_provision.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub import HubRepo, TestHub
 from offline_speech.catalog import Model, load_catalog
+
+from .hub import HubRepo, TestHub
 
 TINY_EN_REPO = "Systran/faster-whisper-tiny.en"
 TINY_EN_COMMIT = "0d3d19a32d3338f10357c0889762bd8d64bbdeba"

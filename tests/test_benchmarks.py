@@ -1,0 +1,78 @@
+"""Each benchmark's --quick run, as a subprocess: it exits 0 and prints every figure it exists to print, each a
+number of the right kind. The figures themselves are not judged here (a small, shared CI machine); that they are
+printed at all is what keeps a benchmark from rotting on main unnoticed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from support import ROOT
+
+N = r"(\d+(?:\.\d+)?)"  # one figure
+ANY = r"\[.*\]"  # the per-run values after a median
+
+
+def positive(*values: float) -> bool:
+    return all(v > 0 for v in values)
+
+
+# Per benchmark: (a line of its output, as a regex whose groups are its figures; what must hold of them).
+PROVISION = [
+    (rf"^catalog selection --all \(linux-x86_64\): {N} entries, {N} MB the loaders need$", positive),
+    (rf"^full --all provisioning: {N} s$", positive),
+    (rf"^all-cached --all check: {N} s best, {N} s median, (\d+) HTTP requests", lambda b, m, r: 0 < b <= m and r >= 0),
+    (rf"^bytes fetched / bytes needed: {N} \((\d+) / (\d+)\)", positive),
+    (rf"^throughput: cache-models {N} MB/s .*, bare snapshot_download {N} MB/s", positive),
+    (rf"^throughput ratio: {N} median of (\d+) rounds .*; best / best {N};", lambda r, n, b: r > 0 and n == 2 and b > 0),
+]
+PIPELINE = [
+    (rf"^clip: samples/speech-en.opus, {N} s, reference (\d+) words; 1 reps", positive),
+    (rf"^1\. one job: run-pipeline.sh {N} s {ANY} ÷ bare batched faster-whisper {N} s {ANY} = {N} \(target <= 1.25\)",
+     positive),
+    (rf"^   for information: ÷ bare plain model.transcribe {N} s {ANY} = {N}$", positive),
+    (rf"^2\. two jobs: one call {N} s {ANY} ÷ two separate calls {N} s {ANY} = {N} \(target <= 0.5\)", positive),
+    (rf"^3\. asr real-time factor: {N} per job .*, {N} transcribe call only .*; model load {N} s", positive),
+    (rf"^   stages of job \S+: demux {N} s, asr {N} s, align {N} s, outputs {N} s; run-pipeline.sh wall {N} s$",
+     lambda demux, asr, align, outputs, wall: asr > 0 and wall > 0 and min(demux, align, outputs) >= 0),
+    (rf"^4\. WER vs .*: pipeline {N}%; for information bare batched {N}%, bare plain {N}%$",
+     lambda *wers: all(0 <= w <= 100 for w in wers)),
+    (rf"^benchmark took {N} s$", positive),
+]
+TRANSLATE = [
+    (r"^model: tiny NLLB trained by tests/support/tiny_translators.py; (\d+) segments per pass", positive),
+    *[(rf"^  {route} .* {N} segments/s  \({N} s; load {N} s\)$", lambda speed, wall, load: speed > 0 and load >= 0)
+      for route in ("nllb ctranslate2", "nllb transformers", r"indictrans2 en-indic \(en->hi\)",
+                    r"indictrans2 indic-en \(hi->en\)", r"indictrans2 indic-indic \(hi->ta\)")],
+    (rf"^ctranslate2 int8 / transformers NLLB speed on the tiny model: {N}x", positive),
+    (r"^identical output: (yes); equal to the trained sentences: (True)$", None),
+    *[(rf"^  {route}: reproduces the trained sentences: (True)$", None)
+      for route in (r"indictrans2 en-indic \(en->hi\)", r"indictrans2 indic-en \(hi->en\)",
+                    r"indictrans2 indic-indic \(hi->ta\)")],
+    (rf"^--quick: a small shape \(not real size, {N} M parameters, random weights; (\d+) segments x (\d+) tokens",
+     positive),
+    (rf"^  ctranslate2 int8 {N} segments/s, transformers float32 {N} segments/s: {N}x", positive),
+]
+
+
+def run_quick(script: str) -> str:
+    """scripts/SCRIPT --quick with the tests' Python (the core venv); its stdout, after asserting exit 0."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--quick"], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+@pytest.mark.parametrize(("script", "lines"), [("bench_provision.py", PROVISION), ("bench_pipeline.py", PIPELINE),
+                                               ("bench_translate.py", TRANSLATE)])
+def test_quick_run_prints_every_figure(script, lines):
+    out = run_quick(script)
+    for pattern, check in lines:
+        match = re.search(pattern, out, re.MULTILINE)
+        assert match, f"no line matching {pattern!r} in:\n{out}"
+        if check is not None:  # None: the line itself, with its words, is the figure
+            values = [float(g) for g in match.groups()]
+            assert check(*values), f"{match.group(0)!r}: figures {values}"
