@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .util import CHUNK, atomic_write, git_sha1_file, sha256_file, utc_now  # noqa: F401 - re-exported
+from .util import atomic_write, git_sha1_file, sha256_file, utc_now  # noqa: F401 - sha256_file re-exported
 from .catalog import Asset, Item, Model
 from .errors import StateError
 

@@ -41,6 +41,7 @@ Examples:
 
 
 def _languages(value: str) -> tuple[str, ...]:
+    """--languages as a tuple of codes; BadInput naming anything that is not one."""
     langs = tuple(x.strip() for x in value.split(",") if x.strip())
     bad = [x for x in langs if not x.replace("-", "").isalpha() or len(x) > 8]
     if bad:

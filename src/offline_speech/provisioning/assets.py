@@ -17,6 +17,7 @@ import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import cache
 from ..cache import LocalState, RemoteFile
@@ -25,6 +26,9 @@ from ..util import CHUNK, atomic_write
 from .download import Reporter
 from .plan import ItemPlan, ItemResult
 from .remote import Remote
+
+if TYPE_CHECKING:
+    from .verify import VerifyResult
 
 HEAD_TIMEOUT = 30
 GET_TIMEOUT = 60
@@ -125,7 +129,7 @@ class AssetEntry:
     def local_path(self, root: Path, commit: str | None, path: str) -> Path:
         return root / path
 
-    def repair_plan(self, root: Path, lock: dict, result) -> None:
+    def repair_plan(self, root: Path, lock: dict, result: VerifyResult) -> None:
         """An asset is fetched whole again: drop the file, then plan it afresh."""
         with contextlib.suppress(FileNotFoundError):
             (root / self.item.dest).unlink()

@@ -22,7 +22,7 @@ from .. import cache
 from ..cache import LocalState, RemoteFile
 from ..catalog import Model
 from ..settings import VENV_ROOT, backend_python, offline_env
-from ..util import last_line
+from ..util import last_line, sha256_file
 
 CONVERTER_VENV = "translation"
 
@@ -108,7 +108,7 @@ def _convert_into(python: Path, source: Path, dest: Path, env: dict[str, str]) -
                               env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             return {}, last_line(proc.stderr, f"exit code {proc.returncode}")
-        files = {p.name: {"size": p.stat().st_size, "sha256": cache.sha256_file(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
         return files, ""

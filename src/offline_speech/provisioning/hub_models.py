@@ -11,6 +11,7 @@ import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import cache
 from ..cache import LocalState, RemoteFile
@@ -20,6 +21,9 @@ from .download import Reporter, drop_file, fetch_hub_file
 from .hub_errors import describe_hub_error, gated_message
 from .plan import ItemPlan, ItemResult
 from .remote import Remote
+
+if TYPE_CHECKING:
+    from .verify import VerifyResult
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ class ModelEntry:
         assert commit
         return cache.snapshot_dir(root, self.item.repo, commit) / path
 
-    def repair_plan(self, root: Path, lock: dict, result) -> ItemPlan | None:
+    def repair_plan(self, root: Path, lock: dict, result: VerifyResult) -> ItemPlan | None:
         """Drop the damaged files and plan exactly those again; a model never provisioned is planned afresh."""
         if result.status == "missing":
             return None

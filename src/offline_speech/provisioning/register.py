@@ -18,6 +18,7 @@ from .. import cache
 from ..cache import RemoteFile
 from ..catalog import COMMIT_RE, Item, Model
 from ..errors import BadInput
+from ..util import git_sha1_file, sha256_file
 from .hub_models import record_snapshot
 from .plan import ItemResult
 
@@ -70,10 +71,10 @@ def _add_file(src: Path, rel: str, blobs: Path, snapshot: Path) -> RemoteFile:
     """Copy one file into its blob (unless an intact one is there) and link it from the snapshot."""
     size = src.stat().st_size
     if looks_like_lfs(rel, size):
-        sha = cache.sha256_file(src)
+        sha = sha256_file(src)
         f = RemoteFile(rel, size, lfs_pointer_sha1(sha, size), sha)
     else:
-        f = RemoteFile(rel, size, cache.git_sha1_file(src))
+        f = RemoteFile(rel, size, git_sha1_file(src))
     blob = blobs / f.etag
     if not (blob.is_file() and blob.stat().st_size == size):
         fd, tmp = tempfile.mkstemp(dir=blobs, prefix=f".{f.etag}", suffix=".incomplete")
