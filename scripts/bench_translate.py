@@ -10,12 +10,12 @@
    (en-indic, indic-en, indic-indic) through IndicProcessor.
 3. The same speed ratio at real size: a model shaped exactly like facebook/nllb-200-distilled-600M
    (615 M parameters, 256k vocabulary; random weights, since the hub is not reachable here) converted with
-   offline_speech.derive, both engines decoding a fixed number of tokens per segment (--tokens, forced with
+   offline_speech.provisioning.convert, both engines decoding a fixed number of tokens per segment (--tokens, forced with
    min = max length) at beam 4, batch 16, on every core. The tiny model's figures measure per-call overhead; this
    one measures the arithmetic that dominates a real run.
 By default the models are the tiny ones the tests train (tests/support/tiny_translators.py: a tiny NLLB with its own
 sentencepiece tokenizer, a tiny IndicTrans2-shaped model with its own remote code), so identical output must hold
-exactly; the NLLB is converted with the same code as `cache-models.sh --nllb` (offline_speech.derive). With --nllb
+exactly; the NLLB is converted with the same code as `cache-models.sh --nllb` (offline_speech.provisioning.convert). With --nllb
 a real snapshot (e.g. facebook/nllb-200-distilled-600M from the project cache) is timed instead (converted to a
 temporary folder unless --ct2 names a conversion). Needs venv/translation (./venv-setup translation). Each engine is
 warmed up once, then timed over --reps passes; the median pass counts.
@@ -94,7 +94,7 @@ print(json.dumps(report, ensure_ascii=False))
 
 def convert(source: Path, dest: Path) -> None:
     env = scrubbed_env(PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1")
-    subprocess.run([str(TRANSLATION_PY), "-m", "offline_speech.derive", str(source), str(dest)], check=True, env=env)
+    subprocess.run([str(TRANSLATION_PY), "-m", "offline_speech.provisioning.convert", str(source), str(dest)], check=True, env=env)
 
 
 def main() -> int:

@@ -331,7 +331,7 @@ def test_bad_input_exits_2_with_one_line(cli, args, message):
 def test_a_download_is_hashed_as_it_is_written(tmp_path):
     """StreamHasher reads huggingface_hub's temporary blob while it grows and after its rename; anything unclear
     (two temporary blobs, bytes missing) gives None, so the final file is hashed instead."""
-    from offline_speech.provision import StreamHasher
+    from offline_speech.provisioning.download import StreamHasher
 
     data = bytes(range(256)) * 40_000
     etag = hashlib.sha256(data).hexdigest()
@@ -365,7 +365,7 @@ def test_download_tuning_finds_both_knobs_in_the_pinned_versions():
     code = (
         "import json, huggingface_hub.constants as c\n"
         "from httpcore2._sync.http11 import HTTP11Connection as H\n"
-        "from offline_speech import provision as p\n"
+        "from offline_speech.provisioning import download as p\n"
         "print(json.dumps([p.tune_downloads(), c.DOWNLOAD_CHUNK_SIZE, H.READ_NUM_BYTES, p.DOWNLOAD_READ_BYTES]))"
     )
     proc = subprocess.run(

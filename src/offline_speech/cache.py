@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .util import CHUNK, atomic_write, git_sha1_file, sha256_file, utc_now  # noqa: F401 - re-exported
+from .util import atomic_write, git_sha1_file, sha256_file, utc_now  # noqa: F401 - sha256_file re-exported
 from .catalog import Asset, Item, Model
+from .errors import StateError
 
 LOCK_NAME = "offline-speech.lock.json"
 LOCK_SCHEMA = 1
@@ -147,17 +148,30 @@ def lock_path(root: Path) -> Path:
 
 
 def read_lock(root: Path) -> dict:
-    """The lock file's content ({"schema", "models", "assets", "derived"}); empty when nothing was provisioned."""
+    """The lock file's content ({"schema", "models", "assets", "derived"}); empty when nothing was provisioned.
+
+    A lock that cannot be read (not JSON, another schema) is a StateError naming the file and the fix."""
+    path = lock_path(root)
     try:
-        data = json.loads(lock_path(root).read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return {"schema": LOCK_SCHEMA, "models": {}, "assets": {}, "derived": {}}
-    if data.get("schema") != LOCK_SCHEMA:
-        raise ValueError(f"{lock_path(root)}: unsupported lock schema {data.get('schema')!r}")
-    data.setdefault("models", {})
-    data.setdefault("assets", {})
-    data.setdefault("derived", {})
+    except (OSError, ValueError) as exc:
+        raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != LOCK_SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        raise _unreadable(path, f"unsupported lock schema {schema!r}")
+    for section in ("models", "assets", "derived"):
+        if not isinstance(data.setdefault(section, {}), dict):
+            raise _unreadable(path, f"'{section}' is not a table")
     return data
+
+
+def _unreadable(path: Path, detail: str) -> StateError:
+    return StateError(
+        f"{path} is unreadable ({detail}): remove it (the cached files stay), then run "
+        "./cache-models.sh --verify --repair with the flags you cached with"
+    )
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ nllb: an M2M100ForConditionalGeneration shaped like facebook/nllb-200-*, with Nl
   NllbTokenizer's FLORES-200 language codes, <mask>), so any FLORES code works as src_lang or forced BOS.
   OUT_DIR: config.json, generation_config.json, model.safetensors, sentencepiece.bpe.model, special_tokens_map.json,
   tokenizer.json, tokenizer_config.json. The check also runs a CTranslate2 int8 conversion of it (in a temp dir,
-  with offline_speech.derive, as cache-models.sh --nllb does).
+  with offline_speech.provisioning.convert, as cache-models.sh --nllb does).
   tokenizer.json comes from transformers' NllbConverter, fed through sentencepiece because the converter's own
   reader needs protobuf, which the translation venv does not install (AutoTokenizer needs tokenizer.json then).
 indictrans2: a model shaped like ai4bharat/indictrans2-*-1B, loaded with trust_remote_code: OUT_DIR holds short
@@ -182,7 +182,7 @@ def _mismatches(translate, pairs: list[dict], label: str) -> list[str]:
 
 def convert_to_ct2(path: Path, ct2_dir: Path) -> None:
     """The int8 conversion exactly as `cache-models.sh --nllb` makes it."""
-    from offline_speech.derive import convert_here
+    from offline_speech.provisioning.convert import convert_here
 
     convert_here(str(path), str(ct2_dir))
 

@@ -1,32 +1,27 @@
-"""cache-models: provision models into the project cache, then plan, verify, repair, show or clear them."""
+"""cache-models: provision models into the project cache, then plan, verify, repair, show or clear them.
+
+Flags become one `provisioning.service.Request`, `service.run()` does the work, and this module renders what it
+returns: a table on a terminal or exactly one JSON document with --json; notes and progress go to stderr.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from .. import cache, derive, provision
-from ..catalog import (
-    DEFAULT_ASR_MODEL,
-    DEFAULT_LANGUAGES,
-    DEFAULT_NLLB_MODEL,
-    GROUPS,
-    CatalogError,
-    Item,
-    Model,
-    all_groups_for,
-    load_catalog,
-)
+from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, GROUPS
 from ..errors import BadInput
-from ..settings import VENV_ROOT, asset_mirror, cache_root, host_platform, hub_endpoint, user_token
+from ..provisioning import service
+from ..provisioning.download import Reporter
+from ..provisioning.plan import DISK_MARGIN, ItemResult
+from ..settings import cache_root, user_hub_cache
 from .app import app
-from .options import Version, AsJson, CacheDir
-from .output import LineReporter, RichReporter, emit_json as _emit_json, err, human, live, out
+from .options import AsJson, CacheDir, Version
+from .output import LineReporter, RichReporter, emit_json as _emit_json, err, human, live, out, print_table
 
 CACHE_MODELS_EXAMPLES = """\b
 Examples:
@@ -41,25 +36,15 @@ Examples:
   ./cache-models.sh --info                         what the cache holds
   ./cache-models.sh --clear faster-whisper-large-v3 --yes
   ./cache-models.sh --from-dir ~/tiny.en --key faster-whisper-tiny.en
+  ./cache-models.sh --whisperx --asr-model large-v3 --from-hf-cache   link what ~/.cache/huggingface has
+  ./cache-models.sh --export models.tar            every cached model, one verified tar for an offline machine
+  ./cache-models.sh --export delta.tar --since target.lock   only what that machine's lock lacks
+  ./cache-models.sh --import models.tar            on the offline machine: checked, then moved in
 """
 
 
-def _selected(catalog, keys, groups, all_, asr_model, nllb_model, languages, platform_id):
-    """Keys first, then group flags (--all = every group for this platform)."""
-    items: list[Item] = [catalog.get(k) for k in keys]
-    chosen_groups = all_groups_for(platform_id) if all_ else []
-    chosen_groups += [g for g in groups if g not in chosen_groups]
-    warnings: tuple[str, ...] = ()
-    if chosen_groups:
-        selection = catalog.select(
-            chosen_groups, asr_model=asr_model, nllb_model=nllb_model, languages=languages, platform_id=platform_id
-        )
-        items += [i for i in selection.items if i not in items]
-        warnings = selection.warnings
-    return items, warnings
-
-
 def _languages(value: str) -> tuple[str, ...]:
+    """--languages as a tuple of codes; BadInput naming anything that is not one."""
     langs = tuple(x.strip() for x in value.split(",") if x.strip())
     bad = [x for x in langs if not x.replace("-", "").isalpha() or len(x) > 8]
     if bad:
@@ -104,10 +89,35 @@ def cache_models(
     export: Annotated[Optional[Path], typer.Option("--export", metavar="FILE", help="Write the selected models (default: everything cached) into one verified tar for an offline machine; with --dry-run, only its size.")] = None,
     since: Annotated[Optional[Path], typer.Option("--since", metavar="LOCKFILE", help="With --export: leave out what this lock file (the target machine's .cache/offline-speech.lock.json) already has.")] = None,
     import_: Annotated[Optional[Path], typer.Option("--import", metavar="FILE", help="Check every file of a bundle made by --export, then move it into the cache.")] = None,
+    from_hf_cache: Annotated[bool, typer.Option("--from-hf-cache", help="Before downloading, link complete, verified snapshots of the selection from your own Hugging Face cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub; another one with --hf-cache).")] = False,
+    hf_cache: Annotated[Optional[Path], typer.Option("--hf-cache", metavar="DIR", help="The hub cache --from-hf-cache reads (a folder of models--ORG--NAME).")] = None,
     version: Version = None,
 ) -> None:
-    del version
-    raise typer.Exit(_cache_models(**locals()))
+    flags = {"whisperx": whisperx, "mlx": mlx, "indictrans2": indictrans2, "nllb": nllb, "align": align,
+             "diarization": diarization, "speaker": speaker}
+    mode = service.mode_of(dry_run=dry_run, verify=verify, info=info, clear=clear, from_dir=from_dir is not None,
+                           repair=repair, export=export is not None, import_=import_ is not None)
+    if since is not None and export is None:
+        raise BadInput("--since goes with --export")
+    if hf_cache is not None and not from_hf_cache:
+        raise BadInput("--hf-cache goes with --from-hf-cache")
+    root = cache_root(cache_dir)
+    wanted = service.Wanted(
+        keys=tuple(keys or ()),
+        job_keys=tuple(k for job_id in job or () for k in _job_models(job_id)),
+        groups=tuple(g for g in GROUPS if flags[g]),
+        all_groups=all_,
+        asr_model=asr_model,
+        nllb_model=nllb_model,
+        languages=_languages(languages),
+    )
+    request = service.Request(
+        mode, root, wanted, repair=repair, convert=convert, confirmed=yes, workers=workers, asset_mirror=asset_mirror,
+        from_dir=from_dir, key=key, revision=revision, dry_run=dry_run, archive=export or import_, since=since,
+        hf_cache=(hf_cache or user_hub_cache()).expanduser() if from_hf_cache else None,
+    )
+    outcome = service.run(request, _Console(as_json))
+    raise typer.Exit(_render(outcome, as_json))
 
 
 def _job_models(job: str) -> list[str]:
@@ -129,101 +139,80 @@ def _job_models(job: str) -> list[str]:
         raise BadInput(f"--job {job}: {exc}") from None
 
 
-def _cache_models(**o) -> int:
-    modes = [m for m in ("dry_run", "verify", "info", "clear") if o[m]] + (["from_dir"] if o["from_dir"] else [])
-    if o["import_"] or o["export"]:
-        return _bundle(**o)
-    if o["since"]:
-        raise BadInput("--since goes with --export")
-    if len(modes) > 1:
-        raise BadInput("choose one of --dry-run, --verify, --info, --clear, --from-dir")
-    if o["repair"] and modes not in ([], ["verify"]):
-        raise BadInput("--repair goes with --verify only")
-    root = cache_root(o["cache_dir"])
-    catalog = load_catalog()
-    platform_id = host_platform()
-    groups = [g for g in GROUPS if o[g]]
-    keys = list(o["keys"] or []) + [k for job_id in o["job"] or [] for k in _job_models(job_id) if k not in (o["keys"] or [])]
-    items, warnings = _selected(
-        catalog, keys, groups, o["all_"], o["asr_model"], o["nllb_model"], _languages(o["languages"]), platform_id
-    )
-    for w in warnings:
-        err.print(f"note: {w}")
 
-    if o["from_dir"]:
-        if not o["key"]:
-            raise BadInput("--from-dir needs --key KEY (a catalog key, e.g. faster-whisper-tiny.en)")
-        model = catalog.get(o["key"])
-        if not isinstance(model, Model):
-            raise BadInput(f"{o['key']} is not a hub model; --from-dir registers hub models")
-        result = provision.register_dir(root, model, o["from_dir"].expanduser(), o["revision"])
-        return _render_results([result], o["as_json"], title="registered")
-    if o["info"]:
-        return _info(root, catalog, items, o["as_json"], platform_id)
-    if o["verify"] or o["repair"]:
-        return _verify(root, catalog, items, o)
-    if not items:
-        raise BadInput("choose what to cache: --all, a group flag (--whisperx, --align, ...) or catalog keys; see --help")
-    if o["clear"]:
-        return _clear(root, items, o["yes"], o["as_json"])
+# ---- what a run says while it works ---------------------------------------------------------------------
 
-    lock = cache.read_lock(root)
-    if all(cache.item_state(root, i, lock).status == "complete" for i in items) and not o["dry_run"]:
-        # The common case, and the one that must be instant: no network, no huggingface_hub import.
-        results = [provision.ItemResult(i.key, True, 0, "cached") for i in items]
-        results = _with_conversions(root, items, results) if o["convert"] else results
-        return _render_results(results, o["as_json"], title="all cached")
-    remote = provision.Remote(hub_endpoint(), user_token(), asset_mirror(o["asset_mirror"]))
-    the_plan = provision.plan(root, items, remote, warnings)
-    if o["dry_run"]:
-        _render_plan(the_plan, root, o["as_json"])
-        return 0 if the_plan.fits and not any(p.action == "error" for p in the_plan.items) else 1
-    if not the_plan.fits:
+
+class _Console:
+    """The service's listener on the terminal: notes and conversions on stderr, progress, the --clear question."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+
+    def warning(self, text: str) -> None:
+        err.print(f"note: {text}")
+
+    def status(self, text: str) -> None:
+        err.print(text)
+
+    def progress(self, total_bytes: int, bars: bool) -> AbstractContextManager[Reporter]:
+        """Rich bars on a terminal; otherwise plain lines, on stderr when stdout carries the JSON."""
+        if bars and live() and not self.as_json:
+            return RichReporter(total_bytes)
+        return LineReporter(total_bytes, sys.stderr if self.as_json else sys.stdout)
+
+    def confirm_clear(self, keys: list[str], root: Path) -> bool:
+        if not sys.stdin.isatty():
+            raise BadInput("--clear needs confirmation: run it on a terminal or add --yes")
+        return typer.confirm(f"remove {', '.join(keys)} from {root}?", default=False)
+
+
+# ---- what a run returns, rendered -------------------------------------------------------------------------
+
+
+def _render(outcome: service.Outcome, as_json: bool) -> int:
+    """Print an outcome as a table or one JSON document; the exit code (0 ok, 1 something failed)."""
+    if isinstance(outcome, service.Provisioned):
+        title = f"provisioned in {outcome.seconds:.1f} s" if outcome.how == "provisioned" else outcome.how
+        _render_results(outcome.results, as_json, title)
+    elif isinstance(outcome, service.Planned):
+        _render_plan(outcome, as_json)
+    elif isinstance(outcome, service.Verified):
+        _render_verified(outcome, as_json)
+    elif isinstance(outcome, service.Info):
+        _render_info(outcome, as_json)
+    elif isinstance(outcome, service.Exported):
+        _render_exported(outcome, as_json)
+    elif isinstance(outcome, service.Imported):
+        _render_imported(outcome, as_json)
+    else:
+        _render_cleared(outcome, as_json)
+    return 0 if outcome.ok else 1
+
+
+def _render_plan(planned: service.Planned, as_json: bool) -> None:
+    the_plan, root = planned.plan, planned.root
+    if planned.refused:
         err.print(
             f"error: refusing to download {human(the_plan.bytes_to_fetch)}: only {human(the_plan.free_bytes)} free "
-            f"under {root} (keeping {human(provision.DISK_MARGIN)} spare); free space or use --cache-dir"
+            f"under {root} (keeping {human(DISK_MARGIN)} spare); free space or use --cache-dir"
         )
-        if o["as_json"]:
-            _render_plan(the_plan, root, True)
-        return 1
-    if out.is_terminal and not o["as_json"]:
-        reporter: RichReporter | LineReporter = RichReporter(the_plan.bytes_to_fetch)
-    else:
-        reporter = LineReporter(the_plan.bytes_to_fetch, sys.stderr if o["as_json"] else sys.stdout)
-    started = time.monotonic()
-    with reporter:
-        results = provision.fetch(root, the_plan, remote, reporter, o["workers"])
-    results = _with_conversions(root, items, results) if o["convert"] else results
-    return _render_results(results, o["as_json"], title=f"provisioned in {time.monotonic() - started:.1f} s")
-
-
-def _with_conversions(root: Path, items: list[Item], results: list[provision.ItemResult]) -> list[provision.ItemResult]:
-    """Make the derived artifacts of the provisioned entries (NLLB -> CTranslate2 int8) where they are missing."""
-    out = []
-    for item, result in zip(items, results):
-        if result.ok and isinstance(item, Model) and derive.wants_ct2(item):
-            ok, message = derive.convert(root, item, VENV_ROOT, announce=err.print)
-            result = provision.ItemResult(result.key, ok, result.fetched_bytes, f"{result.message}; {message}")
-        out.append(result)
-    return out
-
-
-def _render_plan(the_plan: provision.Plan, root: Path, as_json: bool) -> None:
-    rows = []
-    for p in the_plan.items:
-        rows.append(
-            {
-                "key": p.item.key,
-                "repo": getattr(p.item, "repo", None) or p.item.url(),
-                "commit": p.commit,
-                "action": p.action,
-                "files": [f.path for f in p.needed],
-                "fetch": [f.path for f in p.to_fetch],
-                "bytes_needed": p.bytes_needed,
-                "bytes_to_fetch": p.bytes_to_fetch,
-                "error": p.error,
-            }
-        )
+        if not as_json:
+            return
+    rows = [
+        {
+            "key": p.key,
+            "repo": p.entry.source,
+            "commit": p.commit,
+            "action": p.action,
+            "files": [f.path for f in p.needed],
+            "fetch": [f.path for f in p.to_fetch],
+            "bytes_needed": p.bytes_needed,
+            "bytes_to_fetch": p.bytes_to_fetch,
+            "error": p.error,
+        }
+        for p in the_plan.items
+    ]
     summary = {
         "cache": str(root),
         "bytes_to_fetch": the_plan.bytes_to_fetch,
@@ -234,193 +223,78 @@ def _render_plan(the_plan: provision.Plan, root: Path, as_json: bool) -> None:
     if as_json:
         _emit_json({"plan": rows, **summary})
         return
-    table = Table(title=f"plan for {root}")
-    for col in ("key", "repo", "commit", "status", "files", "to fetch"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        status = r["action"] if not r["error"] else f"error: {r['error']}"
-        table.add_row(
-            r["key"], r["repo"], (r["commit"] or "")[:12], status, str(len(r["files"])), human(r["bytes_to_fetch"])
-        )
-    out.print(table)
-    fit = "fits" if the_plan.fits else "DOES NOT FIT"
+    print_table(f"plan for {root}", ["key", "repo", "commit", "status", "files", "to fetch"], [
+        [r["key"], r["repo"], (r["commit"] or "")[:12], r["action"] if not r["error"] else f"error: {r['error']}",
+         str(len(r["files"])), human(r["bytes_to_fetch"])] for r in rows])
+    failed = sum(1 for r in rows if r["error"])
+    fit = "DOES NOT FIT" if not the_plan.fits else f"{failed} could not be planned" if failed else "fits"
     out.print(f"to fetch: {human(the_plan.bytes_to_fetch)}; free: {human(the_plan.free_bytes)}; {fit}")
 
 
-def _render_results(results: list[provision.ItemResult], as_json: bool, title: str) -> int:
+def _render_results(results: tuple[ItemResult, ...], as_json: bool, title: str) -> None:
     failed = [r for r in results if not r.ok]
     if as_json:
         _emit_json({"results": [r.__dict__ for r in results], "failed": len(failed)})
-    else:
-        table = Table(title=title)
-        for col in ("key", "status", "fetched", "detail"):
-            table.add_column(col, overflow="fold")
-        for r in results:
-            table.add_row(r.key, "ok" if r.ok else "FAILED", human(r.fetched_bytes), r.message)
-        out.print(table)
-        if failed:
-            err.print(f"{len(failed)} of {len(results)} failed: {', '.join(r.key for r in failed)}")
-    return 1 if failed else 0
+        return
+    print_table(title, ["key", "status", "fetched", "detail"],
+                [[r.key, "ok" if r.ok else "FAILED", human(r.fetched_bytes), r.message] for r in results])
+    if failed:
+        err.print(f"{len(failed)} of {len(results)} failed: {', '.join(r.key for r in failed)}")
 
 
-def _info(root: Path, catalog, items: list[Item], as_json: bool, platform_id: str) -> int:
-    lock = cache.read_lock(root)
-    if not items:
-        shown = catalog.select(all_groups_for(platform_id), platform_id=platform_id).items
-        items = list(dict.fromkeys(list(shown) + [i for i in catalog.items if cache.item_state(root, i, lock).status != "missing"]))
-    rows = []
-    for item in items:
-        state = cache.item_state(root, item, lock)
-        rows.append(
-            {
-                "key": item.key,
-                "repo": item.repo if isinstance(item, Model) else item.url(),
-                "revision": state.commit or getattr(item, "revision", ""),
-                "bytes": state.bytes_on_disk,
-                "status": state.status,
-                "location": str(state.location),
-            }
-        )
-        if isinstance(item, Model) and derive.wants_ct2(item):
-            d = cache.derived_state(root, item, lock)
-            if d.status != "missing" or state.status == "complete":
-                rows.append({"key": d.key, "repo": f"{item.repo} (CTranslate2 {cache.CT2_QUANTIZATION}, made here)",
-                             "revision": d.commit or "", "bytes": d.bytes_on_disk, "status": d.status,
-                             "location": str(d.location)})
-    total = sum(r["bytes"] for r in rows)
+def _render_info(info: service.Info, as_json: bool) -> None:
     if as_json:
-        _emit_json({"cache": str(root), "models": rows, "total_bytes": total})
-        return 0
-    table = Table(title=f"cache {root}")
-    for col in ("key", "repo", "revision", "size", "status", "location"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["key"], r["repo"], r["revision"][:12], human(r["bytes"]), r["status"], r["location"])
-    out.print(table)
-    out.print(f"total on disk: {human(total)}")
-    return 0
+        _emit_json({"cache": str(info.root), "models": [r.__dict__ for r in info.rows], "total_bytes": info.total_bytes})
+        return
+    print_table(f"cache {info.root}", ["key", "repo", "revision", "size", "status", "location"],
+                [[r.key, r.repo, r.revision[:12], human(r.bytes), r.status, r.location] for r in info.rows])
+    out.print(f"total on disk: {human(info.total_bytes)}")
 
 
-def _verify(root: Path, catalog, items: list[Item], o: dict) -> int:
-    lock = cache.read_lock(root)
-    if not items:
-        items = [catalog.get(k) for k in list(lock["models"]) + list(lock["assets"]) if _known(catalog, k)]
-    if not items:
-        raise BadInput(f"nothing is provisioned in {root}: nothing to verify")
-    results = provision.verify(root, items)
-    repaired: list[provision.ItemResult] = []
-    if o["repair"] and any(r.status != "ok" for r in results):
-        remote = provision.Remote(hub_endpoint(), user_token(), asset_mirror(o["asset_mirror"]))
-        reporter = LineReporter(0, sys.stderr if o["as_json"] else sys.stdout)
-        repaired = provision.repair(root, items, results, remote, reporter)
-        bad_keys = {r.key for r in results if r.status != "ok"}
-        after = provision.verify(root, [i for i in items if {i.key, cache.derived_key(i) if isinstance(i, Model) else ""} & bad_keys])
-        fixed = {r.key: r for r in after}
-        results = [fixed.get(r.key, r) for r in results]
-    bad = [r for r in results if r.status != "ok"]
-    if o["as_json"]:
+def _render_verified(verified: service.Verified, as_json: bool) -> None:
+    if as_json:
         _emit_json(
             {
                 "verified": [
                     {"key": r.key, "status": r.status, "files": r.checked, "problems": [p.__dict__ for p in r.problems]}
-                    for r in results
+                    for r in verified.results
                 ],
-                "repaired": [r.__dict__ for r in repaired],
-                "problems": sum(len(r.problems) for r in bad),
+                "repaired": [r.__dict__ for r in verified.repaired],
+                "problems": sum(len(r.problems) for r in verified.bad),
             }
         )
+        return
+    print_table(f"verify {verified.root}", ["key", "files", "status", "problems"], [
+        [r.key, str(r.checked), r.status, "; ".join(f"{p.path}: {p.kind} {p.detail}".strip() for p in r.problems)]
+        for r in verified.results])
+    if verified.bad and not verified.repaired_too:
+        err.print("problems found: run ./cache-models.sh --verify --repair to re-fetch only those files")
+
+
+def _render_cleared(cleared: service.Cleared, as_json: bool) -> None:
+    if cleared.cancelled:
+        err.print("nothing removed")
+    elif as_json:
+        _emit_json({"cleared": [{"key": k, "bytes": b} for k, b in cleared.freed]})
     else:
-        table = Table(title=f"verify {root}")
-        for col in ("key", "files", "status", "problems"):
-            table.add_column(col, overflow="fold")
-        for r in results:
-            detail = "; ".join(f"{p.path}: {p.kind} {p.detail}".strip() for p in r.problems)
-            table.add_row(r.key, str(r.checked), r.status, detail)
-        out.print(table)
-        if bad and not o["repair"]:
-            err.print("problems found: run ./cache-models.sh --verify --repair to re-fetch only those files")
-    return 1 if bad else 0
-
-
-def _known(catalog, key: str) -> bool:
-    try:
-        catalog.get(key)
-        return True
-    except CatalogError:
-        return False
-
-
-def _clear(root: Path, items: list[Item], yes: bool, as_json: bool) -> int:
-    if not yes:
-        if not sys.stdin.isatty():
-            raise BadInput("--clear needs confirmation: run it on a terminal or add --yes")
-        names = ", ".join(i.key for i in items)
-        if not typer.confirm(f"remove {names} from {root}?", default=False):
-            err.print("nothing removed")
-            return 1
-    freed = provision.clear(root, items)
-    if as_json:
-        _emit_json({"cleared": [{"key": k, "bytes": b} for k, b in freed]})
-    else:
-        for k, b in freed:
+        for k, b in cleared.freed:
             out.print(f"removed {k} ({human(b)})")
-    return 0
 
 
-def _bundle(**o) -> int:
-    """--export (with --since, --dry-run) and --import."""
-    from .. import bundle
-
-    others = [f for f in ("verify", "info", "clear", "repair") if o[f]] + (["from-dir"] if o["from_dir"] else [])
-    if o["import_"] and o["export"] or others:
-        raise BadInput("--export and --import go alone (--export takes a selection, --since and --dry-run)")
-    root = cache_root(o["cache_dir"])
-    catalog = load_catalog()
-    total_bytes = 0
-    if o["import_"]:
-        archive = o["import_"].expanduser()
-        with _byte_reporter(archive.stat().st_size if archive.is_file() else 0, o["as_json"]) as reporter:
-            results = bundle.import_bundle(root, catalog, archive, progress=reporter.advance_bytes)
-        if o["as_json"]:
-            _emit_json({"imported": [r.__dict__ for r in results]})
-        else:
-            for r in results:
-                out.print(f"{r.status:9} {r.key} {r.detail}".rstrip())
-        return 0
-    keys = list(o["keys"] or [])
-    if o["all_"] or any(o[g] for g in GROUPS) or o["job"]:
-        groups = [g for g in GROUPS if o[g]]
-        jobs = [k for job_id in o["job"] or [] for k in _job_models(job_id)]
-        items, _ = _selected(catalog, keys + jobs, groups, o["all_"], o["asr_model"], o["nllb_model"],
-                             _languages(o["languages"]), host_platform())
-        keys = [i.key for i in items]
-    elif not keys:
-        lock = cache.read_lock(root)
-        keys = [k for s in ("models", "assets") for k in lock[s] if _known(catalog, k)]
-    since = bundle.read_since(o["since"].expanduser()) if o["since"] else None
-    plan = bundle.plan_export(root, catalog, list(dict.fromkeys(keys)), since)
-    for key, why in plan.skipped:
-        err.print(f"note: {key} left out: {why}")
-    if not o["dry_run"]:
-        err.print(f"exporting {len(plan.keys)} entries, {human(plan.total_bytes)} to {o['export']}")
-        with _byte_reporter(plan.total_bytes, o["as_json"]) as reporter:
-            total_bytes = bundle.write_bundle(plan, o["export"], progress=reporter.advance_bytes)
-    summary = {"archive": str(o["export"]), "entries": plan.keys, "files": len(plan.files),
-               "bytes": plan.total_bytes, "archive_bytes": total_bytes, "skipped": [list(s) for s in plan.skipped],
-               "dry_run": o["dry_run"]}
-    if o["as_json"]:
-        _emit_json(summary)
-    else:
-        what = "would write" if o["dry_run"] else "wrote"
-        out.print(f"{what} {o['export']}: {len(plan.keys)} entries, {len(plan.files)} files, {human(plan.total_bytes)}")
-    return 0
+def _render_exported(exported: service.Exported, as_json: bool) -> None:
+    if as_json:
+        _emit_json({"archive": str(exported.archive), "entries": list(exported.entries), "files": exported.files,
+                    "bytes": exported.bytes, "archive_bytes": exported.archive_bytes,
+                    "skipped": [list(s) for s in exported.skipped], "dry_run": exported.dry_run})
+        return
+    what = "would write" if exported.dry_run else "wrote"
+    out.print(f"{what} {exported.archive}: {len(exported.entries)} entries, {exported.files} files, "
+              f"{human(exported.bytes)}")
 
 
-def _byte_reporter(total: int, as_json: bool):
-    """Progress in bytes: a bar on a terminal, lines otherwise."""
-    if live() and not as_json:
-        reporter = RichReporter(total)
-    else:
-        reporter = LineReporter(total, sys.stderr)
-    reporter.advance_bytes = lambda n: reporter.advance("", "", n)  # type: ignore[attr-defined]
-    return reporter
+def _render_imported(imported: service.Imported, as_json: bool) -> None:
+    if as_json:
+        _emit_json({"archive": str(imported.archive), "imported": [r.__dict__ for r in imported.results]})
+        return
+    print_table(f"import {imported.archive}", ["key", "status", "detail"],
+                [[r.key, r.status, r.detail] for r in imported.results])

@@ -1,0 +1,220 @@
+"""--export: one tar that carries verified models to a machine that never sees the network (bundle_import.py
+reads it back).
+
+An archive holds content-addressed files and, last, a manifest:
+
+    offline-speech-bundle/files/<id>          one member per distinct file; <id> is its hub id (sha256 for
+                                              LFS files, git blob sha1 for small ones) or, for non-hub
+                                              files (assets, conversions), its sha256
+    offline-speech-bundle/manifest.json       what to rebuild: per catalog key its lock entry, and for models
+                                              the commit, the tree listing and every file's path and id
+
+Export reads each file once, checks it against its id while it is written (a corrupt cache never leaves as a
+"verified" archive) and writes no links. Import streams the archive into a staging folder inside the cache,
+checks every file against its id, checks the manifest against the catalog (known keys, the catalog's repos
+and destinations, relative paths only), and only then moves each entry into place and merges the lock; any
+problem leaves the cache as it was. Importing an archive whose entries are all cached changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from .. import cache
+from ..catalog import Asset, Catalog, Model
+from ..errors import BadInput, StateError
+from ..util import CHUNK, utc_now
+
+KIND = "offline-speech/bundle"
+SCHEMA = 1
+PREFIX = "offline-speech-bundle/"
+MANIFEST = PREFIX + "manifest.json"
+FILES = PREFIX + "files/"
+
+
+Progress = Callable[[int], None]
+
+
+class BundleError(BadInput):
+    """An archive that cannot be imported (or a bundle that cannot be made); the cache is unchanged."""
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    """One distinct file of a bundle: its id (what its name in the archive is), size and where it is read from."""
+
+    id: str
+    size: int
+    source: Path
+
+
+@dataclass
+class ExportPlan:
+    """What an export writes: the manifest, the distinct files, and what was left out and why."""
+
+    manifest: dict
+    files: dict[str, BundleFile] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files.values())
+
+    @property
+    def keys(self) -> list[str]:
+        m = self.manifest
+        return [*m["models"], *m["assets"], *m["derived"]]
+
+
+def id_kind(file_id: str) -> str:
+    """sha256 for a 64-hex id, git-sha1 for a 40-hex one."""
+    return "sha256" if len(file_id) == 64 else "git-sha1"
+
+
+class _Hasher:
+    """The hash an id names, fed chunk by chunk (a git blob sha1 needs the size up front)."""
+
+    def __init__(self, file_id: str, size: int):
+        self.kind = id_kind(file_id)
+        self.h = hashlib.sha256() if self.kind == "sha256" else hashlib.sha1(f"blob {size}\0".encode())
+
+    def update(self, data: bytes) -> None:
+        self.h.update(data)
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+# ---- export ---------------------------------------------------------------------------------------------------
+
+
+def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | None = None) -> ExportPlan:
+    """The bundle of `keys` (catalog keys; their NLLB conversions come along), less what the lock `since` has."""
+    lock = cache.read_lock(root)
+    since_lock = since or {"models": {}, "assets": {}, "derived": {}}
+    plan = ExportPlan({"kind": KIND, "schema": SCHEMA, "created": utc_now(), "models": {}, "assets": {}, "derived": {}})
+    for key in keys:
+        item = catalog.get(key)
+        state = cache.item_state(root, item, lock)
+        if state.status != "complete":
+            plan.skipped.append((key, f"{state.status} in this cache"))
+            continue
+        if isinstance(item, Model):
+            entry = lock["models"].get(key)
+            if entry is None or entry.get("commit") != state.commit:
+                plan.skipped.append((key, "not recorded in the lock: run ./cache-models.sh --verify --repair"))
+                continue
+            if (since_lock["models"].get(key) or {}).get("commit") != state.commit:
+                _add_model(root, plan, item, entry, state.commit)
+            derived_key = cache.derived_key(item)
+            if cache.derived_state(root, item, lock).status == "complete":
+                if (since_lock.get("derived", {}).get(derived_key) or {}).get("source_commit") != state.commit:
+                    _add_derived(root, plan, derived_key, lock["derived"][derived_key])
+        else:
+            entry = lock["assets"][key]
+            if (since_lock["assets"].get(key) or {}).get("sha256") != entry["sha256"]:
+                _add_asset(root, plan, item, entry)
+    return plan
+
+
+def _add_model(root: Path, plan: ExportPlan, model: Model, entry: dict, commit: str) -> None:
+    tree = cache.read_tree(root, model.repo, commit) or {}
+    snapshot = cache.snapshot_dir(root, model.repo, commit)
+    files = []
+    for f in cache.needed_files(model, tree):
+        plan.files.setdefault(f.etag, BundleFile(f.etag, f.size, snapshot / f.path))
+        files.append({"path": f.path, "size": f.size, "id": f.etag})
+    listing = {p: {"size": f.size, "blob_id": f.blob_id, "lfs_sha256": f.lfs_sha256} for p, f in sorted(tree.items())}
+    plan.manifest["models"][model.key] = {"repo": model.repo, "commit": commit, "tree": listing, "files": files,
+                                         "lock": entry}
+
+
+def _add_asset(root: Path, plan: ExportPlan, asset: Asset, entry: dict) -> None:
+    dest = PurePosixPath(asset.dest)
+    files = [{"path": asset.dest, "size": entry["size"], "id": entry["sha256"]}]
+    for name, info in sorted(entry.get("members", {}).items()):
+        files.append({"path": str(dest.parent / name), "size": info["size"], "id": info["sha256"]})
+    for f in files:
+        plan.files.setdefault(f["id"], BundleFile(f["id"], f["size"], root / f["path"]))
+    plan.manifest["assets"][asset.key] = {"files": files, "lock": entry}
+
+
+def _add_derived(root: Path, plan: ExportPlan, key: str, entry: dict) -> None:
+    files = [{"path": f"{entry['dest']}/{name}", "size": info["size"], "id": info["sha256"]}
+             for name, info in sorted(entry["files"].items())]
+    for f in files:
+        plan.files.setdefault(f["id"], BundleFile(f["id"], f["size"], root / f["path"]))
+    plan.manifest["derived"][key] = {"files": files, "lock": entry}
+
+
+def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: None) -> int:
+    """Write the archive (atomically: a temp file renamed at the end); the number of bytes written."""
+    if not plan.keys:
+        raise BundleError("nothing to export: every selected model is missing here or already in the --since lock")
+    dest = dest.expanduser().resolve()
+    if not dest.parent.is_dir():
+        raise BundleError(f"{dest.parent}: no such folder")
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for f in sorted(plan.files.values(), key=lambda f: f.id):
+                _write_member(out, FILES + f.id, f, progress)
+            data = json.dumps(plan.manifest, indent=1, sort_keys=True).encode()
+            _write_header(out, MANIFEST, len(data))
+            out.write(data + _padding(len(data)))
+            out.write(b"\0" * (tarfile.BLOCKSIZE * 2))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dest.stat().st_size
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+def _write_header(out, name: str, size: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    out.write(info.tobuf(tarfile.PAX_FORMAT))
+
+
+def _write_member(out, name: str, f: BundleFile, progress: Progress) -> None:
+    """Header, the file's bytes checked against its id as they are copied, padding."""
+    _write_header(out, name, f.size)
+    hasher, written = _Hasher(f.id, f.size), 0
+    with open(f.source, "rb") as src:
+        while chunk := src.read(CHUNK):
+            hasher.update(chunk)
+            out.write(chunk)
+            written += len(chunk)
+            progress(len(chunk))
+    if written != f.size or hasher.hexdigest() != f.id:
+        raise StateError(f"{f.source} does not match its recorded hash (cache damaged): run "
+                         f"./cache-models.sh --verify --repair, then export again")
+    out.write(_padding(f.size))
+
+
+def read_since(path: Path) -> dict:
+    """A lock file given to --since: the cache's own lock or an exported copy."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"--since {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateError(f"--since {path}: not a readable lock file ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(s, {}), dict) for s in ("models", "assets", "derived")):
+        raise StateError(f"--since {path}: not an offline-speech lock file")
+    return {s: data.get(s, {}) for s in ("models", "assets", "derived")}

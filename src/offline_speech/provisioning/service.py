@@ -1,0 +1,431 @@
+"""The cache-models use cases: one typed request in, one data object out.
+
+The command line parses its flags into a `Request` (a mode, what is wanted, options) and renders what `run()`
+returns; every decision in between lives here: which modes combine, how keys, jobs and group flags merge into
+one selection, the all-cached fast path, plan then fetch, verify -> repair -> verify again, the conversions made
+after provisioning, the info rows, clear and --from-dir. What happens meanwhile (notes, progress, a question
+before clearing) goes to a `Listener` the caller provides.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from .. import cache
+from ..catalog import (
+    DEFAULT_ASR_MODEL,
+    DEFAULT_LANGUAGES,
+    DEFAULT_NLLB_MODEL,
+    Catalog,
+    CatalogError,
+    Item,
+    Model,
+    Selection,
+    all_groups_for,
+    load_catalog,
+)
+from ..errors import BadInput
+from ..settings import host_platform
+from .download import Reporter, fetch
+from .entry import Entry, entries_for
+from .plan import ItemResult, Plan, plan
+from . import adopt
+from .bundle import plan_export, read_since, write_bundle
+from .bundle_import import ImportResult, import_bundle
+from .register import register_dir
+from .remote import Remote
+from .verify import VerifyResult, keys_of, repair, verify
+
+
+class Mode(str, Enum):
+    """What one cache-models run does; exactly one per run."""
+
+    FETCH = "fetch"  # the default: provision what is not cached yet
+    DRY_RUN = "dry-run"
+    VERIFY = "verify"  # with Request.repair: verify, repair, verify again
+    INFO = "info"
+    CLEAR = "clear"
+    FROM_DIR = "from-dir"
+    EXPORT = "export"  # with --dry-run: only the bundle's size
+    IMPORT = "import"
+
+
+def mode_of(*, dry_run: bool, verify: bool, info: bool, clear: bool, from_dir: bool, repair: bool,
+            export: bool = False, import_: bool = False) -> Mode:
+    """The one mode the flags ask for; BadInput when they ask for two (--repair goes with --verify, or alone;
+    --dry-run with --export shows the bundle's size)."""
+    if export and not (verify or info or clear or from_dir or repair or import_):
+        return Mode.EXPORT
+    flags = ((Mode.DRY_RUN, dry_run), (Mode.VERIFY, verify), (Mode.INFO, info), (Mode.CLEAR, clear),
+             (Mode.FROM_DIR, from_dir), (Mode.EXPORT, export), (Mode.IMPORT, import_))
+    chosen = [mode for mode, on in flags if on]
+    if len(chosen) > 1:
+        raise BadInput("choose one of --dry-run, --verify, --info, --clear, --from-dir, --export, --import")
+    if repair and chosen not in ([], [Mode.VERIFY]):
+        raise BadInput("--repair goes with --verify only")
+    if repair:
+        return Mode.VERIFY
+    return chosen[0] if chosen else Mode.FETCH
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the user asked for, before it is resolved against the catalog: keys (given, and recorded by
+    prepared jobs), group flags (--all = every group this platform uses) and the choices within groups."""
+
+    keys: tuple[str, ...] = ()
+    job_keys: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    all_groups: bool = False
+    asr_model: str = DEFAULT_ASR_MODEL
+    nllb_model: str = DEFAULT_NLLB_MODEL
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+
+
+@dataclass(frozen=True)
+class Request:
+    """One cache-models run: the mode, the selection, and the options that apply to it."""
+
+    mode: Mode
+    root: Path
+    wanted: Wanted = Wanted()
+    repair: bool = False  # Mode.VERIFY: re-fetch what verify finds damaged
+    convert: bool = True  # make conversions (NLLB -> CTranslate2) after provisioning
+    confirmed: bool = False  # Mode.CLEAR: --yes
+    workers: int | None = None  # files downloaded at once (None: download.default_workers())
+    asset_mirror: str | None = None
+    from_dir: Path | None = None  # Mode.FROM_DIR: the folder, the catalog key, the commit
+    key: str | None = None
+    revision: str | None = None
+    platform_id: str | None = None  # None: this machine's
+    dry_run: bool = False  # Mode.EXPORT: only the size
+    archive: Path | None = None  # Mode.EXPORT / Mode.IMPORT: the bundle
+    since: Path | None = None  # Mode.EXPORT: leave out what this lock file has
+    hf_cache: Path | None = None  # Mode.FETCH: take complete snapshots from this standard hub cache first
+
+
+class Listener(Protocol):
+    """What a run tells its caller while it works, and the one thing it may ask."""
+
+    def warning(self, text: str) -> None:
+        """A note about the selection (no aligner for a language, a model for another platform)."""
+
+    def status(self, text: str) -> None:
+        """Work that takes a while has started (a conversion)."""
+
+    def progress(self, total_bytes: int, bars: bool) -> AbstractContextManager[Reporter]:
+        """A download reporter for `total_bytes` (0: unknown); `bars` allows live bars where the output can."""
+
+    def confirm_clear(self, keys: list[str], root: Path) -> bool:
+        """Whether to remove these entries (raise BadInput when no one can be asked)."""
+
+
+# ---- what a run returns --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Entries provisioned (`how`: "provisioned", "all cached" or "registered"), in selection order."""
+
+    results: tuple[ItemResult, ...]
+    how: str
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan shown instead of carried out: --dry-run, or a download `refused` because it does not fit."""
+
+    plan: Plan
+    root: Path
+    refused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and self.plan.fits and not self.plan.failed
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Per entry (and per conversion) what verify found, after repair when `repaired_too`."""
+
+    root: Path
+    results: tuple[VerifyResult, ...]
+    repaired: tuple[ItemResult, ...] = ()
+    repaired_too: bool = False
+
+    @property
+    def bad(self) -> list[VerifyResult]:
+        return [r for r in self.results if r.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+
+@dataclass(frozen=True)
+class InfoRow:
+    key: str
+    repo: str
+    revision: str
+    bytes: int
+    status: str
+    location: str
+
+
+@dataclass(frozen=True)
+class Info:
+    """What the cache holds of the selected entries (by default: what --all means here, and whatever is cached)."""
+
+    root: Path
+    rows: tuple[InfoRow, ...]
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.bytes for r in self.rows)
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """(key, bytes freed) per removed entry; `cancelled` when the question was answered no."""
+
+    root: Path
+    freed: tuple[tuple[str, int], ...] = ()
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.cancelled
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A bundle written (or, for --dry-run, sized): its entries, distinct files, bytes, and what was left out."""
+
+    archive: Path
+    entries: tuple[str, ...]
+    files: int
+    bytes: int
+    archive_bytes: int
+    skipped: tuple[tuple[str, str], ...]
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Imported:
+    """Per entry of a bundle: imported, updated (another commit was recorded before) or already cached."""
+
+    archive: Path
+    results: tuple[ImportResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+
+Outcome = Provisioned | Planned | Verified | Info | Cleared | Exported | Imported
+
+
+# ---- the use cases -------------------------------------------------------------------------------------
+
+
+def run(request: Request, listener: Listener) -> Outcome:
+    """Carry out one cache-models request."""
+    catalog = load_catalog()
+    platform_id = request.platform_id or host_platform()
+    selection = select(catalog, request.wanted, platform_id)
+    for warning in selection.warnings:
+        listener.warning(warning)
+    entries = entries_for(selection.items)
+    if request.mode is Mode.FROM_DIR:
+        return register(request, catalog)
+    if request.mode is Mode.IMPORT:
+        assert request.archive is not None
+        with listener.progress(request.archive.stat().st_size if request.archive.is_file() else 0, bars=True) as bar:
+            results = import_bundle(request.root, catalog, request.archive, progress=lambda n: bar.advance("", "", n))
+        return Imported(request.archive, tuple(results))
+    if request.mode is Mode.EXPORT:
+        return export(request, catalog, entries, listener)
+    if request.mode is Mode.INFO:
+        return info(request.root, catalog, entries, platform_id)
+    if request.mode is Mode.VERIFY:
+        return verify_and_repair(request, catalog, entries, listener)
+    if not entries:
+        raise BadInput("choose what to cache: --all, a group flag (--whisperx, --align, ...) or catalog keys; see --help")
+    if request.mode is Mode.CLEAR:
+        return clear(request.root, entries, request.confirmed, listener)
+    return provision(request, entries, selection.warnings, listener)
+
+
+def select(catalog: Catalog, wanted: Wanted, platform_id: str) -> Selection:
+    """Keys first (given, then the jobs'), then group flags; each entry once, in that order."""
+    items: list[Item] = [catalog.get(k) for k in dict.fromkeys(wanted.keys + wanted.job_keys)]
+    groups = all_groups_for(platform_id) if wanted.all_groups else []
+    left_out = ()
+    if wanted.all_groups and "mlx" not in groups and "mlx" not in wanted.groups:
+        left_out = (f"--all leaves out MLX: it runs only on Apple Silicon and this machine is {platform_id} "
+                    f"(--mlx fetches it anyway, e.g. to prepare a Mac)",)
+    groups += [g for g in wanted.groups if g not in groups]
+    if not groups:
+        return Selection(tuple(items))
+    chosen = catalog.select(
+        groups, asr_model=wanted.asr_model, nllb_model=wanted.nllb_model, languages=wanted.languages, platform_id=platform_id
+    )
+    return Selection(tuple(items + [i for i in chosen.items if i not in items]), left_out + chosen.warnings)
+
+
+def provision(request: Request, entries: list[Entry], warnings: tuple[str, ...], listener: Listener) -> Provisioned | Planned:
+    """Fetch what is not cached (or, for --dry-run, only plan it), then make the conversions."""
+    root = request.root
+    if request.mode is Mode.FETCH and request.hf_cache is not None:
+        take_from_hf_cache(root, request.hf_cache, entries, listener)
+    if request.mode is Mode.FETCH and all_cached(root, entries):
+        # The common case, and the one that must be instant: no network, no huggingface_hub import.
+        results = [ItemResult(e.key, True, 0, "cached") for e in entries]
+        return Provisioned(conversions(root, entries, results, listener) if request.convert else tuple(results), "all cached")
+    remote = Remote.from_settings(request.asset_mirror)
+    the_plan = plan(root, entries, remote, warnings)
+    if request.mode is Mode.DRY_RUN or not the_plan.fits:
+        return Planned(the_plan, root, refused=request.mode is not Mode.DRY_RUN)
+    with listener.progress(the_plan.bytes_to_fetch, bars=True) as reporter:
+        started = time.monotonic()
+        results = fetch(root, the_plan, remote, reporter, request.workers)
+    done = conversions(root, entries, results, listener) if request.convert else tuple(results)
+    return Provisioned(done, "provisioned", time.monotonic() - started)
+
+
+def all_cached(root: Path, entries: list[Entry]) -> bool:
+    """Whether every entry is complete on disk, judged from local files only."""
+    lock = cache.read_lock(root)
+    return all(e.state(root, lock).status == "complete" for e in entries)
+
+
+def conversions(root: Path, entries: list[Entry], results: list[ItemResult], listener: Listener) -> tuple[ItemResult, ...]:
+    """Make what is made from the provisioned entries (NLLB -> CTranslate2 int8) where it is missing."""
+    out = []
+    for entry, result in zip(entries, results):
+        if result.ok and entry.conversion is not None:
+            ok, message = entry.conversion.make(root, announce=listener.status)
+            result = ItemResult(result.key, ok, result.fetched_bytes, f"{result.message}; {message}")
+        out.append(result)
+    return tuple(out)
+
+
+def verify_and_repair(request: Request, catalog: Catalog, entries: list[Entry], listener: Listener) -> Verified:
+    """Hash every file of the selection (default: everything the lock records); with repair, re-fetch what is
+    damaged and verify those entries again."""
+    root = request.root
+    lock = cache.read_lock(root)
+    if not entries:
+        entries = entries_for(item for k in [*lock["models"], *lock["assets"]] if (item := _known(catalog, k)))
+    if not entries:
+        raise BadInput(f"nothing is provisioned in {root}: nothing to verify")
+    results = verify(root, entries)
+    repaired: list[ItemResult] = []
+    if request.repair and any(r.status != "ok" for r in results):
+        with listener.progress(0, bars=False) as reporter:
+            repaired = repair(root, entries, results, Remote.from_settings(request.asset_mirror), reporter)
+        bad_keys = {r.key for r in results if r.status != "ok"}
+        fixed = {r.key: r for r in verify(root, [e for e in entries if keys_of(e) & bad_keys])}
+        results = [fixed.get(r.key, r) for r in results]
+    return Verified(root, tuple(results), tuple(repaired), request.repair)
+
+
+def _known(catalog: Catalog, key: str) -> Item | None:
+    """The catalog entry of a lock key, None for one the catalog no longer has."""
+    try:
+        return catalog.get(key)
+    except CatalogError:
+        return None
+
+
+def info(root: Path, catalog: Catalog, entries: list[Entry], platform_id: str) -> Info:
+    """A row per entry (and per conversion made or due); by default what --all means here plus anything cached."""
+    lock = cache.read_lock(root)
+    if not entries:
+        shown = catalog.select(all_groups_for(platform_id), platform_id=platform_id).items
+        present = [e.item for e in entries_for(catalog.items) if e.state(root, lock).status != "missing"]
+        entries = entries_for(dict.fromkeys([*shown, *present]))
+    rows = []
+    for entry in entries:
+        state = entry.state(root, lock)
+        rows.append(InfoRow(entry.key, entry.source, state.commit or entry.revision, state.bytes_on_disk, state.status, str(state.location)))
+        made = entry.conversion
+        if made is not None:
+            d = made.state(root, lock)
+            if d.status != "missing" or state.status == "complete":
+                rows.append(InfoRow(d.key, made.source, d.commit or "", d.bytes_on_disk, d.status, str(d.location)))
+    return Info(root, tuple(rows))
+
+
+def clear(root: Path, entries: list[Entry], confirmed: bool, listener: Listener) -> Cleared:
+    """Remove exactly these entries (files, blobs, refs, lock entries, conversions), once confirmed."""
+    if not confirmed and not listener.confirm_clear([e.key for e in entries], root):
+        return Cleared(root, cancelled=True)
+    with cache.cache_lock(root):
+        lock = cache.read_lock(root)
+    return Cleared(root, tuple((e.key, e.remove(root, lock)) for e in entries))
+
+
+def register(request: Request, catalog: Catalog) -> Provisioned:
+    """--from-dir: register a folder of files as the catalog entry --key names."""
+    if not request.key:
+        raise BadInput("--from-dir needs --key KEY (a catalog key, e.g. faster-whisper-tiny.en)")
+    assert request.from_dir is not None
+    result = register_dir(request.root, catalog.get(request.key), request.from_dir.expanduser(), request.revision)
+    return Provisioned((result,), "registered")
+
+
+def take_from_hf_cache(root: Path, hub: Path, entries: list[Entry], listener: Listener) -> None:
+    """--from-hf-cache: link the complete, verified snapshots another standard cache holds of entries that are not
+    complete here; what it lacks is downloaded as usual afterwards."""
+    if not hub.is_dir():
+        raise BadInput(f"--hf-cache {hub}: no such folder (a Hugging Face hub cache, e.g. ~/.cache/huggingface/hub)")
+    lock = cache.read_lock(root)
+    for entry in entries:
+        if not isinstance(entry.item, Model) or entry.state(root, lock).status == "complete":
+            continue
+        found = adopt.find(hub, entry.item)
+        if found is None or not found.complete:
+            why = "not there" if found is None else f"incomplete there (missing {', '.join(found.missing)})"
+            listener.warning(f"{entry.key}: {why} in {hub}; downloading it")
+            continue
+        result = adopt.adopt(root, found)
+        listener.status(f"{entry.key}: {result.message}" if result.ok else f"note: {entry.key}: {result.message}")
+
+
+def export(request: Request, catalog: Catalog, entries: list[Entry], listener: Listener) -> Exported:
+    """--export: the selection (default: every entry the lock records) as one verified bundle."""
+    assert request.archive is not None
+    keys = [e.key for e in entries]
+    if not keys:
+        lock = cache.read_lock(request.root)
+        keys = [k for k in [*lock["models"], *lock["assets"]] if _known(catalog, k)]
+    since = read_since(request.since.expanduser()) if request.since else None
+    the_plan = plan_export(request.root, catalog, keys, since)
+    for key, why in the_plan.skipped:
+        listener.warning(f"{key} left out: {why}")
+    written = 0
+    if not request.dry_run:
+        listener.status(f"exporting {len(the_plan.keys)} entries, {the_plan.total_bytes} bytes to {request.archive}")
+        with listener.progress(the_plan.total_bytes, bars=True) as bar:
+            written = write_bundle(the_plan, request.archive, progress=lambda n: bar.advance("", "", n))
+    return Exported(request.archive, tuple(the_plan.keys), len(the_plan.files), the_plan.total_bytes, written,
+                    tuple(the_plan.skipped), request.dry_run)
