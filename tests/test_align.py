@@ -16,8 +16,8 @@ import universe as hub_universe
 from conftest import ROOT, venv_python
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
-from offline_speech.env import offline_env
-from offline_speech.pipeline import resolve_aligner
+from offline_speech.settings import offline_env
+from offline_speech.requirements import resolve_aligner
 from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
 
 HINDI = ["मैं आज सुबह बाज़ार गया था", "वहाँ बहुत सारे लोग फल खरीद रहे थे"]

@@ -22,7 +22,7 @@ import universe as hub_universe
 from conftest import ROOT, venv_python
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
-from offline_speech.env import offline_env
+from offline_speech.settings import offline_env
 from offline_speech.languages import lookup
 from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
 from test_pipeline import CLIP, SENTENCES, base_env, parse_srt, prepare, run_pipeline, shim

@@ -38,29 +38,16 @@ def run_pipeline(
     cache_dir: CacheDir = None,
 ) -> None:
     """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
-    from ..pipeline import PreflightError, Runner, load_job, preflight
+    from ..pipeline import run_jobs
 
-    out_root = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
-    root = cache_root(cache_dir)
-    catalog = load_catalog()
-    problems, runs = [], []
-    for job_id in dict.fromkeys(job_ids):
-        try:
-            runs.append(load_job(out_root, job_id))
-        except PreflightError as exc:
-            problems.extend(exc.problems)
-    problems.extend(preflight(catalog, root, runs, VENV_ROOT))
-    if problems:
-        for line in problems:
-            err.print(f"error: {line}")
-        raise typer.Exit(2)
     reporter = PipelineProgress() if err.is_terminal and not as_json else PipelineLines()
     try:
-        with reporter:
-            failed = Runner(catalog, root, VENV_ROOT, reporter, restart=restart).run(runs)
+        runs = run_jobs(load_catalog(), cache_root(cache_dir), Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR)),
+                        job_ids, reporter, VENV_ROOT, restart=restart)
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
         raise typer.Exit(130) from None
+    failed = [r for r in runs if r.failed]
     if as_json:
         summary = [{"id": r.id, "dir": str(r.dir), "status": r.manifest["status"], "error": r.manifest.get("error"),
                     "outputs": {k: str(r.dir / v) for k, v in r.manifest.get("outputs", {}).items()},
