@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from offline_speech.catalog import DEFAULT_NLLB_MODEL, load_catalog
-from offline_speech.pipeline import PreflightError, load_job, stages_for
+from offline_speech.pipeline import PreflightError, job_needs, load_job, stages_for
 from offline_speech.pipeline.manifest import read_manifest
 from offline_speech.pipeline.registry import REGISTRY
-from offline_speech.requirements import job_needs, nllb_name
+from offline_speech.pipeline.runner import Batch
+from offline_speech.requirements import nllb_name
 from offline_speech.schema import JOB_SCHEMA, WORKFLOWS, Clip, Job, Media, SchemaError, read_job
-from offline_speech.stages.base import JobEntry
+from offline_speech.stages.base import REQUEST_SCHEMA, JobEntry, StageRequest
 from offline_speech.stages.outputs import cues
 
 JOB_ID = "20261130-043000.000-talk-1a2b"
@@ -123,3 +124,21 @@ def test_a_devanagari_danda_ends_a_cue_as_a_full_stop_does():
     assert [c[2] for c in cues([segment])] == ["आज मौसम बहुत अच्छा है।", "हम कल बाज़ार जाएंगे"]
     latin = [dict(w, word=w["word"].replace("।", ".")) for w in segment["words"]]
     assert len(cues([dict(segment, words=latin)])) == 2
+
+
+def test_the_request_is_the_protocol_schema_and_carries_no_options():
+    entry = JobEntry(JOB_ID, "/out/x", {"id": JOB_ID}, {"audio": "a.wav"}, {"transcript": "t.json"}, {"aligner": None})
+    request = StageRequest("align", (entry,), {}).to_dict()
+    assert request == {"schema": REQUEST_SCHEMA, "stage": "align", "models": {},
+                       "jobs": [{"id": JOB_ID, "dir": "/out/x", "job": {"id": JOB_ID}, "inputs": {"audio": "a.wav"},
+                                 "outputs": {"transcript": "t.json"}, "aligner": None}]}
+
+
+def test_jobs_share_a_process_unless_a_shared_model_differs():
+    tiny, large = {"key": "faster-whisper-tiny.en"}, {"key": "faster-whisper-large-v3"}
+    batch = Batch("offline_speech.stages.asr_whisperx", "whisperx", {"asr": tiny})
+    assert batch.accepts("offline_speech.stages.asr_whisperx", "whisperx", {"asr": tiny})
+    assert not batch.accepts("offline_speech.stages.asr_whisperx", "whisperx", {"asr": large})
+    assert not batch.accepts("offline_speech.stages.asr_mlx", "mlx", {"asr": tiny})
+    translate = Batch("offline_speech.stages.translate", "translation", {"nllb-200-distilled-600M": {"key": "n"}})
+    assert translate.accepts("offline_speech.stages.translate", "translation", {"indictrans2-en-indic-1B": {"key": "i"}})

@@ -16,7 +16,7 @@ from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog
 from .errors import BadInput
 from .languages import AUTO, LanguageError, lookup, route, source_language
 from .media import probe
-from .requirements import job_needs
+from .pipeline import job_needs
 from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media
 from .settings import DEFAULT_OUT_DIR, VENV_ROOT, backend_python, host_platform
 from .util import last_line, sha256_file, utc_now

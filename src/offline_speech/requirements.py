@@ -2,9 +2,10 @@
 
 A job loads its ASR model (the catalog entry for its --asr-model in its backend's group), a word aligner for its
 language with nltk punkt_tab beside it (unless --no-align), and the translation models its routes use (IndicTrans2
-by direction, NLLB of its --nllb-model). prepare-job records these (jobs.py), cache-models --job fetches them,
-run-pipeline's preflight and stages resolve them against the cache, and every "not cached" message names the
-cache-models.sh command from `fetch_command`.
+by direction, NLLB of its --nllb-model). Each stage's entry in pipeline/registry.py names its `*_needs` function
+here; `registry.job_needs` gathers them for a job's stages: prepare-job records them (jobs.py), cache-models --job
+fetches them. run-pipeline's preflight and stages resolve them against the cache (`resolve_*`), and every
+"not cached" message names the cache-models.sh command from `fetch_command`.
 """
 
 from __future__ import annotations
@@ -65,22 +66,27 @@ def nllb_name(catalog: Catalog, job: Job) -> str:
     return recorded[0] if recorded else DEFAULT_NLLB_MODEL
 
 
-def job_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
-    """(every catalog entry the job loads with the command fetching it, notes such as a language without aligner).
-
-    Raises CatalogError / LanguageError for a model name or a language pair the catalog cannot serve."""
+def asr_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """The ASR model (CatalogError for a name the catalog lacks)."""
     asr = asr_entry(catalog, job)
-    needs = [Need(asr, fetch_command(asr, job.asr_model))]
-    notes: list[str] = []
-    if job.align and job.source_language != AUTO:
-        found = aligner_entries(catalog, job.source_language)
-        needs += [Need(item, fetch_command(item, job.source_language)) for item in found]
-        if not found:
-            notes.append(f"no word aligner exists for '{job.source_language}': the job keeps segment timestamps")
-    if job.target_languages:
-        models = translation_models(catalog, job.source_language, job.target_languages, nllb_name(catalog, job))
-        needs += [Need(model, fetch_command(model)) for model in models]
-    return needs, notes
+    return [Need(asr, fetch_command(asr, job.asr_model))], []
+
+
+def aligner_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """The aligner and punkt_tab when the job aligns a known language; a note when none exists for it."""
+    if not job.align or job.source_language == AUTO:
+        return [], []  # an auto source is aligned if its detected language's aligner is cached
+    found = aligner_entries(catalog, job.source_language)
+    if not found:
+        return [], [f"no word aligner exists for '{job.source_language}': the job keeps segment timestamps"]
+    return [Need(item, fetch_command(item, job.source_language)) for item in found], []
+
+
+def translator_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """Every translation model the job's routes use (every route into the targets for an auto source).
+    LanguageError for a pair no model translates."""
+    models = translation_models(catalog, job.source_language, job.target_languages, nllb_name(catalog, job))
+    return [Need(model, fetch_command(model)) for model in models], []
 
 
 # ---- resolved against the cache (run-pipeline) ----------------------------------------------------------------

@@ -107,8 +107,7 @@ def cache_models(
 
 def _job_models(job: str) -> list[str]:
     """The catalog keys a prepared job needs: `job` is an id under out/ or a job folder (a path has a /)."""
-    from ..pipeline import load_job
-    from ..requirements import job_needs
+    from ..pipeline import job_needs, load_job
     from ..settings import DEFAULT_OUT_DIR
 
     needs, _ = job_needs(load_catalog(), load_job(DEFAULT_OUT_DIR, job, flag="--job", folders=True).job)

@@ -5,7 +5,7 @@ one stage process; manifest.py finds jobs, keeps their manifests and runs the pr
 """
 
 from .manifest import JobRun, PreflightError, load_job, preflight
-from .registry import REGISTRY, Stage, stages_for
+from .registry import REGISTRY, Stage, job_needs, stages_for
 from .runner import Runner, run_jobs
 
-__all__ = ["REGISTRY", "JobRun", "PreflightError", "Runner", "Stage", "load_job", "preflight", "run_jobs", "stages_for"]
+__all__ = ["REGISTRY", "JobRun", "PreflightError", "Runner", "Stage", "job_needs", "load_job", "preflight", "run_jobs", "stages_for"]

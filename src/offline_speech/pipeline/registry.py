@@ -1,6 +1,7 @@
 """The stages: one table, in run order. Each entry says which workflows include the stage, which module runs it in
-which venv, its version, what preflight checks for it, and how it builds a job's request entry (inputs, outputs,
-its own fields), the values that decide whether it must run again, and the models it loads.
+which venv, its version, which catalog entries it needs for a job (what prepare-job records and cache-models --job
+fetches), what preflight checks for it, and how it builds a job's request entry (inputs, outputs, its own fields),
+the values that decide whether it must run again, and the models it loads.
 
 Adding a stage is one module in offline_speech/stages/ and one entry here (plus its models in catalog.toml).
 The runner knows no stage by name: it only walks this table.
@@ -15,7 +16,16 @@ from typing import TYPE_CHECKING, Callable
 from ..catalog import Catalog, CatalogError
 from ..errors import WorkFailed
 from ..languages import lookup
-from ..requirements import aligner_entries, resolve_aligner, resolve_asr, translation_plan
+from ..requirements import (
+    Need,
+    aligner_entries,
+    aligner_needs,
+    asr_needs,
+    resolve_aligner,
+    resolve_asr,
+    translation_plan,
+    translator_needs,
+)
 from ..schema import WORKFLOWS, Job, read_transcript
 from ..stages.base import JobEntry, ModelSpec
 from ..stages.mux import output_name
@@ -57,6 +67,10 @@ def _no_problems(ctx: Context, job: Job) -> list[str]:
     return []
 
 
+def _no_models(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    return [], []
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage. `module` (in offline_speech.stages) and `venv` are names, or functions of the job (and of its
@@ -68,6 +82,7 @@ class Stage:
     module: str | Callable[[Job], str]
     venv: str | Callable[[Job, JobEntry | None], str]  # entry None: before the build (preflight), what it may need
     build: Callable[[Context, "JobRun"], Built]
+    needs: Callable[[Catalog, Job], tuple[list[Need], list[str]]] = _no_models  # catalog entries it loads, notes
     check: Callable[[Context, Job], list[str]] = _no_problems  # preflight problems, each with its fix
     final: bool = False  # its outputs are the job's results, its warnings the job's warnings
 
@@ -208,9 +223,11 @@ def _build_mux(ctx: Context, run: "JobRun") -> Built:
 ALL = WORKFLOWS
 REGISTRY: tuple[Stage, ...] = (
     Stage("demux", 1, ALL, "demux", "core", _build_demux),
-    Stage("asr", 1, ALL, lambda job: f"asr_{job.backend}", lambda job, entry: job.backend, _build_asr, _check_asr),
-    Stage("align", 1, ALL, "align", _align_venv, _build_align, _check_align),
-    Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, _check_translate),
+    Stage("asr", 1, ALL, lambda job: f"asr_{job.backend}", lambda job, entry: job.backend, _build_asr, asr_needs,
+          _check_asr),
+    Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
+    Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, translator_needs,
+          _check_translate),
     Stage("outputs", 2, ALL, "outputs", "core", _build_outputs, final=True),
     Stage("mux", 1, ("subtitle",), "mux", "core", _build_mux, final=True),
 )
@@ -223,3 +240,15 @@ def stages_for(workflow: str) -> list[Stage]:
 
 def stage_names(workflow: str) -> list[str]:
     return [s.name for s in stages_for(workflow)]
+
+
+def job_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """(every catalog entry the job's stages load, each once, with the command fetching it; notes such as a
+    language without aligner). CatalogError / LanguageError for a model or a pair the catalog cannot serve."""
+    needs: list[Need] = []
+    notes: list[str] = []
+    for stage in stages_for(job.workflow):
+        found, said = stage.needs(catalog, job)
+        needs += [n for n in found if n.item.key not in {m.item.key for m in needs}]
+        notes += said
+    return needs, notes
