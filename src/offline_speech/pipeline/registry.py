@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..catalog import Catalog, CatalogError
 from ..errors import WorkFailed
-from ..languages import lookup
+from ..languages import AUTO, lookup
 from ..requirements import (
     Need,
     aligner_entries,
@@ -137,7 +137,7 @@ def _build_asr(ctx: Context, run: "JobRun") -> Built:
 
 
 def _check_align(ctx: Context, job: Job) -> list[str]:
-    if not job.align or job.source_language == "auto" or not aligner_entries(ctx.catalog, job.source_language):
+    if not job.align or job.source_language == AUTO or not aligner_entries(ctx.catalog, job.source_language):
         return []  # nothing to check before the language is known; a language without aligner is a warning
     spec, reason = resolve_aligner(ctx.catalog, ctx.root, ctx.lock, job.source_language)
     return [] if spec else [f"{reason} (or prepare the job with --no-align)"]
@@ -167,7 +167,7 @@ def _align_venv(job: Job, entry: JobEntry | None) -> str:
 
 
 def _check_translate(ctx: Context, job: Job) -> list[str]:
-    if job.source_language == "auto":
+    if job.source_language == AUTO:
         return []  # routed once Whisper has detected the language
     return translation_plan(ctx.catalog, ctx.root, ctx.lock, job, job.source_language)[2]
 
