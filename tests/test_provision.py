@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, TINY_EN_COMMIT, TINY_EN_REPO, venv_python
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
-from offline_speech.env import offline_env
+from offline_speech.settings import offline_env
 
 CATALOG = load_catalog()
 TINY = "faster-whisper-tiny.en"
