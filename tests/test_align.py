@@ -13,7 +13,7 @@ import pytest
 
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
-from offline_speech.pipeline import resolve_aligner
+from offline_speech.requirements import resolve_aligner
 from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
 from offline_speech.settings import offline_env
 from support import ROOT

@@ -156,12 +156,19 @@ def test_unknown_job_id(provisioned, tmp_path):
     _assert_refused(proc, "unknown job id")
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a/b", "..", "/tmp/x", "-rf", ""])
-def test_job_ids_with_slashes_or_dots_are_refused(provisioned, tmp_path, bad):
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "job.json").write_text("{}")
+@pytest.mark.parametrize("bad", ["..", "-rf", "", "a b"])
+def test_job_ids_with_dots_or_odd_characters_are_refused(provisioned, tmp_path, bad):
     proc = run_pipeline(tmp_path / "out", provisioned, bad, code=None)
     _assert_refused(proc, "not a job id")
+
+
+@pytest.mark.parametrize("bad, says", [("{tmp}/etc", "job.json is corrupt"), ("a/b", "no prepared job there"),
+                                       ("../x-not-a-job", "no prepared job there")])
+def test_paths_are_job_folders_and_must_hold_a_prepared_job(provisioned, tmp_path, bad, says):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "job.json").write_text("{}")
+    proc = run_pipeline(tmp_path / "out", provisioned, bad.format(tmp=tmp_path), code=None)
+    _assert_refused(proc, says)
 
 
 def test_corrupt_job_json(provisioned, tmp_path):

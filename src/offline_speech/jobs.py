@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -11,13 +12,14 @@ import time
 from pathlib import Path
 
 from . import cache
-from .cache import sha256_file
-from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog, host_platform
-from .settings import DEFAULT_OUT_DIR, PROJECT_ROOT
-from .media import probe
-from .languages import AUTO, LanguageError, lookup, route, source_language, translation_models
-from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media
+from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog
 from .errors import BadInput
+from .languages import AUTO, LanguageError, lookup, route, source_language
+from .media import probe
+from .pipeline import job_needs
+from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media
+from .settings import DEFAULT_OUT_DIR, VENV_ROOT, backend_python, host_platform
+from .util import last_line, sha256_file, utc_now
 
 
 TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
@@ -83,8 +85,7 @@ def mlx_importable(mlx_python: Path) -> tuple[bool, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"venv/mlx does not run ({exc})"
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return False, f"venv/mlx cannot import mlx.core ({last}): ./venv-setup mlx --force"
+        return False, f"venv/mlx cannot import mlx.core ({last_line(proc.stderr)}): ./venv-setup mlx --force"
     return True, ""
 
 
@@ -148,38 +149,11 @@ def prepare(
     if clip_end > info.duration + 0.001:
         raise JobError(f"--end-time {clip_end:g} s is past the end of the media ({info.duration:.3f} s)")
     platform_id = host_platform()
-    chosen, reason = decide_backend(backend, platform_id, PROJECT_ROOT / "venv" / "mlx" / "bin" / "python")
-    asr = catalog.asr_model(asr_model, "mlx" if chosen == "mlx" else "whisperx")
+    chosen, reason = decide_backend(backend, platform_id, backend_python("mlx", VENV_ROOT))
     if asr_model.endswith(".en") and source not in ("auto", "en"):
         raise JobError(f"--asr-model {asr_model} is English-only and -s is {source}: use a multilingual model")
-    lock = cache.read_lock(cache_root)
-    models: dict[str, str | None] = {}
-    warnings: list[str] = []
-    needed = [asr]
-    if align and source != "auto":
-        found = catalog.aligners(source)
-        if found:
-            needed += [found[0], *(i for i in catalog.items if i.group == "align" and i.language == "*")]
-        else:
-            warnings.append(f"no word aligner exists for '{source}': the job keeps segment timestamps")
-    translators = translation_models(catalog, source, target_list, nllb_model) if target_list else []
-    for item in needed + translators:
-        state = cache.item_state(cache_root, item, lock)
-        models[item.key] = state.commit if state.status == "complete" else None
-        if state.status != "complete":
-            if item is asr:
-                fix = f"--{asr.group} --asr-model {asr_model}"
-            elif item.group == "nllb":
-                fix = f"--nllb --nllb-model {nllb_model}"
-            elif item.group == "indictrans2":
-                fix = "--indictrans2"
-            else:
-                fix = f"--align --languages {source}"
-            warnings.append(f"{item.key} is not cached yet: ./cache-models.sh {fix}")
-
-    job_id = new_job_id(media_path)
     job = Job(
-        id=job_id,
+        id=new_job_id(media_path),
         media=Media(str(media_path), sha256_file(media_path), media_path.stat().st_size, info.duration, info.audio_streams),
         workflow=workflow,
         source_language=source,
@@ -188,11 +162,21 @@ def prepare(
         backend=chosen,
         backend_reason=reason,
         asr_model=asr_model,
-        models=models,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        warnings=tuple(warnings),
+        models={},
+        created=utc_now(),
         align=align,
+        nllb_model=nllb_model,
     )
+    needs, warnings = job_needs(catalog, job)
+    lock = cache.read_lock(cache_root)
+    models: dict[str, str | None] = {}
+    for need in needs:
+        state = cache.item_state(cache_root, need.item, lock)
+        models[need.item.key] = state.commit if state.status == "complete" else None
+        if state.status != "complete":
+            warnings.append(f"{need.item.key} is not cached yet: {need.fetch}")
+    job = dataclasses.replace(job, models=models, warnings=tuple(warnings))
+    job_id = job.id
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".{job_id}.tmp"
     try:

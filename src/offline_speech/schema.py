@@ -11,7 +11,8 @@ from pathlib import Path
 from .util import write_json  # noqa: F401 - the stages write their documents with it
 from .errors import StateError
 
-JOB_SCHEMA = 1
+JOB_SCHEMA = 2  # 2 records --nllb-model; schema 1 jobs are still read (nllb_model None: see requirements.py)
+READABLE_JOB_SCHEMAS = (1, 2)
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WORKFLOWS = ("transcribe", "translate", "subtitle")
 BACKENDS = ("auto", "whisperx", "mlx")
@@ -65,6 +66,7 @@ class Job:
     schema: int = JOB_SCHEMA
     warnings: tuple[str, ...] = field(default=())
     align: bool = True  # word timestamps with the catalog's aligner for the language (--no-align: segments only)
+    nllb_model: str | None = None  # --nllb-model: NLLB for pairs IndicTrans2 does not cover (None: a schema 1 job)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -76,8 +78,11 @@ def read_job(path: Path) -> Job:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("schema") != JOB_SCHEMA:
-        raise SchemaError(f"{path}: not a job.json of schema {JOB_SCHEMA}")
+    if not isinstance(raw, dict) or raw.get("schema") not in READABLE_JOB_SCHEMAS:
+        readable = " or ".join(str(v) for v in READABLE_JOB_SCHEMAS)
+        raise SchemaError(f"{path}: not a job.json of schema {readable}")
+    if raw["schema"] >= 2 and not isinstance(raw.get("nllb_model"), str):
+        raise SchemaError(f"{path}: schema {raw['schema']} needs nllb_model")
     try:
         job = Job(
             **{

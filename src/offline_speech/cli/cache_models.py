@@ -121,22 +121,12 @@ def cache_models(
 
 
 def _job_models(job: str) -> list[str]:
-    """The catalog keys a prepared job recorded: `job` is an id under out/ or a job folder (a path has a /)."""
-    from ..schema import JOB_ID_RE, SchemaError, read_job
+    """The catalog keys a prepared job needs: `job` is an id under out/ or a job folder (a path has a /)."""
+    from ..pipeline import job_needs, load_job
     from ..settings import DEFAULT_OUT_DIR
 
-    if "/" in job:
-        path = Path(job).expanduser() / "job.json"
-    elif JOB_ID_RE.match(job) and ".." not in job:
-        path = DEFAULT_OUT_DIR / job / "job.json"
-    else:
-        raise BadInput(f"--job {job!r}: not a job id (or a job folder path)")
-    if not path.is_file():
-        raise BadInput(f"--job {job}: no prepared job there ({path} does not exist)")
-    try:
-        return list(read_job(path).models)
-    except SchemaError as exc:
-        raise BadInput(f"--job {job}: {exc}") from None
+    needs, _ = job_needs(load_catalog(), load_job(DEFAULT_OUT_DIR, job, flag="--job", folders=True).job)
+    return [need.item.key for need in needs]
 
 
 

@@ -12,8 +12,8 @@ import typer
 from ..catalog import load_catalog
 from ..settings import DEFAULT_OUT_DIR, VENV_ROOT, cache_root
 from .app import app
-from .options import Version, CacheDir
-from .output import PipelineLines, PipelineProgress, err
+from .options import AsJson, CacheDir, Version
+from .output import PipelineLines, PipelineProgress, err, live
 
 RUN_PIPELINE_EPILOG = """\b
 Examples:
@@ -31,37 +31,24 @@ or a missing venv/model (nothing is run), 130 interrupted (run again to resume).
 
 @app.command("run-pipeline", epilog=RUN_PIPELINE_EPILOG)
 def run_pipeline(
-    job_ids: Annotated[list[str], typer.Option("-j", "--job", metavar="ID", help="A job id from prepare-job.sh; repeat for several jobs.")],
+    job_ids: Annotated[list[str], typer.Option("-j", "--job", metavar="ID|DIR", help="A job id from prepare-job.sh (or a job folder); repeat for several jobs.")],
     restart: Annotated[bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the jobs on stdout.")] = False,
+    as_json: AsJson = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")] = None,
     cache_dir: CacheDir = None,
     version: Version = None,
 ) -> None:
     """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
-    from ..pipeline import PreflightError, Runner, load_job, preflight
+    from ..pipeline import run_jobs
 
-    out_root = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
-    root = cache_root(cache_dir)
-    catalog = load_catalog()
-    problems, runs = [], []
-    for job_id in dict.fromkeys(job_ids):
-        try:
-            runs.append(load_job(out_root, job_id))
-        except PreflightError as exc:
-            problems.extend(exc.problems)
-    problems.extend(preflight(catalog, root, runs, VENV_ROOT))
-    if problems:
-        for line in problems:
-            err.print(f"error: {line}")
-        raise typer.Exit(2)
-    reporter = PipelineProgress() if err.is_terminal and not as_json else PipelineLines()
+    reporter = PipelineProgress() if live(err) and not as_json else PipelineLines()
     try:
-        with reporter:
-            failed = Runner(catalog, root, VENV_ROOT, reporter, restart=restart).run(runs)
+        runs = run_jobs(load_catalog(), cache_root(cache_dir), Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR)),
+                        job_ids, reporter, VENV_ROOT, restart=restart)
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
         raise typer.Exit(130) from None
+    failed = [r for r in runs if r.failed]
     if as_json:
         summary = [{"id": r.id, "dir": str(r.dir), "status": r.manifest["status"], "error": r.manifest.get("error"),
                     "outputs": {k: str(r.dir / v) for k, v in r.manifest.get("outputs", {}).items()},

@@ -11,13 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..schema import read_transcript, write_json
-from .asr_whisperx import read_wav
+from ..schema import read_transcript
+from ..util import write_json
+from .audio import read_wav
 from .base import Events, StageFailure, for_each_job, main
 
 NAME = "align"
-VENV = "whisperx"
-VERSION = 1
 
 
 def load_aligner(spec: dict, device: str):
@@ -37,15 +36,14 @@ def load_aligner(spec: dict, device: str):
     return model.eval(), metadata
 
 
-def check_punkt() -> None:
+def check_punkt(fetch: str) -> None:
+    """StageFailure naming `fetch` (the command that caches it) when punkt_tab is not on NLTK_DATA."""
     import nltk
 
     try:
         nltk.data.find("tokenizers/punkt_tab/english/")
     except LookupError:
-        raise StageFailure(
-            "nltk punkt_tab is not in the cache (whisperx would fetch it from GitHub): ./cache-models.sh --align"
-        ) from None
+        raise StageFailure(f"nltk punkt_tab is not in the cache (whisperx would fetch it from GitHub): {fetch}") from None
 
 
 def words_with_times(segment: dict) -> list[dict]:
@@ -82,7 +80,7 @@ def run(request: dict, events: Events) -> None:
         import torch
         import whisperx.alignment as wxa
 
-        check_punkt()
+        check_punkt(aligners[0].get("fetch", "./cache-models.sh --align"))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         torch.set_num_threads(max(1, torch.get_num_threads()))
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..schema import write_json
-from .asr_whisperx import read_wav, transcript
+from ..util import write_json
+from .audio import read_wav, seconds
 from .base import Events, StageFailure, for_each_job, main
-from .words import sentences
+from .words import sentences, transcript
 
 NAME = "asr"
-VENV = "mlx"
-VERSION = 1
 
 
 def use_fp16(mx) -> bool:
@@ -56,7 +54,7 @@ def run(request: dict, events: Events) -> None:
         if not model.is_multilingual and requested not in ("auto", "en"):
             raise StageFailure(f"{spec['key']} is English-only and the job's language is {requested}")
         language = "en" if not model.is_multilingual else (None if requested == "auto" else requested)
-        events.log(job["id"], f"transcribing {len(audio) / 16000:.3f} s with MLX on {device} "
+        events.log(job["id"], f"transcribing {seconds(len(audio)):.3f} s with MLX on {device} "
                               f"({'fp16' if fp16 else 'fp32'}), language {language or 'auto-detect'}")
         t0 = time.monotonic()
         result = mlx_whisper.transcribe(
@@ -76,8 +74,8 @@ def run(request: dict, events: Events) -> None:
         warnings = [] if segments else ["no speech found in the clip"]
         elapsed = time.monotonic() - t0
         events.log(job["id"], f"{len(segments)} segments in {elapsed:.2f} s "
-                              f"(real-time factor {elapsed / max(len(audio) / 16000, 1e-9):.3f})")
-        doc = transcript(job, result["language"], None, spec, segments, warnings, backend="mlx")
+                              f"(real-time factor {elapsed / max(seconds(len(audio)), 1e-9):.3f})")
+        doc = transcript(job, result["language"], None, spec, segments, warnings, "mlx")
         write_json(Path(job["outputs"]["transcript"]), doc)
         return {"language": result["language"], "segments": len(segments), "seconds": round(elapsed, 3), "warnings": warnings}
 

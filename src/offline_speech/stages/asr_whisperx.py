@@ -9,25 +9,17 @@ stage (whisperx.alignment). Runs in venv/whisperx. The model is loaded once for 
 
 from __future__ import annotations
 
-import os
 import time
-import wave
 from pathlib import Path
 
-from ..schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, write_json
+from ..util import usable_cpus, write_json
+from .audio import read_wav, seconds
 from .base import Events, StageFailure, for_each_job, main
-from .words import sentences
+from .words import sentences, transcript
 
 NAME = "asr"
-VENV = "whisperx"
-VERSION = 1
-
-
-def cpu_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS
-        return max(1, os.cpu_count() or 1)
+BEAM_SIZE = 5
+BATCH_SIZE = {"cuda": 16, "cpu": 8}  # 30 s windows decoded at once
 
 
 def choose_device(ctranslate2) -> tuple[str, str]:
@@ -54,43 +46,13 @@ def parallelism(device: str, jobs: int, cores: int) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
-def read_wav(path: Path):
-    """16 kHz mono s16 WAV (the demux output) as float32 in [-1, 1)."""
-    import numpy as np
-
-    with wave.open(str(path), "rb") as w:
-        if w.getframerate() != 16000 or w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise StageFailure(f"{path.name}: expected 16 kHz mono 16-bit audio from demux")
-        frames = w.readframes(w.getnframes())
-    return np.frombuffer(frames, dtype="<i2").astype("float32") / 32768.0
-
-
-def transcript(job: dict, language: str, probability: float | None, model: dict, segments: list, warnings: list,
-               backend: str = "whisperx") -> dict:
-    clip = job["job"]["clip"]
-    return {
-        "kind": TRANSCRIPT_KIND,
-        "schema": TRANSCRIPT_SCHEMA,
-        "job": job["id"],
-        "stage": NAME,
-        "backend": backend,
-        "language": language,
-        "language_probability": probability,
-        "model": {"key": model["key"], "repo": model["repo"], "commit": model["commit"]},
-        "clip": {"start": clip["start"], "end": clip["end"]},
-        "segments": segments,
-        "warnings": warnings,
-    }
-
-
 def run(request: dict, events: Events) -> None:
     import ctranslate2
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     spec = request["models"]["asr"]
-    options = request.get("options", {})
     device, compute_type = choose_device(ctranslate2)
-    workers, threads = parallelism(device, len(request["jobs"]), cpu_threads())
+    workers, threads = parallelism(device, len(request["jobs"]), usable_cpus())
     started = time.monotonic()
     try:
         model = WhisperModel(
@@ -102,7 +64,7 @@ def run(request: dict, events: Events) -> None:
     events.model_loaded(spec["key"], spec["commit"], started, device=device, compute_type=compute_type,
                         threads=threads, workers=workers)
     multilingual = model.model.is_multilingual
-    batch_size = int(options.get("batch_size") or (16 if device == "cuda" else 8))
+    batch_size = BATCH_SIZE.get(device, BATCH_SIZE["cpu"])
 
     def work(job: dict) -> dict:
         offset = job["job"]["clip"]["start"]
@@ -115,7 +77,7 @@ def run(request: dict, events: Events) -> None:
             language = "en"
         else:
             language = None if requested == "auto" else requested
-        events.log(job["id"], f"transcribing {len(audio) / 16000:.3f} s on {device}/{compute_type}, batch {batch_size}, "
+        events.log(job["id"], f"transcribing {seconds(len(audio)):.3f} s on {device}/{compute_type}, batch {batch_size}, "
                               f"language {language or 'auto-detect'}")
         t0 = time.monotonic()
         pipeline = BatchedInferencePipeline(model)  # per job: it keeps word-timing state while decoding
@@ -123,7 +85,7 @@ def run(request: dict, events: Events) -> None:
             audio,
             language=language,
             batch_size=batch_size,
-            beam_size=int(options.get("beam_size", 5)),
+            beam_size=BEAM_SIZE,
             vad_filter=True,
             without_timestamps=True,
             word_timestamps=True,
@@ -141,8 +103,8 @@ def run(request: dict, events: Events) -> None:
         if language is None:
             events.log(job["id"], f"detected language {detected} (p={probability})")
         elapsed = time.monotonic() - t0
-        events.log(job["id"], f"{len(segments)} segments in {elapsed:.2f} s (real-time factor {elapsed / max(len(audio) / 16000, 1e-9):.3f})")
-        write_json(Path(job["outputs"]["transcript"]), transcript(job, detected, probability, spec, segments, warnings))
+        events.log(job["id"], f"{len(segments)} segments in {elapsed:.2f} s (real-time factor {elapsed / max(seconds(len(audio)), 1e-9):.3f})")
+        write_json(Path(job["outputs"]["transcript"]), transcript(job, detected, probability, spec, segments, warnings, "whisperx"))
         return {"language": detected, "segments": len(segments), "seconds": round(elapsed, 3), "warnings": warnings}
 
     for_each_job(request, events, work, workers=workers)

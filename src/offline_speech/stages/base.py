@@ -2,8 +2,12 @@
 
 The runner writes a request file and starts `python -m offline_speech.stages.<stage> REQUEST`:
 
-    {"schema": 1, "stage": "asr", "options": {...}, "models": {...},
+    {"schema": REQUEST_SCHEMA, "stage": "asr", "models": {name: model spec},
      "jobs": [{"id": ..., "dir": ..., "job": {job.json}, "inputs": {name: path}, "outputs": {name: path}, ...}]}
+
+`models` holds the models the process loads once for all its jobs (asr: {"asr": spec}; translate: key -> spec);
+a job entry carries what is its own (align: its "aligner" spec; translate: its "targets"; outputs: its
+"documents"). The runner builds StageRequest and JobEntry below and serialises them; a stage reads the JSON.
 
 The stage loads its models once, serves every job in the request and reports on its original stdout, one JSON
 object per line (the runner shows progress and writes the manifest from these):
@@ -28,9 +32,53 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, TypedDict
 
 REQUEST_SCHEMA = 1
+
+
+class ModelSpec(TypedDict, total=False):
+    """A model as a stage loads it: resolved against the cache by the runner (offline_speech.requirements)."""
+
+    key: str  # catalog key
+    repo: str
+    commit: str | None
+    path: str  # snapshot folder (hub) or file (torchaudio checkpoint)
+    kind: str  # aligner: hub | torchaudio; translator: nllb | indictrans2
+    language: str  # aligner
+    trust_remote_code: bool
+    ct2: str | None  # NLLB's CTranslate2 conversion, when made
+    fetch: str  # the cache-models.sh command that fetches it and what it needs (a stage's hint)
+
+
+@dataclass(frozen=True)
+class JobEntry:
+    """One job in a stage request: job.json, where its inputs are, where its outputs go, and what is its own."""
+
+    id: str
+    dir: str
+    job: dict  # job.json as written
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)  # the stage's own per-job fields (aligner, targets, documents, tracks)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "dir": self.dir, "job": self.job, "inputs": self.inputs, "outputs": self.outputs,
+                **self.fields}
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """What one stage process serves: its jobs and the models it loads once for all of them."""
+
+    stage: str
+    jobs: tuple[JobEntry, ...]
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"schema": REQUEST_SCHEMA, "stage": self.stage, "models": self.models,
+                "jobs": [job.to_dict() for job in self.jobs]}
 
 
 class StageFailure(Exception):

@@ -7,12 +7,10 @@ import re
 import subprocess
 from pathlib import Path
 
+from .audio import SAMPLE_RATE
 from .base import Events, StageFailure, for_each_job, main
 
 NAME = "demux"
-VENV = "core"
-VERSION = 1
-SAMPLE_RATE = 16000
 _OUT_TIME = re.compile(r"^out_time_us=(\d+)$")
 
 

@@ -17,8 +17,6 @@ from pathlib import Path
 from .base import Events, StageFailure, for_each_job, main
 
 NAME = "mux"
-VENV = "core"
-VERSION = 1
 MP4_FAMILY = (".mp4", ".m4v", ".mov")
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..schema import read_transcript, write_json
+from ..schema import read_transcript
+from ..util import atomic_write, write_json
 from .base import Events, for_each_job, main
+from .words import ends_sentence
 
 NAME = "outputs"
-VENV = "core"
-VERSION = 2
 LINE = 42
 MAX_CHARS = 2 * LINE
 MAX_SECONDS = 7.0
@@ -43,7 +43,7 @@ def cues(segments: list[dict]) -> list[tuple[float, float, str]]:
         for piece in _pieces(seg):
             if current:
                 text = " ".join(p[0] for p in current + [piece])
-                sentence_end = current[-1][0][-1:] in ".!?。？！" and len(" ".join(p[0] for p in current)) > LINE // 2
+                sentence_end = ends_sentence(current[-1][0]) and len(" ".join(p[0] for p in current)) > LINE // 2
                 if len(text) > MAX_CHARS or piece[2] - current[0][1] > MAX_SECONDS or sentence_end:
                     result.append((current[0][1], current[-1][2], " ".join(p[0] for p in current)))
                     current = []
@@ -90,9 +90,7 @@ def to_vtt(items: list[tuple[float, float, str]]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, text.encode("utf-8"))
 
 
 def write_documents(doc: dict, outputs: dict[str, str]) -> int:

@@ -14,17 +14,15 @@ MPS (transformers only), then CPU.
 from __future__ import annotations
 
 import gc
-import os
 import time
 import traceback
 from pathlib import Path
 
-from ..schema import read_transcript, write_json
+from ..schema import read_transcript
+from ..util import usable_cpus, write_json
 from .base import Events, StageFailure, main
 
 NAME = "translate"
-VENV = "translation"
-VERSION = 1
 MAX_TOKENS = 256
 NLLB_BEAMS = 4
 INDICTRANS2_BEAMS = 5  # what IndicTrans2's authors use
@@ -124,8 +122,7 @@ class CTranslate2Translator(Translator):
         import ctranslate2
         from transformers import AutoTokenizer
 
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        where, compute, threads = ct2_target(ctranslate2.get_cuda_device_count(), cpus)
+        where, compute, threads = ct2_target(ctranslate2.get_cuda_device_count(), usable_cpus())
         self.engine = f"ctranslate2 {compute} ({where})"
         self.batch = batch_size(where)
         self.tokenizer = AutoTokenizer.from_pretrained(spec["path"])

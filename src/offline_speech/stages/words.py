@@ -1,7 +1,11 @@
-"""Whisper's words into sentence segments: shared by every ASR backend (standard library only)."""
+"""Whisper's words into sentence segments and the transcript document: shared by every ASR backend and by the
+outputs stage's cue breaks (standard library only)."""
 
 from __future__ import annotations
 
+from ..schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA
+
+# Punctuation that ends a sentence, in the scripts Whisper writes (the Devanagari danda included).
 SENTENCE_END = tuple(".?!。？！।")
 PAUSE = 1.0  # seconds of silence between words that also ends a segment
 
@@ -35,7 +39,31 @@ def sentences(words: list[tuple[str, float, float, float]], offset: float, limit
         if current and w[1] - current[-1][2] > PAUSE:
             flush()
         current.append(w)
-        if w[0].strip().endswith(SENTENCE_END):
+        if ends_sentence(w[0]):
             flush()
     flush()
     return out
+
+
+def ends_sentence(word: str) -> bool:
+    """True when `word` ends with sentence punctuation."""
+    return word.strip().endswith(SENTENCE_END)
+
+
+def transcript(job: dict, language: str, probability: float | None, model: dict, segments: list, warnings: list,
+               backend: str) -> dict:
+    """The asr stage's transcript document for one job (the same for every backend)."""
+    clip = job["job"]["clip"]
+    return {
+        "kind": TRANSCRIPT_KIND,
+        "schema": TRANSCRIPT_SCHEMA,
+        "job": job["id"],
+        "stage": "asr",
+        "backend": backend,
+        "language": language,
+        "language_probability": probability,
+        "model": {"key": model["key"], "repo": model["repo"], "commit": model["commit"]},
+        "clip": {"start": clip["start"], "end": clip["end"]},
+        "segments": segments,
+        "warnings": warnings,
+    }

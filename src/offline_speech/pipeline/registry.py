@@ -1,0 +1,254 @@
+"""The stages: one table, in run order. Each entry says which workflows include the stage, which module runs it in
+which venv, its version, which catalog entries it needs for a job (what prepare-job records and cache-models --job
+fetches), what preflight checks for it, and how it builds a job's request entry (inputs, outputs, its own fields),
+the values that decide whether it must run again, and the models it loads.
+
+Adding a stage is one module in offline_speech/stages/ and one entry here (plus its models in catalog.toml).
+The runner knows no stage by name: it only walks this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..catalog import Catalog, CatalogError
+from ..errors import WorkFailed
+from ..languages import AUTO, lookup
+from ..requirements import (
+    Need,
+    aligner_entries,
+    aligner_needs,
+    asr_needs,
+    resolve_aligner,
+    resolve_asr,
+    translation_plan,
+    translator_needs,
+)
+from ..schema import WORKFLOWS, Job, read_transcript
+from ..stages.base import JobEntry, ModelSpec
+from ..stages.mux import output_name
+from ..util import sha256_file
+
+if TYPE_CHECKING:
+    from .manifest import JobRun
+
+STAGES_PACKAGE = "offline_speech.stages"
+DOCUMENT_FORMATS = ("srt", "vtt", "txt", "json")
+
+
+class StageInputError(WorkFailed):
+    """A job cannot enter a stage (e.g. a translation model a detected language needs is not cached)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What building a stage's entries reads: the catalog, the cache root and its lock at that moment."""
+
+    catalog: Catalog
+    root: Path
+    lock: dict
+
+
+@dataclass(frozen=True)
+class Built:
+    """A job's part of a stage run: its request entry, the values whose digest decides whether the stage must run
+    again, the models the process loads once for all its jobs (by the name the stage reads them under), and the
+    models the job uses (catalog key -> commit, recorded in the manifest)."""
+
+    entry: JobEntry
+    key: dict
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    uses: dict[str, str | None] = field(default_factory=dict)
+
+
+def _no_problems(ctx: Context, job: Job) -> list[str]:
+    return []
+
+
+def _no_models(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    return [], []
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage. `module` (in offline_speech.stages) and `venv` are names, or functions of the job (and of its
+    built entry, for the venv) where they depend on it."""
+
+    name: str
+    version: int  # bump when the stage's outputs change for the same inputs: every job runs it again
+    workflows: tuple[str, ...]
+    module: str | Callable[[Job], str]
+    venv: str | Callable[[Job, JobEntry | None], str]  # entry None: before the build (preflight), what it may need
+    build: Callable[[Context, "JobRun"], Built]
+    needs: Callable[[Catalog, Job], tuple[list[Need], list[str]]] = _no_models  # catalog entries it loads, notes
+    check: Callable[[Context, Job], list[str]] = _no_problems  # preflight problems, each with its fix
+    final: bool = False  # its outputs are the job's results, its warnings the job's warnings
+
+    def module_for(self, job: Job) -> str:
+        """The module to run as `python -m`."""
+        return f"{STAGES_PACKAGE}.{self.module if isinstance(self.module, str) else self.module(job)}"
+
+    def venv_for(self, job: Job, entry: JobEntry | None = None) -> str:
+        return self.venv if isinstance(self.venv, str) else self.venv(job, entry)
+
+
+def _digest(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+def _entry(run: "JobRun", inputs: dict | None = None, outputs: dict | None = None, **fields) -> JobEntry:
+    job = run.job
+    return JobEntry(job.id, str(run.dir), asdict(job), inputs or {}, outputs or {}, fields)
+
+
+# ---- demux: the clip as 16 kHz mono WAV -----------------------------------------------------------------------
+
+
+def _build_demux(ctx: Context, run: "JobRun") -> Built:
+    job = run.job
+    entry = _entry(run, {"media": job.media.path}, {"audio": str(run.path("audio.wav"))})
+    return Built(entry, {"media": run.media_sha256, "clip": [job.clip.start, job.clip.end]})
+
+
+# ---- asr: the transcript, by the job's backend ------------------------------------------------------------------
+
+
+def _check_asr(ctx: Context, job: Job) -> list[str]:
+    try:
+        _, problem = resolve_asr(ctx.catalog, ctx.root, ctx.lock, job)
+    except CatalogError as exc:
+        return [str(exc)]
+    return [problem] if problem else []
+
+
+def _build_asr(ctx: Context, run: "JobRun") -> Built:
+    spec, problem = resolve_asr(ctx.catalog, ctx.root, ctx.lock, run.job)
+    if spec is None:
+        raise StageInputError(problem)
+    entry = _entry(run, {"audio": str(run.path("audio.wav"))}, {"transcript": str(run.path("asr.json"))})
+    key = {"audio": _digest(run.path("audio.wav")), "model": [spec["key"], spec["commit"]],
+           "language": run.job.source_language}
+    return Built(entry, key, models={"asr": spec}, uses={spec["key"]: spec["commit"]})
+
+
+# ---- align: word timestamps where an aligner exists for the language --------------------------------------------
+
+
+def _check_align(ctx: Context, job: Job) -> list[str]:
+    if not job.align or job.source_language == AUTO or not aligner_entries(ctx.catalog, job.source_language):
+        return []  # nothing to check before the language is known; a language without aligner is a warning
+    spec, reason = resolve_aligner(ctx.catalog, ctx.root, ctx.lock, job.source_language)
+    return [] if spec else [f"{reason} (or prepare the job with --no-align)"]
+
+
+def _build_align(ctx: Context, run: "JobRun") -> Built:
+    language = read_transcript(run.path("asr.json"))["language"]
+    if run.job.align:
+        spec, reason = resolve_aligner(ctx.catalog, ctx.root, ctx.lock, language)
+    else:
+        spec, reason = None, "the job was prepared with --no-align"
+    entry = _entry(run, {"audio": str(run.path("audio.wav")), "transcript": str(run.path("asr.json"))},
+                   {"transcript": str(run.path("aligned.json"))}, aligner=spec, no_aligner_reason=reason)
+    key = {"transcript": _digest(run.path("asr.json")), "aligner": spec and [spec["key"], spec["commit"]],
+           "reason": reason}
+    return Built(entry, key, uses={spec["key"]: spec["commit"]} if spec else {})
+
+
+def _align_venv(job: Job, entry: JobEntry | None) -> str:
+    """whisperx (torch) when there is something to align; with nothing to align the stage only carries the
+    transcript on, in the core venv."""
+    aligning = entry.fields["aligner"] if entry else job.align
+    return "whisperx" if aligning else "core"
+
+
+# ---- translate: every target language, by the route of the (detected) source ------------------------------------
+
+
+def _check_translate(ctx: Context, job: Job) -> list[str]:
+    if job.source_language == AUTO:
+        return []  # routed once Whisper has detected the language
+    return translation_plan(ctx.catalog, ctx.root, ctx.lock, job, job.source_language)[2]
+
+
+def _build_translate(ctx: Context, run: "JobRun") -> Built:
+    language = read_transcript(run.path("aligned.json"))["language"]
+    targets, models, problems = translation_plan(ctx.catalog, ctx.root, ctx.lock, run.job, language)
+    if problems:
+        raise StageInputError("; ".join(problems))
+    entry = _entry(run, {"transcript": str(run.path("aligned.json"))},
+                   {t["language"]: str(run.path(f"translated.{t['language']}.json")) for t in targets}, targets=targets)
+    key = {"transcript": _digest(run.path("aligned.json")), "targets": targets,
+           "models": {k: [m["commit"], m["ct2"]] for k, m in models.items()}}
+    return Built(entry, key, models=models, uses={k: m["commit"] for k, m in models.items()})
+
+
+# ---- outputs: subtitles and transcripts per language; mux: them as tracks of the original media ------------------
+
+
+def _documents(run: "JobRun") -> list[dict]:
+    """The transcripts the outputs stage turns into files: the source, then each translation, with their files."""
+    job = run.job
+    stem = Path(job.media.path).stem
+    language = read_transcript(run.path("aligned.json"))["language"]
+    docs = [{"language": language, "transcript": str(run.path("aligned.json")),
+             "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in DOCUMENT_FORMATS}}]
+    formats = DOCUMENT_FORMATS if "mux" in stage_names(job.workflow) else ("txt", "json")  # subtitles where muxed
+    for target, out in run.manifest["stages"].get("translate", {}).get("outputs", {}).items():
+        docs.append({"language": target, "transcript": str(run.dir / out["path"]),
+                     "outputs": {ext: str(run.dir / f"{stem}.{target}.{ext}") for ext in formats}})
+    return docs
+
+
+def _build_outputs(ctx: Context, run: "JobRun") -> Built:
+    documents = _documents(run)
+    outputs = {f"{d['language']}.{ext}": path for d in documents for ext, path in d["outputs"].items()}
+    key = {"inputs": {d["transcript"]: _digest(Path(d["transcript"])) for d in documents},
+           "outputs": sorted(outputs.values())}
+    return Built(_entry(run, outputs=outputs, documents=documents), key)
+
+
+def _build_mux(ctx: Context, run: "JobRun") -> Built:
+    tracks = [{"path": path, "iso639_2": lookup(d["language"]).iso639_2, "title": lookup(d["language"]).name}
+              for d in _documents(run) for ext, path in d["outputs"].items() if ext == "srt"]
+    media = run.dir / output_name(run.job.media.path)
+    key = {"media": run.media_sha256, "tracks": [[t["iso639_2"], _digest(Path(t["path"]))] for t in tracks]}
+    return Built(_entry(run, outputs={"media": str(media)}, tracks=tracks), key)
+
+
+# ---- the table ----------------------------------------------------------------------------------------------------
+
+
+ALL = WORKFLOWS
+REGISTRY: tuple[Stage, ...] = (
+    Stage("demux", 1, ALL, "demux", "core", _build_demux),
+    Stage("asr", 1, ALL, lambda job: f"asr_{job.backend}", lambda job, entry: job.backend, _build_asr, asr_needs,
+          _check_asr),
+    Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
+    Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, translator_needs,
+          _check_translate),
+    Stage("outputs", 2, ALL, "outputs", "core", _build_outputs, final=True),
+    Stage("mux", 1, ("subtitle",), "mux", "core", _build_mux, final=True),
+)
+
+
+def stages_for(workflow: str) -> list[Stage]:
+    """The stages of a workflow, in run order."""
+    return [s for s in REGISTRY if workflow in s.workflows]
+
+
+def stage_names(workflow: str) -> list[str]:
+    return [s.name for s in stages_for(workflow)]
+
+
+def job_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """(every catalog entry the job's stages load, each once, with the command fetching it; notes such as a
+    language without aligner). CatalogError / LanguageError for a model or a pair the catalog cannot serve."""
+    needs: list[Need] = []
+    notes: list[str] = []
+    for stage in stages_for(job.workflow):
+        found, said = stage.needs(catalog, job)
+        needs += [n for n in found if n.item.key not in {m.item.key for m in needs}]
+        notes += said
+    return needs, notes

@@ -1,0 +1,239 @@
+"""The runner: every stage of the registry in turn across all jobs of a call, each as one process per batch.
+
+A stage's jobs share one process when they need the same module, venv and shared models, so a model loads once
+for all of them. A job whose stage inputs and outputs are unchanged since the manifest recorded them is skipped,
+so a run interrupted anywhere (Ctrl-C, kill -9, a crash) resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .. import cache
+from ..catalog import Catalog
+from ..settings import backend_python, offline_env
+from ..stages.base import ModelSpec, StageRequest
+from ..util import digest as value_digest, sha256_file, utc_now, write_json
+from .manifest import WORK, JobRun, PreflightError, load_job, preflight
+from .process import StageProcess
+from .registry import REGISTRY, Built, Context, Stage, StageInputError
+
+
+class Reporter(Protocol):
+    def stage_started(self, stage: str, jobs: list[str], pid: int) -> None: ...
+    def job_skipped(self, job: str, stage: str) -> None: ...
+    def job_started(self, job: str, stage: str, seconds: float) -> None: ...
+    def progress(self, job: str, stage: str, seconds: float) -> None: ...
+    def job_done(self, job: str, stage: str, info: dict, duration: float) -> None: ...
+    def job_failed(self, job: str, stage: str, error: str, log: Path) -> None: ...
+
+
+@dataclass
+class Batch:
+    """Jobs of one stage served by one process."""
+
+    module: str
+    venv: str
+    models: dict[str, ModelSpec]
+    members: list[tuple[JobRun, Built, str]] = field(default_factory=list)  # (job, its part, input digest)
+
+    def accepts(self, module: str, venv: str, models: dict[str, ModelSpec]) -> bool:
+        """Same module and venv, and no shared model named differently (e.g. asr jobs of two models)."""
+        return (module, venv) == (self.module, self.venv) and all(self.models.get(k, v) == v for k, v in models.items())
+
+
+def up_to_date(run: JobRun, name: str, digest: str) -> bool:
+    """True when the manifest says the stage finished with these inputs and its outputs are still as written."""
+    record = run.manifest["stages"].get(name)
+    if not record or record.get("status") != "done" or record.get("inputs") != digest:
+        return False
+    return all((run.dir / o["path"]).is_file() and sha256_file(run.dir / o["path"]) == o["sha256"]
+               for o in record.get("outputs", {}).values())
+
+
+class Logs:
+    """The stage's log file of every job in a batch (out/<id>/logs/<stage>.log)."""
+
+    def __init__(self, runs: list[JobRun], stage: str):
+        self.files = {run.id: open(run.log(stage), "a", encoding="utf-8") for run in runs}
+
+    def write(self, line: str, job: str | None = None) -> None:
+        """Append `line` to one job's log, or to every job's when `job` is None."""
+        for jid, f in self.files.items():
+            if job is None or jid == job:
+                f.write(line if line.endswith("\n") else line + "\n")
+                f.flush()
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+class Runner:
+    def __init__(self, catalog: Catalog, root: Path, venv_root: Path, reporter: Reporter, restart: bool = False):
+        self.catalog, self.root, self.venv_root, self.reporter, self.restart = catalog, root, venv_root, reporter, restart
+        self.env = offline_env(root)
+
+    def run(self, runs: list[JobRun]) -> list[JobRun]:
+        """Run every stage of every job; returns the jobs that failed."""
+        for run in runs:
+            (run.dir / WORK).mkdir(exist_ok=True)
+            (run.dir / "logs").mkdir(exist_ok=True)
+            if self.restart:
+                run.manifest["stages"] = {}
+            run.manifest |= {"status": "running", "started": utc_now(), "job": run.id}
+            run.manifest.pop("error", None)
+            run.save()
+        for stage in REGISTRY:
+            for batch in self._batches(stage, runs):
+                self._run_batch(stage, batch)
+        for run in runs:
+            if not run.failed:
+                self._finish(run)
+        return [r for r in runs if r.failed]
+
+    def _batches(self, stage: Stage, runs: list[JobRun]) -> list[Batch]:
+        """The stage's jobs that must run, grouped into processes; records the others as skipped or failed."""
+        ctx = Context(self.catalog, self.root, cache.read_lock(self.root))
+        batches: list[Batch] = []
+        for run in runs:
+            if run.failed or run.job.workflow not in stage.workflows:
+                continue
+            try:
+                built = stage.build(ctx, run)
+            except StageInputError as exc:
+                run.manifest["stages"][stage.name] = {"status": "failed", "started": utc_now(),
+                                                      "log": os.path.relpath(run.log(stage.name), run.dir)}
+                self._record_failed(run, stage.name, str(exc))
+                continue
+            digest = value_digest({"stage": stage.name, "version": stage.version, **built.key})
+            if up_to_date(run, stage.name, digest):
+                self.reporter.job_skipped(run.id, stage.name)
+                continue
+            module, venv = stage.module_for(run.job), stage.venv_for(run.job, built.entry)
+            batch = next((b for b in batches if b.accepts(module, venv, built.models)), None)
+            if batch is None:
+                batch = Batch(module, venv, {})
+                batches.append(batch)
+            batch.models.update(built.models)
+            batch.members.append((run, built, digest))
+        return batches
+
+    def _run_batch(self, stage: Stage, batch: Batch) -> None:
+        name = stage.name
+        by_id = {run.id: (run, built, digest) for run, built, digest in batch.members}
+        request = StageRequest(name, tuple(built.entry for _, built, _ in batch.members), batch.models)
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=batch.members[0][0].dir.parent))
+        write_json(tmpdir / "request.json", request.to_dict())
+        logs = Logs([run for run, _, _ in batch.members], name)
+        started_at: dict[str, float] = {}
+        finished = False
+        process = StageProcess(backend_python(batch.venv, self.venv_root), batch.module, tmpdir / "request.json", self.env)
+        pid = process.pid
+        try:
+            logs.write(f"=== {utc_now()} stage {name}: {batch.module} in venv/{batch.venv}, pid {pid}, jobs: {', '.join(by_id)}")
+            self.reporter.stage_started(name, list(by_id), pid)
+            for run, _, _ in batch.members:
+                run.manifest["stages"][name] = {"status": "running", "started": utc_now(), "pid": pid,
+                                                "log": os.path.relpath(run.log(name), run.dir)}
+                run.save()
+            process.copy_stderr(logs.write)
+            for event in process.events():
+                if isinstance(event, str):
+                    logs.write(event)
+                    continue
+                kind, jid = event.get("event"), event.get("job")
+                if kind == "model_loaded":
+                    extra = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "key", "commit", "seconds"))
+                    logs.write(f"model loaded: {event['key']} @ {event.get('commit')} in {event['seconds']} s ({extra}) [pid {pid}]")
+                elif kind == "finished":
+                    finished = True
+                    logs.write(f"model loads in this process: {event['model_loads']}; jobs in this process: {len(by_id)} [pid {pid}]")
+                elif jid not in by_id:
+                    continue
+                elif kind == "job_started":
+                    started_at[jid] = time.monotonic()
+                    self.reporter.job_started(jid, name, by_id[jid][0].job.clip.duration)
+                elif kind == "progress":
+                    self.reporter.progress(jid, name, float(event["seconds"]))
+                elif kind == "log":
+                    logs.write(event["message"], jid)
+                elif kind == "job_done":
+                    run, built, digest = by_id[jid]
+                    seconds = time.monotonic() - started_at.get(jid, time.monotonic())
+                    self._record_done(run, name, built, digest, event, seconds)
+                elif kind == "job_failed":
+                    self._record_failed(by_id[jid][0], name, event.get("error", "failed"))
+                    logs.write(f"FAILED: {event.get('error')}", jid)
+            process.wait()
+        except BaseException:
+            process.stop()
+            for run, _, _ in batch.members:
+                record = run.manifest["stages"].get(name, {})
+                if record.get("status") == "running":
+                    record |= {"status": "interrupted", "ended": utc_now()}
+                    run.manifest["status"] = "interrupted"
+                    run.save()
+            raise
+        finally:
+            process.close()
+            logs.close()
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        for run, _, _ in batch.members:
+            if run.manifest["stages"][name]["status"] == "running":
+                why = f"the {name} process exited with code {process.returncode}" + ("" if finished else " before finishing")
+                self._record_failed(run, name, why)
+
+    def _record_done(self, run: JobRun, name: str, built: Built, digest: str, event: dict, seconds: float) -> None:
+        outs = {}
+        for key, path in event.get("outputs", {}).items():
+            if not Path(path).is_file():
+                return self._record_failed(run, name, f"the stage reported {Path(path).name} but did not write it")
+            outs[key] = {"path": os.path.relpath(path, run.dir), "sha256": sha256_file(Path(path))}
+        run.manifest["stages"][name] |= {"status": "done", "ended": utc_now(), "duration": round(seconds, 3),
+                                         "inputs": digest, "outputs": outs, "models": dict(built.uses),
+                                         "info": event.get("info", {}), "error": None}
+        run.save()
+        self.reporter.job_done(run.id, name, event.get("info", {}), seconds)
+
+    def _record_failed(self, run: JobRun, name: str, error: str) -> None:
+        run.failed = True
+        run.manifest["stages"][name] |= {"status": "failed", "ended": utc_now(), "error": error}
+        run.manifest |= {"status": "failed", "error": f"{name}: {error}"}
+        run.save()
+        self.reporter.job_failed(run.id, name, error, run.log(name))
+
+    def _finish(self, run: JobRun) -> None:
+        """The job is done: its results are the outputs of its final stages, its warnings theirs."""
+        finals = [run.manifest["stages"].get(s.name, {}) for s in REGISTRY if s.final and run.job.workflow in s.workflows]
+        run.manifest |= {
+            "status": "done",
+            "ended": utc_now(),
+            "outputs": {k: v["path"] for record in finals for k, v in record.get("outputs", {}).items()},
+            "warnings": [w for record in finals for w in record.get("info", {}).get("warnings", [])],
+        }
+        run.save()
+
+
+def run_jobs(catalog: Catalog, root: Path, out_dir: Path, job_ids: list[str], reporter, venv_root: Path,
+             restart: bool = False) -> list[JobRun]:
+    """run-pipeline: load the jobs, preflight them (PreflightError lists every problem, nothing runs), then run
+    them with `reporter` (a context manager) shown. Returns every job, failed or not."""
+    problems, runs = [], []
+    for job_id in dict.fromkeys(job_ids):
+        try:
+            runs.append(load_job(out_dir, job_id))
+        except PreflightError as exc:
+            problems.extend(exc.problems)
+    problems.extend(preflight(catalog, root, runs, venv_root))
+    if problems:
+        raise PreflightError(problems)
+    with reporter:
+        Runner(catalog, root, venv_root, reporter, restart=restart).run(runs)
+    return runs

@@ -1,0 +1,163 @@
+"""What a job needs, and the command that fetches each: the one place that knows it.
+
+A job loads its ASR model (the catalog entry for its --asr-model in its backend's group), a word aligner for its
+language with nltk punkt_tab beside it (unless --no-align), and the translation models its routes use (IndicTrans2
+by direction, NLLB of its --nllb-model). Each stage's entry in pipeline/registry.py names its `*_needs` function
+here; `registry.job_needs` gathers them for a job's stages: prepare-job records them (jobs.py), cache-models --job
+fetches them. run-pipeline's preflight and stages resolve them against the cache (`resolve_*`), and every
+"not cached" message names the cache-models.sh command from `fetch_command`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cache
+from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog, Item, Model
+from .languages import AUTO, LanguageError, indictrans2_model, lookup, route, translation_models
+from .schema import Job
+from .settings import host_platform
+from .stages.base import ModelSpec
+
+CACHE_MODELS = "./cache-models.sh"
+
+
+@dataclass(frozen=True)
+class Need:
+    """A catalog entry a job loads, and the command that fetches it."""
+
+    item: Item
+    fetch: str
+
+
+def fetch_command(item: Item, name: str | None = None) -> str:
+    """The cache-models.sh command that fetches `item`; `name` is the --asr-model name or the language it was
+    chosen by (an aligner's, or punkt_tab's, which serves every language)."""
+    if item.group in ("whisperx", "mlx"):
+        flags = f"--{item.group} --asr-model {name or item.asr[0]}"
+    elif item.group == "nllb":
+        flags = f"--nllb --nllb-model {item.variant[0]}"
+    elif item.group == "align":
+        flags = f"--align --languages {name or item.language}"
+    else:
+        flags = f"--{item.group}"
+    return f"{CACHE_MODELS} {flags}"
+
+
+def asr_entry(catalog: Catalog, job: Job) -> Model:
+    """The job's ASR model in its backend's group (CatalogError for a name the catalog lacks)."""
+    return catalog.asr_model(job.asr_model, "mlx" if job.backend == "mlx" else "whisperx")
+
+
+def aligner_entries(catalog: Catalog, language: str) -> list[Item]:
+    """The aligner for `language` and nltk punkt_tab (which whisperx's align() needs), or [] when none exists."""
+    found = catalog.aligners(language)
+    if not found:
+        return []
+    return [found[0], *(i for i in catalog.items if i.group == "align" and i.language == "*")]
+
+
+def nllb_name(catalog: Catalog, job: Job) -> str:
+    """The job's --nllb-model. Schema 1 jobs did not record it: the NLLB entry among their models, else the default."""
+    if job.nllb_model:
+        return job.nllb_model
+    recorded = [i.key for i in catalog.models if i.group == "nllb" and i.key in job.models]
+    return recorded[0] if recorded else DEFAULT_NLLB_MODEL
+
+
+def asr_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """The ASR model (CatalogError for a name the catalog lacks)."""
+    asr = asr_entry(catalog, job)
+    return [Need(asr, fetch_command(asr, job.asr_model))], []
+
+
+def aligner_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """The aligner and punkt_tab when the job aligns a known language; a note when none exists for it."""
+    if not job.align or job.source_language == AUTO:
+        return [], []  # an auto source is aligned if its detected language's aligner is cached
+    found = aligner_entries(catalog, job.source_language)
+    if not found:
+        return [], [f"no word aligner exists for '{job.source_language}': the job keeps segment timestamps"]
+    return [Need(item, fetch_command(item, job.source_language)) for item in found], []
+
+
+def translator_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """Every translation model the job's routes use (every route into the targets for an auto source).
+    LanguageError for a pair no model translates."""
+    models = translation_models(catalog, job.source_language, job.target_languages, nllb_name(catalog, job))
+    return [Need(model, fetch_command(model)) for model in models], []
+
+
+# ---- resolved against the cache (run-pipeline) ----------------------------------------------------------------
+
+
+def resolve_asr(catalog: Catalog, root: Path, lock: dict, job: Job) -> tuple[ModelSpec | None, str]:
+    """The ASR model spec, or None and the problem with its fix (not cached; mlx off Apple Silicon)."""
+    model = asr_entry(catalog, job)
+    state = cache.model_state(root, model, lock)
+    if state.status != "complete":
+        return None, f"model {model.key} is {state.status} in the cache {root}: {fetch_command(model, job.asr_model)}"
+    if job.backend == "mlx" and host_platform() != APPLE_SILICON:
+        return None, (f"the mlx backend needs Apple Silicon and this machine is {host_platform()}: "
+                      "prepare the job with --backend whisperx")
+    return {"key": model.key, "repo": model.repo, "commit": state.commit,
+            "path": str(cache.snapshot_dir(root, model.repo, state.commit))}, ""
+
+
+def resolve_aligner(catalog: Catalog, root: Path, lock: dict, language: str) -> tuple[ModelSpec | None, str]:
+    """The aligner spec for a language, or None and why (no aligner exists / it or punkt_tab is not cached)."""
+    items = aligner_entries(catalog, language)
+    if not items:
+        return None, f"no word aligner exists for '{language}'"
+    item, punkt = items
+    fetch = fetch_command(item, language)
+    state = cache.item_state(root, item, lock)
+    if state.status != "complete":
+        return None, f"aligner {item.key} is {state.status} in the cache: {fetch}"
+    punkt_state = cache.item_state(root, punkt, lock)
+    if punkt_state.status != "complete":
+        return None, f"{punkt.key} (sentence splitter for alignment) is {punkt_state.status} in the cache: {fetch}"
+    if isinstance(item, Model):
+        return {"key": item.key, "kind": "hub", "language": language, "commit": state.commit,
+                "path": str(cache.snapshot_dir(root, item.repo, state.commit)), "fetch": fetch}, ""
+    return {"key": item.key, "kind": "torchaudio", "language": language, "commit": state.commit,
+            "path": str(root / item.dest), "fetch": fetch}, ""
+
+
+def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, language: str) -> tuple[list[dict], dict[str, ModelSpec], list[str]]:
+    """For a job whose source is `language`: (targets with their route, model specs by key, problems with fixes).
+
+    A target equal to the source (possible when the source was "auto") is left out: the source transcript is it."""
+    targets: list[dict] = []
+    models: dict[str, ModelSpec] = {}
+    problems: list[str] = []
+    source = lookup(language).code
+    for target in job.target_languages:
+        if lookup(target).code == source:
+            continue
+        try:
+            r = route(source, target)
+        except LanguageError as exc:
+            problems.append(str(exc))
+            continue
+        if r.model_group == "indictrans2":
+            model = indictrans2_model(catalog, r.direction)
+        else:
+            model = catalog.nllb_model(nllb_name(catalog, job))
+        targets.append({"language": target, "model": model.key, "src": r.src_code, "tgt": r.tgt_code})
+        if model.key in models:
+            continue
+        state = cache.model_state(root, model, lock)
+        if state.status != "complete":
+            problems.append(f"translation model {model.key} ({source} -> {target}) is {state.status} in the cache: "
+                            f"{fetch_command(model)}")
+            models[model.key] = {}
+            continue
+        ct2 = cache.derived_state(root, model, lock) if model.group == "nllb" else None
+        models[model.key] = {
+            "key": model.key, "repo": model.repo, "commit": state.commit, "kind": r.model_group,
+            "path": str(cache.snapshot_dir(root, model.repo, state.commit)), "trust_remote_code": model.trust_remote_code,
+            "ct2": str(ct2.location) if ct2 and ct2.status == "complete" else None,
+        }
+    return targets, models, problems
