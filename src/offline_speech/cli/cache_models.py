@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, GROUPS
+from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, GROUPS, load_catalog
 from ..errors import BadInput
 from ..provisioning import service
 from ..provisioning.download import Reporter
