@@ -69,8 +69,8 @@ def parse_languages(source: str, targets: str | None, workflow: str) -> tuple[st
                 raise JobError(f"-s {source} -t {raw}: {exc}") from None
         if code not in target_list:
             target_list.append(code)
-    if workflow != "transcribe" and not target_list:
-        raise JobError(f"--workflow {workflow} needs -t LANG[,LANG...]")
+    if workflow == "translate" and not target_list:
+        raise JobError("--workflow translate needs -t LANG[,LANG...]")
     if workflow == "transcribe" and target_list:
         raise JobError("-t is for --workflow translate or subtitle")
     return source, tuple(target_list)

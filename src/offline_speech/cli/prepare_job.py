@@ -29,9 +29,9 @@ Examples:
 )
 def prepare_job(
     media: Annotated[Path, typer.Option("--media", help="The media file (audio or video with an audio stream).")],
-    workflow: Annotated[str, typer.Option(help="transcribe, translate or subtitle.")] = "transcribe",
+    workflow: Annotated[str, typer.Option(help="transcribe, translate (needs -t) or subtitle (muxes the source subtitles, and each -t language's).")] = "transcribe",
     source: Annotated[str, typer.Option("-s", "--source-language", help="Spoken language (Whisper code) or auto.")] = "auto",
-    targets: Annotated[Optional[str], typer.Option("-t", "--target-languages", help="Comma-separated target languages (translate, subtitle).")] = None,
+    targets: Annotated[Optional[str], typer.Option("-t", "--target-languages", help="Comma-separated target languages (translate; subtitle, where they are optional).")] = None,
     start_time: Annotated[Optional[str], typer.Option("--start-time", help="Clip start, HH:MM:SS[.mmm] or seconds (absolute).")] = None,
     end_time: Annotated[Optional[str], typer.Option("--end-time", help="Clip end, HH:MM:SS[.mmm] or seconds (absolute).")] = None,
     asr_model: Annotated[str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,

@@ -17,7 +17,7 @@ from ..errors import BadInput
 from ..schema import JOB_ID_RE, Job, SchemaError, read_job
 from ..settings import backend_python
 from ..util import sha256_file, utc_now, write_json
-from .registry import Context, stages_for
+from .registry import Context, stages_of
 
 MANIFEST_KIND = "offline-speech/manifest"
 MANIFEST_SCHEMA = 1
@@ -115,7 +115,7 @@ def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path)
     needed_venvs = {"core"}
     for run in runs:
         job = run.job
-        stages = stages_for(job.workflow)
+        stages = stages_of(job)
         if not stages:
             problems.append(f"job {job.id}: unknown workflow {job.workflow!r}")
             continue

@@ -85,6 +85,11 @@ class Stage:
     needs: Callable[[Catalog, Job], tuple[list[Need], list[str]]] = _no_models  # catalog entries it loads, notes
     check: Callable[[Context, Job], list[str]] = _no_problems  # preflight problems, each with its fix
     final: bool = False  # its outputs are the job's results, its warnings the job's warnings
+    when: Callable[[Job], bool] = lambda job: True  # within its workflows, whether this job needs it
+
+    def applies(self, job: Job) -> bool:
+        """Whether the stage runs for `job`: its workflow includes it and the job asks for what it does."""
+        return job.workflow in self.workflows and self.when(job)
 
     def module_for(self, job: Job) -> str:
         """The module to run as `python -m`."""
@@ -194,7 +199,7 @@ def _documents(run: "JobRun") -> list[dict]:
     language = read_transcript(run.path("aligned.json"))["language"]
     docs = [{"language": language, "transcript": str(run.path("aligned.json")),
              "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in DOCUMENT_FORMATS}}]
-    formats = DOCUMENT_FORMATS if "mux" in stage_names(job.workflow) else ("txt", "json")  # subtitles where muxed
+    formats = DOCUMENT_FORMATS if any(s.name == "mux" for s in stages_of(job)) else ("txt", "json")  # where muxed
     for target, out in run.manifest["stages"].get("translate", {}).get("outputs", {}).items():
         docs.append({"language": target, "transcript": str(run.dir / out["path"]),
                      "outputs": {ext: str(run.dir / f"{stem}.{target}.{ext}") for ext in formats}})
@@ -227,7 +232,7 @@ REGISTRY: tuple[Stage, ...] = (
           _check_asr),
     Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
     Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, translator_needs,
-          _check_translate),
+          _check_translate, when=lambda job: bool(job.target_languages)),  # subtitle without -t: the source only
     Stage("outputs", 2, ALL, "outputs", "core", _build_outputs, final=True),
     Stage("mux", 1, ("subtitle",), "mux", "core", _build_mux, final=True),
 )
@@ -238,8 +243,9 @@ def stages_for(workflow: str) -> list[Stage]:
     return [s for s in REGISTRY if workflow in s.workflows]
 
 
-def stage_names(workflow: str) -> list[str]:
-    return [s.name for s in stages_for(workflow)]
+def stages_of(job: Job) -> list[Stage]:
+    """The stages that run for one job, in run order."""
+    return [s for s in REGISTRY if s.applies(job)]
 
 
 def job_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
@@ -247,7 +253,7 @@ def job_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
     language without aligner). CatalogError / LanguageError for a model or a pair the catalog cannot serve."""
     needs: list[Need] = []
     notes: list[str] = []
-    for stage in stages_for(job.workflow):
+    for stage in stages_of(job):
         found, said = stage.needs(catalog, job)
         needs += [n for n in found if n.item.key not in {m.item.key for m in needs}]
         notes += said

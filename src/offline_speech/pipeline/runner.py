@@ -103,7 +103,7 @@ class Runner:
         ctx = Context(self.catalog, self.root, cache.read_lock(self.root))
         batches: list[Batch] = []
         for run in runs:
-            if run.failed or run.job.workflow not in stage.workflows:
+            if run.failed or not stage.applies(run.job):
                 continue
             try:
                 built = stage.build(ctx, run)
@@ -211,7 +211,7 @@ class Runner:
 
     def _finish(self, run: JobRun) -> None:
         """The job is done: its results are the outputs of its final stages, its warnings theirs."""
-        finals = [run.manifest["stages"].get(s.name, {}) for s in REGISTRY if s.final and run.job.workflow in s.workflows]
+        finals = [run.manifest["stages"].get(s.name, {}) for s in REGISTRY if s.final and s.applies(run.job)]
         run.manifest |= {
             "status": "done",
             "ended": utc_now(),
