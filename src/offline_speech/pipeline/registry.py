@@ -233,7 +233,7 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
     Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, translator_needs,
           _check_translate, when=lambda job: bool(job.target_languages)),  # subtitle without -t: the source only
-    Stage("outputs", 2, ALL, "outputs", "core", _build_outputs, final=True),
+    Stage("outputs", 3, ALL, "outputs", "core", _build_outputs, final=True),
     Stage("mux", 1, ("subtitle",), "mux", "core", _build_mux, final=True),
 )
 

@@ -1,6 +1,8 @@
 """outputs: subtitles and transcripts, per language: <stem>.<lang>.srt, .vtt, .txt and .json (the source transcript
 and each translation; the translate workflow writes only .txt and .json for its targets).
 
+The JSON is what whisperX writes (segments with words, word_segments, language) plus our own keys, so scripts
+written for whisperX read it unchanged. VTT cue text escapes &, < and >; no cue text holds '-->'.
 Cues follow subtitle conventions: at most two lines of 42 characters and 7 seconds, broken at word boundaries
 (preferably after sentence punctuation), never overlapping. With word timestamps a cue spans its words exactly;
 without them a long segment is divided in proportion to characters. Core venv, standard library only.
@@ -79,14 +81,31 @@ def timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def _cue_text(text: str) -> str:
+    """Cue text no parser can take for a timing line or a cue end: one space between words, no '-->'."""
+    return " ".join(text.replace("-->", "->").split())
+
+
+def vtt_escape(text: str) -> str:
+    """WebVTT cue text: &, < and > as character references (a bare '<' opens a tag and hides the rest)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def to_srt(items: list[tuple[float, float, str]]) -> str:
-    blocks = [f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{wrap(t)}\n" for i, (a, b, t) in enumerate(items, 1)]
+    blocks = [f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{wrap(_cue_text(t))}\n"
+              for i, (a, b, t) in enumerate(items, 1)]
     return "\n".join(blocks)
 
 
 def to_vtt(items: list[tuple[float, float, str]]) -> str:
-    blocks = [f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{wrap(t)}\n" for a, b, t in items]
+    blocks = [f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{vtt_escape(wrap(_cue_text(t)))}\n" for a, b, t in items]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def whisperx_document(doc: dict) -> dict:
+    """The transcript as whisperX writes its JSON (top-level segments, word_segments, language), our keys beside."""
+    words = [w for seg in doc["segments"] for w in seg.get("words") or []]
+    return {**doc, "stage": NAME, "word_segments": words}
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -100,7 +119,7 @@ def write_documents(doc: dict, outputs: dict[str, str]) -> int:
         "srt": lambda path: _write_text(path, to_srt(items)),
         "vtt": lambda path: _write_text(path, to_vtt(items)),
         "txt": lambda path: _write_text(path, "".join(s["text"] + "\n" for s in doc["segments"])),
-        "json": lambda path: write_json(path, {**doc, "stage": NAME}),
+        "json": lambda path: write_json(path, whisperx_document(doc)),
     }
     for ext, path in outputs.items():
         writers[ext](Path(path))
