@@ -157,3 +157,24 @@ def test_corrupt_job_json_is_refused(tmp_path):
         path.write_text(text)
         with pytest.raises(SchemaError):
             read_job(path)
+
+
+def test_an_auto_job_is_provisioned_with_the_aligners_of_the_languages_it_names(media, tmp_path):
+    out = tmp_path / "out"
+    job = read_job(out / prepare(out, "--media", str(media["tone"])).stdout.split()[-1] / "job.json")
+    assert job.source_language == "auto" and job.align_languages == ("en", "hi")
+    assert {"torchaudio-align-en", "align-hi", "nltk-punkt_tab"} <= set(job.models)  # cache-models --job fetches them
+    job = read_job(out / prepare(out, "--media", str(media["tone"]), "--align-languages", "vi,pl-PL,ta").stdout.split()[-1]
+                   / "job.json")
+    assert job.align_languages == ("vi", "pl", "ta") and {"align-vi", "align-pl"} <= set(job.models)
+    assert "no word aligner exists for 'ta'" in " ".join(job.warnings)
+    proc = prepare(out, "--media", str(media["tone"]), "-s", "en", "--align-languages", "hi", code=2)
+    assert "--align-languages is for -s auto" in proc.stderr
+
+
+def test_an_auto_job_without_any_of_its_aligners_cached_is_stopped_by_preflight(media, tmp_path, provisioned):
+    out = tmp_path / "out"
+    job_id = shim("prepare-job.sh", "--media", str(media["tone"]), "--asr-model", "tiny.en", "--out-dir", str(out),
+                  cache=provisioned).stdout.split()[-1]
+    proc = shim("run-pipeline.sh", "-j", job_id, "--out-dir", str(out), cache=provisioned, code=2)
+    assert f"no aligner for en, hi is cached: ./cache-models.sh --job {job_id}" in proc.stderr

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import cache
-from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog
+from .catalog import DEFAULT_LANGUAGES, APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog
 from .errors import BadInput
 from .languages import AUTO, LanguageError, lookup, route, source_language
 from .media import probe
@@ -42,6 +42,24 @@ def parse_time(text: str, flag: str) -> float:
     if seconds < 0 or seconds != seconds:
         raise JobError(f"{flag} {text!r}: must be a time >= 0")
     return seconds
+
+
+def parse_align_languages(value: str | None, source: str, align: bool) -> tuple[str, ...]:
+    """--align-languages: for -s auto, the languages whose aligners the job is provisioned with (default
+    DEFAULT_LANGUAGES); the detected language's aligner is used when cached. Empty for a known source."""
+    if value is not None and (source != AUTO or not align):
+        raise JobError("--align-languages is for -s auto jobs that align (a known -s has its own aligner)")
+    if source != AUTO or not align:
+        return ()
+    codes: list[str] = []
+    for raw in (value.split(",") if value is not None else DEFAULT_LANGUAGES):
+        if raw.strip():
+            try:
+                code = lookup(raw.strip()).code
+            except LanguageError as exc:
+                raise JobError(f"--align-languages {raw.strip()}: {exc}") from None
+            codes += [code] if code not in codes else []
+    return tuple(codes)
 
 
 def parse_languages(source: str, targets: str | None, workflow: str) -> tuple[str, tuple[str, ...]]:
@@ -129,6 +147,7 @@ def prepare(
     asr_model: str = "large-v3",
     backend: str = "auto",
     align: bool = True,
+    align_languages: str | None = None,
     nllb_model: str = DEFAULT_NLLB_MODEL,
     out_dir: Path = DEFAULT_OUT_DIR,
 ) -> tuple[Job, Path]:
@@ -148,6 +167,7 @@ def prepare(
         raise JobError(f"--end-time {clip_end:g} s must be after --start-time {clip_start:g} s")
     if clip_end > info.duration + 0.001:
         raise JobError(f"--end-time {clip_end:g} s is past the end of the media ({info.duration:.3f} s)")
+    aligned_for = parse_align_languages(align_languages, source, align)
     platform_id = host_platform()
     chosen, reason = decide_backend(backend, platform_id, backend_python("mlx", VENV_ROOT))
     if asr_model.endswith(".en") and source not in ("auto", "en"):
@@ -166,6 +186,7 @@ def prepare(
         created=utc_now(),
         align=align,
         nllb_model=nllb_model,
+        align_languages=aligned_for,
     )
     needs, warnings = job_needs(catalog, job)
     lock = cache.read_lock(cache_root)

@@ -74,12 +74,19 @@ def asr_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
 
 def aligner_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
     """The aligner and punkt_tab when the job aligns a known language; a note when none exists for it."""
-    if not job.align or job.source_language == AUTO:
-        return [], []  # an auto source is aligned if its detected language's aligner is cached
-    found = aligner_entries(catalog, job.source_language)
-    if not found:
-        return [], [f"no word aligner exists for '{job.source_language}': the job keeps segment timestamps"]
-    return [Need(item, fetch_command(item, job.source_language)) for item in found], []
+    if not job.align:
+        return [], []
+    # an auto source is aligned with its detected language's aligner when cached: the job is provisioned with
+    # those of the languages it names (--align-languages, default en,hi)
+    languages = job.align_languages if job.source_language == AUTO else (job.source_language,)
+    needs: list[Need] = []
+    notes: list[str] = []
+    for language in languages:
+        found = aligner_entries(catalog, language)
+        if not found:
+            notes.append(f"no word aligner exists for '{language}': {'jobs in it keep' if job.source_language == AUTO else 'the job keeps'} segment timestamps")
+        needs += [Need(item, fetch_command(item, language)) for item in found if item.key not in {n.item.key for n in needs}]
+    return needs, notes
 
 
 def translator_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:

@@ -67,6 +67,7 @@ class Job:
     warnings: tuple[str, ...] = field(default=())
     align: bool = True  # word timestamps with the catalog's aligner for the language (--no-align: segments only)
     nllb_model: str | None = None  # --nllb-model: NLLB for pairs IndicTrans2 does not cover (None: a schema 1 job)
+    align_languages: tuple[str, ...] = ()  # -s auto: the languages whose aligners are provisioned for the job
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -91,6 +92,7 @@ def read_job(path: Path) -> Job:
                 "clip": Clip(**raw["clip"]),
                 "target_languages": tuple(raw["target_languages"]),
                 "warnings": tuple(raw.get("warnings", ())),
+                "align_languages": tuple(raw.get("align_languages", ())),
             }
         )
     except (KeyError, TypeError) as exc:

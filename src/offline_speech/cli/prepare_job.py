@@ -37,6 +37,7 @@ def prepare_job(
     asr_model: Annotated[str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
     backend: Annotated[str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")] = "auto",
     align: Annotated[bool, typer.Option("--align/--no-align", help="Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment timestamps.")] = True,
+    align_languages: Annotated[Optional[str], typer.Option("--align-languages", metavar="LANG[,LANG...]", help="With -s auto: the languages whose aligners the job is provisioned with (default en,hi); the detected language's aligner is used when cached.")] = None,
     nllb_model: Annotated[str, typer.Option(help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as one JSON document (its \"id\" is the job id) instead of the id line.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders go (default <project>/out).")] = None,
@@ -57,6 +58,7 @@ def prepare_job(
         asr_model=asr_model,
         backend=backend,
         align=align,
+        align_languages=align_languages,
         nllb_model=nllb_model,
         out_dir=out_dir or DEFAULT_OUT_DIR,
     )

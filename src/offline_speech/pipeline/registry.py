@@ -142,8 +142,15 @@ def _build_asr(ctx: Context, run: "JobRun") -> Built:
 
 
 def _check_align(ctx: Context, job: Job) -> list[str]:
-    if not job.align or job.source_language == AUTO or not aligner_entries(ctx.catalog, job.source_language):
-        return []  # nothing to check before the language is known; a language without aligner is a warning
+    if job.align and job.source_language == AUTO:
+        # before the language is known: at least one of the aligners the job was prepared for must be there
+        with_aligner = [lang for lang in job.align_languages if aligner_entries(ctx.catalog, lang)]
+        if with_aligner and not any(resolve_aligner(ctx.catalog, ctx.root, ctx.lock, lang)[0] for lang in with_aligner):
+            return [f"job {job.id}: no aligner for {', '.join(with_aligner)} is cached: ./cache-models.sh --job {job.id} "
+                    f"(or prepare the job with --no-align)"]
+        return []
+    if not job.align or not aligner_entries(ctx.catalog, job.source_language):
+        return []  # a language without aligner is a warning
     spec, reason = resolve_aligner(ctx.catalog, ctx.root, ctx.lock, job.source_language)
     return [] if spec else [f"{reason} (or prepare the job with --no-align)"]
 
