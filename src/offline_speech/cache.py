@@ -169,8 +169,8 @@ def read_lock(root: Path) -> dict:
 
 def _unreadable(path: Path, detail: str) -> StateError:
     return StateError(
-        f"{path} is unreadable ({detail}): remove it (the cached files stay), then run "
-        "./cache-models.sh --verify --repair with the flags you cached with"
+        f"{path} is unreadable ({detail}): run ./cache-models.sh --verify --repair, which rebuilds it from the "
+        "cache's files (the broken one is kept beside it)"
     )
 
 

@@ -73,6 +73,48 @@ class Job:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
 
 
+_NUMBER = (int, float)
+# The type of every job.json field (hand edits are checked before anything uses them).
+_JOB_TYPES: dict[str, tuple] = {
+    "id": (str,), "workflow": (str,), "source_language": (str,), "backend": (str,), "backend_reason": (str,),
+    "asr_model": (str,), "created": (str,), "schema": (int,), "align": (bool,), "nllb_model": (str, type(None)),
+    "target_languages": (list,), "warnings": (list,), "align_languages": (list,), "models": (dict,),
+    "media": (dict,), "clip": (dict,),
+}
+_MEDIA_TYPES = {"path": (str,), "sha256": (str,), "size": (int,), "duration": _NUMBER, "audio_streams": (int,)}
+_CLIP_TYPES = {"start": _NUMBER, "end": _NUMBER}
+
+
+def _check_types(raw: dict, types: dict[str, tuple], where: str) -> None:
+    for name, kinds in types.items():
+        if name not in raw:
+            continue
+        value = raw[name]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise SchemaError(f"{where}: field {name!r} is {type(value).__name__}, not {wanted}")
+
+
+def _check_job_values(raw: dict, where: str) -> None:
+    """Types, and the language codes a job names (a hand-edited '../../x' never reaches a file name)."""
+    _check_types(raw, _JOB_TYPES, where)
+    _check_types(raw.get("media") or {}, _MEDIA_TYPES, f"{where}: media")
+    _check_types(raw.get("clip") or {}, _CLIP_TYPES, f"{where}: clip")
+    for name in ("target_languages", "warnings", "align_languages"):
+        if not all(isinstance(v, str) for v in raw.get(name, ())):
+            raise SchemaError(f"{where}: field {name!r} must hold strings")
+    if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in raw.get("models", {}).items()):
+        raise SchemaError(f"{where}: field 'models' must map catalog keys to commits")
+    from .languages import AUTO, LanguageError, lookup  # languages imports this module
+
+    for code in [*raw.get("target_languages", ()), *raw.get("align_languages", ()), raw.get("source_language", AUTO)]:
+        try:
+            if code != AUTO and lookup(code).code != code:
+                raise LanguageError(f"'{code}' is not a table code")
+        except LanguageError as exc:
+            raise SchemaError(f"{where}: language {code!r}: {exc}") from None
+
+
 def read_job(path: Path) -> Job:
     """Parse and validate a job.json; SchemaError says what is wrong."""
     try:
@@ -84,6 +126,7 @@ def read_job(path: Path) -> Job:
         raise SchemaError(f"{path}: not a job.json of schema {readable}")
     if raw["schema"] >= 2 and not isinstance(raw.get("nllb_model"), str):
         raise SchemaError(f"{path}: schema {raw['schema']} needs nllb_model")
+    _check_job_values(raw, str(path))
     try:
         job = Job(
             **{

@@ -34,7 +34,7 @@ from ..settings import host_platform
 from .download import Reporter, fetch
 from .entry import Entry, entries_for
 from .plan import ItemResult, Plan, plan
-from . import adopt
+from . import adopt, heal
 from .bundle import plan_export, read_since, write_bundle
 from .bundle_import import ImportResult, import_bundle
 from .register import register_dir
@@ -254,6 +254,13 @@ def run(request: Request, listener: Listener) -> Outcome:
     for warning in selection.warnings:
         listener.warning(warning)
     entries = entries_for(selection.items)
+    if request.mode is Mode.VERIFY and request.repair:
+        kept = heal.rebuild_broken_lock(request.root, catalog)
+        if kept is not None:
+            listener.status(f"the lock could not be read: rebuilt it from the cache's files (the broken one is {kept})")
+    if request.mode in (Mode.FETCH, Mode.DRY_RUN, Mode.VERIFY, Mode.INFO, Mode.EXPORT):
+        for key in heal.record_missing(request.root, [e.item for e in entries]):
+            listener.status(f"{key}: complete on disk but missing from the lock (an interrupted run): recorded")
     if request.mode is Mode.FROM_DIR:
         return register(request, catalog)
     if request.mode is Mode.IMPORT:
@@ -334,7 +341,11 @@ def verify_and_repair(request: Request, catalog: Catalog, entries: list[Entry], 
     root = request.root
     lock = cache.read_lock(root)
     if not entries:
-        entries = entries_for(item for k in [*lock["models"], *lock["assets"]] if (item := _known(catalog, k)))
+        on_disk = [e.item for e in entries_for(catalog.items) if e.state(root, heal.EMPTY).status != "missing"]
+        recorded = [item for k in [*lock["models"], *lock["assets"]] if (item := _known(catalog, k))]
+        entries = entries_for(dict.fromkeys(recorded + on_disk))
+        for key in heal.record_missing(root, [e.item for e in entries]):
+            listener.status(f"{key}: complete on disk but missing from the lock (an interrupted run): recorded")
     if not entries:
         raise BadInput(f"nothing is provisioned in {root}: nothing to verify")
     results = verify(root, entries)
