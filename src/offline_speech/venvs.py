@@ -57,7 +57,7 @@ SRC = ROOT / "src"
 
 # What each venv's stages import: the smoke test after every install, and the up-to-date check.
 SMOKE_IMPORTS = {
-    "core": ("huggingface_hub", "typer", "rich", "offline_speech"),
+    "core": ("huggingface_hub", "typer", "rich", "av", "offline_speech"),
     "whisperx": ("whisperx", "faster_whisper", "ctranslate2", "torch", "transformers", "nltk", "offline_speech"),
     # PyPI `indictranstoolkit` installs the module `IndicTransToolkit`.
     "translation": ("transformers", "torch", "sentencepiece", "ctranslate2", "IndicTransToolkit", "offline_speech"),

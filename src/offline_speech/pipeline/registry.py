@@ -234,14 +234,14 @@ def _build_mux(ctx: Context, run: "JobRun") -> Built:
 
 ALL = WORKFLOWS
 REGISTRY: tuple[Stage, ...] = (
-    Stage("demux", 1, ALL, "demux", "core", _build_demux),
+    Stage("demux", 2, ALL, "demux", "core", _build_demux),
     Stage("asr", 1, ALL, lambda job: f"asr_{job.backend}", lambda job, entry: job.backend, _build_asr, asr_needs,
           _check_asr),
     Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
     Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, translator_needs,
           _check_translate, when=lambda job: bool(job.target_languages)),  # subtitle without -t: the source only
     Stage("outputs", 3, ALL, "outputs", "core", _build_outputs, final=True),
-    Stage("mux", 1, ("subtitle",), "mux", "core", _build_mux, final=True),
+    Stage("mux", 2, ("subtitle",), "mux", "core", _build_mux, final=True),
 )
 
 
