@@ -30,17 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package and tests/support (see its __init__)
 
 from offline_speech.stages import demux  # noqa: E402 - after the path setup
+from support.media import CONTAINERS  # noqa: E402
 
 CLIP = ROOT / "samples" / "speech-en.opus"
 RATE = demux.SAMPLE_RATE
-PICTURE = ["-map", "0:v", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
-CONTAINERS = {
-    "opus": ["-map", "1:a", "-ac", "2", "-c:a", "libopus", "-b:a", "48k"],
-    "mp4": [*PICTURE, "-map", "1:a", "-ac", "2", "-c:a", "aac", "-b:a", "64k"],
-    "mkv": [*PICTURE, "-map", "1:a", "-ac", "2", "-c:a", "aac", "-b:a", "64k"],
-    "wav": ["-map", "1:a", "-ac", "2", "-ar", "44100"],
-    "mp3": ["-map", "1:a", "-ac", "2", "-ar", "44100", "-c:a", "libmp3lame", "-b:a", "96k"],
-}
 CLICKS = (1.0, 2.345, 3.5)  # seconds
 
 

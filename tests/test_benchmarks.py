@@ -58,6 +58,18 @@ TRANSLATE = [
 ]
 
 
+MEDIA = [
+    (rf"^import av: {N} s", positive),
+    *[(rf"^{ext} +{N}s \({N}s\) +{N}s \({N}s\) +{N} +{N}s \({N}s\) +{N}s \({N}s\) +{N} +(-?\d+) +(-?\d+)$",
+       lambda *v: all(x > 0 for x in v[:10]) and v[10] == 0) for ext in ("opus", "mp4", "mkv", "wav", "mp3")],
+]
+BUNDLE = [
+    (rf"^bundle of {N} MB, (\d+) paired rounds", positive),
+    (rf"^export throughput / plain tar: {N} \(ours {N} MB/s", positive),
+    (rf"^import throughput / plain tar: {N} \(ours {N} MB/s", positive),
+]
+
+
 def run_quick(script: str) -> str:
     """scripts/SCRIPT --quick with the tests' Python (the core venv); its stdout, after asserting exit 0."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--quick"], capture_output=True, text=True,
@@ -67,7 +79,8 @@ def run_quick(script: str) -> str:
 
 
 @pytest.mark.parametrize(("script", "lines"), [("bench_provision.py", PROVISION), ("bench_pipeline.py", PIPELINE),
-                                               ("bench_translate.py", TRANSLATE)])
+                                               ("bench_translate.py", TRANSLATE), ("bench_media.py", MEDIA),
+                                               ("bench_bundle.py", BUNDLE)])
 def test_quick_run_prints_every_figure(script, lines):
     out = run_quick(script)
     for pattern, check in lines:

@@ -17,7 +17,6 @@ import pytest
 
 from support import ROOT
 from support.sample import CLIP
-from support.shell import venv_python
 
 TINY = "faster-whisper-tiny.en"
 
@@ -184,11 +183,3 @@ def test_export_refuses_a_damaged_cache_and_leaves_no_archive(cli, tmp_path):
     assert not list(tmp_path.glob("*x.tar*"))
     shutil.rmtree(cli.cache)
 
-
-def test_bench_bundle_quick_prints_its_figures():
-    proc = subprocess.run([str(venv_python("core")), str(ROOT / "scripts/bench_bundle.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for side in ("export", "import"):
-        found = re.search(rf"^{side} throughput / plain tar: (\d+\.\d+) \(ours (\d+) MB/s", proc.stdout, re.M)
-        assert found and float(found[1]) > 0 and int(found[2]) > 0, proc.stdout

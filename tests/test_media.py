@@ -23,6 +23,7 @@ import pytest
 
 from offline_speech.media import MediaError, probe
 from offline_speech.stages import demux, mux
+from support.media import CONTAINERS
 from support import ROOT
 from support.sample import CLIP, REFERENCE, SENTENCES, parse_srt
 from support.shell import prepare, run_pipeline, shim_env, venv_python
@@ -33,15 +34,6 @@ reference = pytest.mark.skipif(not (FFMPEG and FFPROBE), reason="the ffmpeg CLI 
 RATE = demux.SAMPLE_RATE
 SECONDS = 12.0  # of the speech clip in each container
 HIDDEN = ("ffmpeg", "ffprobe", "ffplay")
-PICTURE = ["-map", "0:v", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
-# How the ffmpeg CLI makes each container from [small picture, speech clip]: stereo, so demux downmixes.
-CONTAINERS = {
-    "opus": ["-map", "1:a", "-ac", "2", "-c:a", "libopus", "-b:a", "48k"],
-    "mp4": [*PICTURE, "-map", "1:a", "-ac", "2", "-c:a", "aac", "-b:a", "64k"],
-    "mkv": [*PICTURE, "-map", "1:a", "-ac", "2", "-c:a", "aac", "-b:a", "64k"],
-    "wav": ["-map", "1:a", "-ac", "2", "-ar", "44100"],
-    "mp3": ["-map", "1:a", "-ac", "2", "-ar", "44100", "-c:a", "libmp3lame", "-b:a", "96k"],
-}
 CUES = {
     "en": [(1.0, 2.5, "The little town was built\nbeside the wide river."), (4.0, 5.25, "if x <y and a & b --> c")],
     "hi": [(1.0, 2.5, "आज मौसम बहुत अच्छा है।"), (9.5, 11.0, "यह किताब मेरी है।")],
