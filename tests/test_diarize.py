@@ -15,8 +15,8 @@ import pytest
 from conftest import venv_python
 from offline_speech.schema import read_transcript, write_json
 from support.tiny_diarization import (
-    COMMIT, CONVERSATION, ENROL, FEMALE, MALE, build_repo, conversation, der, place_in_cache, speak, stage_env, transcript,
-    wav_seconds, write_wav,
+    COMMIT, CONVERSATION, ENROL, FEMALE, MALE, RATE, build_repo, conversation, der, place_in_cache, speak, stage_env,
+    transcript, wav_seconds, write_wav,
 )
 
 ANONYMOUS = re.compile(r"SPEAKER_\d\d")
@@ -55,15 +55,38 @@ def job_entry(work: Path, name: str, audio: Path, spans, offset: float = 0.0, **
             "diarize": options}
 
 
+def bad_speaker_folders(root: Path) -> dict[str, tuple[Path, str]]:
+    """Speakers folders the stage must refuse (job id -> (folder, what the one-line error says))."""
+    sample = speak(MALE, "Hello there, this is a sample.")
+    folders = {"empty": "holds no samples", "notaudio": "notes.txt: not audio", "short": "bob.wav: 0.50 s of audio",
+               "case": "differ only in case"}
+    for name in folders:
+        (root / name).mkdir(parents=True)
+    write_wav(root / "notaudio" / "anna.wav", sample)
+    (root / "notaudio" / "notes.txt").write_text("anna speaks first\n")
+    write_wav(root / "short" / "bob.wav", sample[:RATE])  # 0.5 s of 16-bit samples
+    write_wav(root / "case" / "Anna_1.wav", sample)
+    write_wav(root / "case" / "anna_2.wav", sample)
+    return {name: (root / name, text) for name, text in folders.items()}
+
+
 def test_random_weights_two_jobs_one_load_every_segment_and_word_has_a_speaker_and_no_network(random_cache, tmp_path):
     cache, spec = random_cache
     audio = tmp_path / "short.wav"
     spans = conversation(audio, CONVERSATION[:2])
     jobs = [job_entry(tmp_path, "a", audio, spans), job_entry(tmp_path, "b", audio, spans, offset=30.0, max_speakers=2)]
+    bad = bad_speaker_folders(tmp_path / "speakers")
+    bad_jobs = [job_entry(tmp_path, name, audio, spans, speakers_dir=str(folder)) for name, (folder, _) in bad.items()]
+    bad_jobs.append(job_entry(tmp_path, "hints", audio, spans, min_speakers=3, max_speakers=2))
+    bad["hints"] = (None, "need 1 <= min_speakers <= max_speakers")
     trace = tmp_path / "trace"
-    events = run_stage(cache, spec, jobs, tmp_path, trace=trace)
-    kinds = [e["event"] for e in events]
-    assert kinds.count("job_done") == 2 and "job_failed" not in kinds, events
+    events = run_stage(cache, spec, jobs + bad_jobs, tmp_path, trace=trace)
+    done = [e["job"] for e in events if e["event"] == "job_done"]
+    failed = {e["job"]: e["error"] for e in events if e["event"] == "job_failed"}
+    assert done == ["a", "b"] and sorted(failed) == sorted(bad), events
+    for name, (_, text) in bad.items():  # one line each, saying what is wrong; nothing written
+        assert text in failed[name] and "\n" not in failed[name], failed[name]
+        assert {p.name for p in (tmp_path / name).iterdir()} == {"aligned.json"}
     assert [e["key"] for e in events if e["event"] == "model_loaded"] == [spec["key"]]
     assert events[-1]["event"] == "finished" and events[-1]["model_loads"] == 1
     traced = trace.read_text().splitlines()

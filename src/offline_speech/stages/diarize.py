@@ -9,7 +9,7 @@ Request (stage protocol of `base.py`):
     job: "inputs":  {"audio": 16 kHz mono wav of the clip, "transcript": aligned.json}
          "outputs": {"transcript": diarized.json, "speakers": speakers.json}
          "diarize": {"min_speakers": int|null, "max_speakers": int|null, "speakers_dir": DIR|null,
-                     "speaker_threshold": float (default 0.5), "enrolment_cache": JSON_FILE|null}
+                     "speaker_threshold": float (default 0.5), "enrolment_cache": JSON_FILE|null (one per speakers folder)}
 
 Only a verified snapshot is loaded: pyannote unpickles its checkpoints (`weights_only=False`), so before the
 pipeline is built every file of the lock's list must be a regular file under the snapshot with the recorded size
@@ -74,11 +74,11 @@ def verify_snapshot(snapshot: Path, files: list[dict]) -> float:
 def load_pipeline(spec: dict, events: Events):
     """Verify, then build the pyannote pipeline from the snapshot folder (offline: the runner's environment)."""
     snapshot = Path(spec["path"])
-    t0 = time.monotonic()
     verified = verify_snapshot(snapshot, spec.get("files") or [])
     import torch
     from pyannote.audio import Pipeline
 
+    t0 = time.monotonic() - verified  # the load's seconds include the verification, not the imports
     try:
         pipeline = Pipeline.from_pretrained(snapshot)
     except Exception as exc:  # noqa: BLE001
@@ -248,14 +248,20 @@ def name_speakers(people: dict[str, list[float]], speakers: dict[str, list[float
 
 
 # ---- the stage -----------------------------------------------------------------------------------------------
-def diarize(pipeline, audio, options: dict):
+def speaker_hints(options: dict) -> dict[str, int]:
+    """The pipeline's min_speakers/max_speakers keywords from the job's options (absent ones left out)."""
+    hints = {k: int(options[k]) for k in ("min_speakers", "max_speakers") if options.get(k) is not None}
+    if hints.get("min_speakers", 1) < 1 or hints.get("min_speakers", 0) > hints.get("max_speakers", 1 << 30):
+        raise StageFailure(f"speaker hints min {hints.get('min_speakers')} / max {hints.get('max_speakers')}: "
+                           "need 1 <= min_speakers <= max_speakers")
+    return hints
+
+
+def diarize(pipeline, audio, hints: dict[str, int]):
     """(turns in clip seconds, speaker -> centroid embedding or None) for one clip."""
     import numpy as np
     import torch
 
-    hints = {k: options.get(k) for k in ("min_speakers", "max_speakers") if options.get(k) is not None}
-    if hints.get("min_speakers", 0) > hints.get("max_speakers", 1 << 30):
-        raise StageFailure(f"min_speakers {hints['min_speakers']} is more than max_speakers {hints['max_speakers']}")
     output = pipeline({"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE}, **hints)
     annotation = output.speaker_diarization
     turns = [(float(seg.start), float(seg.end), str(label)) for seg, _, label in annotation.itertracks(yield_label=True)]
@@ -267,48 +273,54 @@ def diarize(pipeline, audio, options: dict):
     return turns, centroids
 
 
-def run(request: dict, events: Events) -> None:
-    spec = request["models"]["diarization"]
-    pipeline = load_pipeline(spec, events)
-    enrolment = Enrolment(embedding_inference(pipeline, Path(spec["path"])), spec.get("commit"))
+class Diarizer:
+    """The loaded pipeline and the enrolment embeddings, serving one job at a time (what the stage runs per job;
+    scripts/bench_speakers.py times it against bare whisperX in one process)."""
 
-    def work(job: dict) -> dict:
-        options = job.get("diarize") or {}
+    def __init__(self, spec: dict, events: Events) -> None:
+        self.spec, self.events = spec, events
+        self.pipeline = load_pipeline(spec, events)
+        self.enrolment = Enrolment(embedding_inference(self.pipeline, Path(spec["path"])), spec.get("commit"))
+
+    def __call__(self, job: dict) -> dict:
+        spec, options = self.spec, job.get("diarize") or {}
         threshold = float(options.get("speaker_threshold", DEFAULT_THRESHOLD))
+        hints = speaker_hints(options)
         doc = read_transcript(Path(job["inputs"]["transcript"]))
+        people, enrolment_info = {}, None
+        if options.get("speakers_dir"):  # first: a bad sample fails the job before minutes of diarization
+            cache_file = Path(options["enrolment_cache"]) if options.get("enrolment_cache") else None
+            people, enrolment_info = self.enrolment.people(Path(options["speakers_dir"]), cache_file)
         audio = decode_audio(Path(job["inputs"]["audio"]))
         t0 = time.monotonic()
-        turns, centroids = diarize(pipeline, audio, options)
+        turns, centroids = diarize(self.pipeline, audio, hints)
         seconds = time.monotonic() - t0
-        events.progress(job["id"], len(audio) / SAMPLE_RATE)
-        names, people_report, enrolment_info = {}, [], None
-        if options.get("speakers_dir"):
-            cache_file = Path(options["enrolment_cache"]) if options.get("enrolment_cache") else None
-            people, enrolment_info = enrolment.people(Path(options["speakers_dir"]), cache_file)
-            names, people_report = name_speakers(people, centroids, threshold)
+        self.events.progress(job["id"], len(audio) / SAMPLE_RATE)
+        names, people_report = name_speakers(people, centroids, threshold) if people else ({}, [])
         offset = doc["clip"]["start"]
         media_turns = [(round(a + offset, 3), round(b + offset, 3), s) for a, b, s in turns]
         label_transcript(doc, media_turns, names)
-        doc.update(stage=NAME, diarization={"key": spec["key"], "commit": spec.get("commit"),
-                                            "speakers": [names.get(s, s) for s in centroids]})
+        model = {"key": spec["key"], "commit": spec.get("commit")}
+        doc.update(stage=NAME, diarization={**model, "speakers": [names.get(s, s) for s in centroids]})
         write_json(Path(job["outputs"]["transcript"]), doc)
         talk = {s: 0.0 for s in centroids}
         for a, b, s in turns:
             talk[s] += b - a
-        report = {"kind": "offline-speech/speakers", "schema": 1, "job": job["id"], "threshold": threshold,
-                  "model": {"key": spec["key"], "commit": spec.get("commit")},
+        report = {"kind": "offline-speech/speakers", "schema": 1, "job": job["id"], "threshold": threshold, "model": model,
                   "speakers": [{"label": s, "name": names.get(s, s), "seconds": round(talk[s], 3), "embedding": centroids[s]}
                                for s in centroids],
                   "turns": [{"start": a, "end": b, "speaker": names.get(s, s)} for a, b, s in media_turns],
                   "enrolled": people_report, "enrolment": enrolment_info}
         write_json(Path(job["outputs"]["speakers"]), report)
         named = ", ".join(f"{s}={n}" for s, n in names.items()) or "none named"
-        events.log(job["id"], f"{len(centroids)} speakers ({named}) in {len(turns)} turns; diarized "
-                              f"{len(audio) / SAMPLE_RATE:.1f} s of audio in {seconds:.2f} s")
+        self.events.log(job["id"], f"{len(centroids)} speakers ({named}) in {len(turns)} turns; diarized "
+                                   f"{len(audio) / SAMPLE_RATE:.1f} s of audio in {seconds:.2f} s")
         return {"speakers": len(centroids), "named": len(names), "diarize_seconds": round(seconds, 3),
                 "enrolment_seconds": None if enrolment_info is None else enrolment_info["seconds"]}
 
-    for_each_job(request, events, work)
+
+def run(request: dict, events: Events) -> None:
+    for_each_job(request, events, Diarizer(request["models"]["diarization"], events))
 
 
 if __name__ == "__main__":
