@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import venv_python
+from support.shell import venv_python
 from offline_speech.schema import read_transcript, write_json
 from support.tiny_diarization import (
     COMMIT, CONVERSATION, ENROL, FEMALE, MALE, RATE, build_repo, conversation, der, place_in_cache, speak, stage_env,

@@ -3,6 +3,8 @@ pure functions on real files, no models (the stages themselves run in test_pipel
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dataclasses
 import json
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from offline_speech.catalog import DEFAULT_NLLB_MODEL, load_catalog
 from offline_speech.pipeline import PreflightError, job_needs, load_job, stages_for
 from offline_speech.pipeline.manifest import read_manifest
-from offline_speech.pipeline.registry import REGISTRY
+from offline_speech.pipeline.registry import REGISTRY, stages_of
 from offline_speech.pipeline.runner import Batch
 from offline_speech.requirements import nllb_name
 from offline_speech.schema import JOB_SCHEMA, WORKFLOWS, Clip, Job, Media, SchemaError, read_job
@@ -37,15 +39,23 @@ def write_job(folder: Path, raw: dict) -> Path:
 
 
 def test_every_workflow_runs_its_stages_in_order():
-    names = {w: [s.name for s in stages_for(w)] for w in WORKFLOWS}
+    names = {w: [s.name for s in stages_for(w)] for w in WORKFLOWS}  # every stage a job of the workflow may run
     assert names == {
-        "transcribe": ["demux", "asr", "align", "outputs"],
-        "translate": ["demux", "asr", "align", "translate", "outputs"],
-        "subtitle": ["demux", "asr", "align", "translate", "outputs", "mux"],
+        "transcribe": ["demux", "asr", "align", "diarize", "outputs"],
+        "translate": ["demux", "asr", "align", "diarize", "translate", "outputs"],
+        "subtitle": ["demux", "asr", "align", "diarize", "translate", "outputs", "mux"],
     }
     assert len({s.name for s in REGISTRY}) == len(REGISTRY)
     assert all(set(s.workflows) <= set(WORKFLOWS) for s in REGISTRY)
-    assert [s.name for s in REGISTRY if s.final] == ["outputs", "mux"]
+    assert [s.name for s in REGISTRY if s.final] == ["diarize", "outputs", "mux"]
+
+
+def test_a_job_runs_the_optional_stages_it_asks_for():
+    job = make_job()
+    assert [s.name for s in stages_of(job)] == ["demux", "asr", "align", "outputs"]
+    assert [s.name for s in stages_of(replace(job, diarize=True))] == ["demux", "asr", "align", "diarize", "outputs"]
+    subtitle = replace(job, workflow="subtitle", target_languages=())
+    assert [s.name for s in stages_of(subtitle)] == ["demux", "asr", "align", "outputs", "mux"]  # no -t: no translate
 
 
 def test_module_and_venv_follow_the_job():

@@ -15,7 +15,7 @@ from . import cache
 from .catalog import DEFAULT_LANGUAGES, APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog
 from .errors import BadInput
 from .languages import AUTO, LanguageError, lookup, route, source_language
-from .media import probe
+from .media import MediaError, probe
 from .pipeline import job_needs
 from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media
 from .settings import DEFAULT_OUT_DIR, VENV_ROOT, backend_python, host_platform
@@ -42,6 +42,42 @@ def parse_time(text: str, flag: str) -> float:
     if seconds < 0 or seconds != seconds:
         raise JobError(f"{flag} {text!r}: must be a time >= 0")
     return seconds
+
+
+def check_speakers(diarize: bool, folder: Path | None, low: int | None, high: int | None, threshold: float) -> str | None:
+    """--diarize's options, checked before anything is written; the speakers folder as an absolute path."""
+    from .stages.diarize import MIN_SAMPLE_SECONDS, enrolled_samples  # stdlib-only parts of the stage
+    from .stages.base import StageFailure
+
+    if not diarize:
+        given = [flag for flag, value in (("--speakers", folder), ("--min-speakers", low), ("--max-speakers", high))
+                 if value is not None]
+        if given:
+            raise JobError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --diarize")
+        return None
+    if low is not None and low < 1 or high is not None and high < 1:
+        raise JobError("--min-speakers and --max-speakers are at least 1")
+    if low is not None and high is not None and low > high:
+        raise JobError(f"--min-speakers {low} is more than --max-speakers {high}")
+    if not 0 < threshold <= 1:
+        raise JobError(f"--speaker-threshold {threshold}: a cosine between 0 and 1")
+    if folder is None:
+        return None
+    folder = Path(os.path.abspath(folder))
+    try:
+        people = enrolled_samples(folder)
+    except StageFailure as exc:
+        raise JobError(f"--speakers: {exc}") from None
+    for samples in people.values():
+        for sample in samples:
+            try:
+                seconds = probe(sample).duration
+            except MediaError as exc:
+                raise JobError(f"--speakers: {exc}") from None
+            if seconds < MIN_SAMPLE_SECONDS:
+                raise JobError(f"--speakers: {sample} is {seconds:.2f} s long: a sample needs at least "
+                               f"{MIN_SAMPLE_SECONDS:g} s of speech")
+    return str(folder)
 
 
 def parse_align_languages(value: str | None, source: str, align: bool) -> tuple[str, ...]:
@@ -149,6 +185,11 @@ def prepare(
     align: bool = True,
     align_languages: str | None = None,
     nllb_model: str = DEFAULT_NLLB_MODEL,
+    diarize: bool = False,
+    speakers: Path | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    speaker_threshold: float = 0.5,
     out_dir: Path = DEFAULT_OUT_DIR,
 ) -> tuple[Job, Path]:
     """Validate everything, then write out/<id>/job.json atomically; on any error nothing is left behind."""
@@ -168,6 +209,7 @@ def prepare(
     if clip_end > info.duration + 0.001:
         raise JobError(f"--end-time {clip_end:g} s is past the end of the media ({info.duration:.3f} s)")
     aligned_for = parse_align_languages(align_languages, source, align)
+    speakers_dir = check_speakers(diarize, speakers, min_speakers, max_speakers, speaker_threshold)
     platform_id = host_platform()
     chosen, reason = decide_backend(backend, platform_id, backend_python("mlx", VENV_ROOT))
     if asr_model.endswith(".en") and source not in ("auto", "en"):
@@ -187,6 +229,11 @@ def prepare(
         align=align,
         nllb_model=nllb_model,
         align_languages=aligned_for,
+        diarize=diarize,
+        speakers_dir=speakers_dir,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        speaker_threshold=speaker_threshold,
     )
     needs, warnings = job_needs(catalog, job)
     lock = cache.read_lock(cache_root)

@@ -96,6 +96,36 @@ def translator_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]
     return [Need(model, fetch_command(model)) for model in models], []
 
 
+DIARIZATION_GROUP = "diarization"
+
+
+def diarization_entry(catalog: Catalog) -> Model:
+    """pyannote community-1: diarization, and (its embedding subfolder) the voices of enrolled speakers."""
+    return next(i for i in catalog.items if i.group == DIARIZATION_GROUP)
+
+
+def diarization_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
+    """The diarization model, for --diarize jobs."""
+    if not job.diarize:
+        return [], []
+    item = diarization_entry(catalog)
+    return [Need(item, fetch_command(item))], []
+
+
+def resolve_diarization(catalog: Catalog, root: Path, lock: dict) -> tuple[ModelSpec | None, str]:
+    """The diarization model spec with the lock's file list (the stage verifies the snapshot against it before
+    pyannote unpickles anything), or None and the fix."""
+    item = diarization_entry(catalog)
+    state = cache.model_state(root, item, lock)
+    entry = lock["models"].get(item.key)
+    if state.status != "complete" or not entry or entry.get("commit") != state.commit:
+        return None, (f"{item.key} is {state.status} in the cache {root}: {fetch_command(item)} (it is gated: accept "
+                      f"its licence at https://huggingface.co/{item.repo} and set HF_TOKEN once; loading it offline "
+                      f"needs no token)")
+    return {"key": item.key, "commit": state.commit, "path": str(cache.snapshot_dir(root, item.repo, state.commit)),
+            "files": entry["files"]}, ""
+
+
 # ---- resolved against the cache (run-pipeline) ----------------------------------------------------------------
 
 

@@ -68,6 +68,11 @@ class Job:
     align: bool = True  # word timestamps with the catalog's aligner for the language (--no-align: segments only)
     nllb_model: str | None = None  # --nllb-model: NLLB for pairs IndicTrans2 does not cover (None: a schema 1 job)
     align_languages: tuple[str, ...] = ()  # -s auto: the languages whose aligners are provisioned for the job
+    diarize: bool = False  # --diarize: who spoke (pyannote community-1), named from speakers_dir when given
+    speakers_dir: str | None = None  # enrolled voice samples: <name>[_N].<audio ext>
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    speaker_threshold: float = 0.5  # cosine at or above which an enrolled person names a diarized speaker
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -79,7 +84,8 @@ _JOB_TYPES: dict[str, tuple] = {
     "id": (str,), "workflow": (str,), "source_language": (str,), "backend": (str,), "backend_reason": (str,),
     "asr_model": (str,), "created": (str,), "schema": (int,), "align": (bool,), "nllb_model": (str, type(None)),
     "target_languages": (list,), "warnings": (list,), "align_languages": (list,), "models": (dict,),
-    "media": (dict,), "clip": (dict,),
+    "media": (dict,), "clip": (dict,), "diarize": (bool,), "speakers_dir": (str, type(None)),
+    "min_speakers": (int, type(None)), "max_speakers": (int, type(None)), "speaker_threshold": _NUMBER,
 }
 _MEDIA_TYPES = {"path": (str,), "sha256": (str,), "size": (int,), "duration": _NUMBER, "audio_streams": (int,)}
 _CLIP_TYPES = {"start": _NUMBER, "end": _NUMBER}

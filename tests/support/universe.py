@@ -97,6 +97,7 @@ def generated_repo_files(model: Model, rng: random.Random, scale: int = 1) -> tu
             "embedding/pytorch_model.bin": _blob(rng, scale * 100_000),
             "segmentation/pytorch_model.bin": _blob(rng, scale * 100_000),
             "plda/plda.npz": _blob(rng, scale * 10_000),
+            "plda/xvec_transform.npz": _blob(rng, scale * 10_000),
             "README.md": b"gated\n",
         }
         decoys = {}

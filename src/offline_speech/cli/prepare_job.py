@@ -17,6 +17,7 @@ PREPARE_EXAMPLES = """\b
 Examples:
   ./prepare-job.sh --media in/talk.mp4 -s hi
   ./prepare-job.sh --media in/film.mp4 --workflow subtitle -s hi -t en,ta,bn
+  ./prepare-job.sh --media in/meeting.wav --diarize --speakers speakers/ --min-speakers 2 --max-speakers 6
   ./prepare-job.sh --media in/meeting.mkv --start-time 00:05:00 --end-time 00:10:30 --asr-model large-v3-turbo
 """
 
@@ -38,6 +39,11 @@ def prepare_job(
     backend: Annotated[str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")] = "auto",
     align: Annotated[bool, typer.Option("--align/--no-align", help="Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment timestamps.")] = True,
     align_languages: Annotated[Optional[str], typer.Option("--align-languages", metavar="LANG[,LANG...]", help="With -s auto: the languages whose aligners the job is provisioned with (default en,hi); the detected language's aligner is used when cached.")] = None,
+    diarize: Annotated[bool, typer.Option("--diarize", help="Who spoke: speaker labels on segments and words (./cache-models.sh --diarization).")] = False,
+    speakers: Annotated[Optional[Path], typer.Option("--speakers", metavar="DIR", help="With --diarize: enrolled voice samples, <name>[_N].<audio> (anna_1.wav, anna_2.m4a, ravi.wav); matching speakers get the name.")] = None,
+    min_speakers: Annotated[Optional[int], typer.Option("--min-speakers", help="With --diarize: at least this many speakers.")] = None,
+    max_speakers: Annotated[Optional[int], typer.Option("--max-speakers", help="With --diarize: at most this many speakers.")] = None,
+    speaker_threshold: Annotated[float, typer.Option("--speaker-threshold", help="With --speakers: the cosine score at or above which a voice is named (the job's speakers.json lists every score).")] = 0.5,
     nllb_model: Annotated[str, typer.Option(help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as one JSON document (its \"id\" is the job id) instead of the id line.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders go (default <project>/out).")] = None,
@@ -59,6 +65,11 @@ def prepare_job(
         backend=backend,
         align=align,
         align_languages=align_languages,
+        diarize=diarize,
+        speakers=speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        speaker_threshold=speaker_threshold,
         nllb_model=nllb_model,
         out_dir=out_dir or DEFAULT_OUT_DIR,
     )

@@ -21,7 +21,9 @@ from ..requirements import (
     aligner_entries,
     aligner_needs,
     asr_needs,
+    diarization_needs,
     resolve_aligner,
+    resolve_diarization,
     resolve_asr,
     translation_plan,
     translator_needs,
@@ -29,7 +31,7 @@ from ..requirements import (
 from ..schema import WORKFLOWS, Job, read_transcript
 from ..stages.base import JobEntry, ModelSpec
 from ..stages.mux import output_name
-from ..util import sha256_file
+from ..util import digest as digest_text, sha256_file
 
 if TYPE_CHECKING:
     from .manifest import JobRun
@@ -175,6 +177,45 @@ def _align_venv(job: Job, entry: JobEntry | None) -> str:
     return "whisperx" if aligning else "core"
 
 
+# ---- diarize: who spoke, named from enrolled samples --------------------------------------------------------------
+
+
+def _check_diarize(ctx: Context, job: Job) -> list[str]:
+    spec, problem = resolve_diarization(ctx.catalog, ctx.root, ctx.lock)
+    return [] if spec else [f"job {job.id}: {problem}"]
+
+
+def _speaker_files(folder: str | None) -> list[list]:
+    """[name, sha256] of every sample in the speakers folder: a changed folder diarizes (and names) again."""
+    if not folder or not Path(folder).is_dir():
+        return []
+    return [[p.name, sha256_file(p)] for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")]
+
+
+def _build_diarize(ctx: Context, run: "JobRun") -> Built:
+    spec, problem = resolve_diarization(ctx.catalog, ctx.root, ctx.lock)
+    if spec is None:
+        raise StageInputError(problem)
+    job = run.job
+    folder = job.speakers_dir
+    enrolment = str(ctx.root / "offline-speech" / "enrolment" / f"{digest_text(folder)}.json") if folder else None
+    options = {"min_speakers": job.min_speakers, "max_speakers": job.max_speakers, "speakers_dir": folder,
+               "speaker_threshold": job.speaker_threshold, "enrolment_cache": enrolment}
+    entry = _entry(run, {"audio": str(run.path("audio.wav")), "transcript": str(run.path("aligned.json"))},
+                   {"transcript": str(run.path("diarized.json")),
+                    "speakers": str(run.dir / f"{Path(job.media.path).stem}.speakers.json")},
+                   diarize=options)
+    key = {"audio": _digest(run.path("audio.wav")), "transcript": _digest(run.path("aligned.json")),
+           "model": spec["commit"], "options": {k: v for k, v in options.items() if k != "enrolment_cache"},
+           "samples": _speaker_files(folder)}
+    return Built(entry, key, models={"diarization": spec}, uses={spec["key"]: spec["commit"]})
+
+
+def source_transcript(run: "JobRun") -> Path:
+    """The transcript later stages read: diarized when the job asked who spoke, else aligned."""
+    return run.path("diarized.json") if run.job.diarize else run.path("aligned.json")
+
+
 # ---- translate: every target language, by the route of the (detected) source ------------------------------------
 
 
@@ -203,8 +244,9 @@ def _documents(run: "JobRun") -> list[dict]:
     """The transcripts the outputs stage turns into files: the source, then each translation, with their files."""
     job = run.job
     stem = Path(job.media.path).stem
-    language = read_transcript(run.path("aligned.json"))["language"]
-    docs = [{"language": language, "transcript": str(run.path("aligned.json")),
+    source = source_transcript(run)
+    language = read_transcript(source)["language"]
+    docs = [{"language": language, "transcript": str(source),
              "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in DOCUMENT_FORMATS}}]
     formats = DOCUMENT_FORMATS if any(s.name == "mux" for s in stages_of(job)) else ("txt", "json")  # where muxed
     for target, out in run.manifest["stages"].get("translate", {}).get("outputs", {}).items():
@@ -238,6 +280,8 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("asr", 1, ALL, lambda job: f"asr_{job.backend}", lambda job, entry: job.backend, _build_asr, asr_needs,
           _check_asr),
     Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
+    Stage("diarize", 1, ALL, "diarize", "whisperx", _build_diarize, diarization_needs, _check_diarize, final=True,
+          when=lambda job: job.diarize),  # final: <stem>.speakers.json (who matched whom, every score) is a result
     Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, translator_needs,
           _check_translate, when=lambda job: bool(job.target_languages)),  # subtitle without -t: the source only
     Stage("outputs", 3, ALL, "outputs", "core", _build_outputs, final=True),

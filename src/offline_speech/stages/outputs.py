@@ -41,17 +41,18 @@ def cues(segments: list[dict]) -> list[tuple[float, float, str]]:
     """Subtitle cues (start, end, text) for the segments, in order and without overlaps."""
     result: list[tuple[float, float, str]] = []
     for seg in segments:
+        label = f"[{seg['speaker']}] " if seg.get("speaker") else ""  # a diarized job: who speaks, on every cue
         current: list[tuple[str, float, float]] = []
         for piece in _pieces(seg):
             if current:
                 text = " ".join(p[0] for p in current + [piece])
                 sentence_end = ends_sentence(current[-1][0]) and len(" ".join(p[0] for p in current)) > LINE // 2
-                if len(text) > MAX_CHARS or piece[2] - current[0][1] > MAX_SECONDS or sentence_end:
-                    result.append((current[0][1], current[-1][2], " ".join(p[0] for p in current)))
+                if len(label + text) > MAX_CHARS or piece[2] - current[0][1] > MAX_SECONDS or sentence_end:
+                    result.append((current[0][1], current[-1][2], label + " ".join(p[0] for p in current)))
                     current = []
             current.append(piece)
         if current:
-            result.append((current[0][1], current[-1][2], " ".join(p[0] for p in current)))
+            result.append((current[0][1], current[-1][2], label + " ".join(p[0] for p in current)))
     fixed: list[tuple[float, float, str]] = []
     for start, end, text in result:
         if fixed and start < fixed[-1][1]:
@@ -108,6 +109,20 @@ def whisperx_document(doc: dict) -> dict:
     return {**doc, "stage": NAME, "word_segments": words}
 
 
+def to_txt(segments: list[dict]) -> str:
+    """One line per segment; with speakers, one paragraph per speaker turn, led by the speaker's name."""
+    if not any(seg.get("speaker") for seg in segments):
+        return "".join(seg["text"] + "\n" for seg in segments)
+    turns: list[tuple[str, list[str]]] = []
+    for seg in segments:
+        who = seg.get("speaker") or "?"
+        if turns and turns[-1][0] == who:
+            turns[-1][1].append(seg["text"].strip())
+        else:
+            turns.append((who, [seg["text"].strip()]))
+    return "\n".join(f"[{who}] {' '.join(texts)}\n" for who, texts in turns)
+
+
 def _write_text(path: Path, text: str) -> None:
     atomic_write(path, text.encode("utf-8"))
 
@@ -118,7 +133,7 @@ def write_documents(doc: dict, outputs: dict[str, str]) -> int:
     writers = {
         "srt": lambda path: _write_text(path, to_srt(items)),
         "vtt": lambda path: _write_text(path, to_vtt(items)),
-        "txt": lambda path: _write_text(path, "".join(s["text"] + "\n" for s in doc["segments"])),
+        "txt": lambda path: _write_text(path, to_txt(doc["segments"])),
         "json": lambda path: write_json(path, whisperx_document(doc)),
     }
     for ext, path in outputs.items():
