@@ -69,6 +69,14 @@ BUNDLE = [
     (rf"^import throughput / plain tar: {N} \(ours {N} MB/s", positive),
 ]
 
+SPEAKERS = [
+    (rf"^audio: {N} s, (\d+) turns, (\d+) voices, (\d+) enrolled samples; named \['anna', 'ravi'\]", positive),
+    (rf"^1\. diarize \+ naming .*: {N} s per audio minute; bare whisperX DiarizationPipeline: {N} s per audio minute; "
+     rf"median paired ratio {N} over (\d+) rounds", positive),
+    (rf"^2\. model loads in one stage run of (\d+) jobs: (\d+) \(target 1\); load {N} s", lambda jobs, loads, s: loads == 1),
+    (rf"^3\. enrolment \(decode \+ embed\) per sample: {N} s in a fresh stage's first job", positive),
+]
+
 
 def run_quick(script: str) -> str:
     """scripts/SCRIPT --quick with the tests' Python (the core venv); its stdout, after asserting exit 0."""
@@ -80,7 +88,7 @@ def run_quick(script: str) -> str:
 
 @pytest.mark.parametrize(("script", "lines"), [("bench_provision.py", PROVISION), ("bench_pipeline.py", PIPELINE),
                                                ("bench_translate.py", TRANSLATE), ("bench_media.py", MEDIA),
-                                               ("bench_bundle.py", BUNDLE)])
+                                               ("bench_bundle.py", BUNDLE), ("bench_speakers.py", SPEAKERS)])
 def test_quick_run_prints_every_figure(script, lines):
     out = run_quick(script)
     for pattern, check in lines:
