@@ -33,13 +33,14 @@ from ..errors import BadInput
 from ..settings import host_platform
 from .download import Reporter, fetch
 from .entry import Entry, entries_for
-from .plan import ItemResult, Plan, plan
+from .plan import ItemResult, plan
 from . import adopt, heal
 from .bundle import plan_export, read_since, write_bundle
-from .bundle_import import ImportResult, import_bundle
+from .bundle_import import import_bundle
+from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Verified  # noqa: F401 - the CLI reads them here
 from .register import register_dir
 from .remote import Remote
-from .verify import VerifyResult, keys_of, repair, verify
+from .verify import keys_of, repair, verify
 
 
 class Mode(str, Enum):
@@ -123,124 +124,6 @@ class Listener(Protocol):
 
     def confirm_clear(self, keys: list[str], root: Path) -> bool:
         """Whether to remove these entries (raise BadInput when no one can be asked)."""
-
-
-# ---- what a run returns --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Provisioned:
-    """Entries provisioned (`how`: "provisioned", "all cached" or "registered"), in selection order."""
-
-    results: tuple[ItemResult, ...]
-    how: str
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A plan shown instead of carried out: --dry-run, or a download `refused` because it does not fit."""
-
-    plan: Plan
-    root: Path
-    refused: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.refused and self.plan.fits and not self.plan.failed
-
-
-@dataclass(frozen=True)
-class Verified:
-    """Per entry (and per conversion) what verify found, after repair when `repaired_too`."""
-
-    root: Path
-    results: tuple[VerifyResult, ...]
-    repaired: tuple[ItemResult, ...] = ()
-    repaired_too: bool = False
-
-    @property
-    def bad(self) -> list[VerifyResult]:
-        return [r for r in self.results if r.status != "ok"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.bad
-
-
-@dataclass(frozen=True)
-class InfoRow:
-    key: str
-    repo: str
-    revision: str
-    bytes: int
-    status: str
-    location: str
-
-
-@dataclass(frozen=True)
-class Info:
-    """What the cache holds of the selected entries (by default: what --all means here, and whatever is cached)."""
-
-    root: Path
-    rows: tuple[InfoRow, ...]
-
-    @property
-    def ok(self) -> bool:
-        return True
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(r.bytes for r in self.rows)
-
-
-@dataclass(frozen=True)
-class Cleared:
-    """(key, bytes freed) per removed entry; `cancelled` when the question was answered no."""
-
-    root: Path
-    freed: tuple[tuple[str, int], ...] = ()
-    cancelled: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.cancelled
-
-
-@dataclass(frozen=True)
-class Exported:
-    """A bundle written (or, for --dry-run, sized): its entries, distinct files, bytes, and what was left out."""
-
-    archive: Path
-    entries: tuple[str, ...]
-    files: int
-    bytes: int
-    archive_bytes: int
-    skipped: tuple[tuple[str, str], ...]
-    dry_run: bool
-
-    @property
-    def ok(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
-class Imported:
-    """Per entry of a bundle: imported, updated (another commit was recorded before) or already cached."""
-
-    archive: Path
-    results: tuple[ImportResult, ...]
-
-    @property
-    def ok(self) -> bool:
-        return True
-
-
-Outcome = Provisioned | Planned | Verified | Info | Cleared | Exported | Imported
 
 
 # ---- the use cases -------------------------------------------------------------------------------------
