@@ -12,18 +12,21 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 20
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a partial one."""
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes `path` (fsynced, renamed into place) only when the block ends without an error;
+    readers see the old file or the new one, never a partial one, and a failure leaves no temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -31,6 +34,12 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the new one, never a partial one."""
+    with atomic_output(path) as f:
+        f.write(data)
 
 
 def write_json(path: Path, doc: object, indent: int | None = 1) -> None:

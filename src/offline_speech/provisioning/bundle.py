@@ -18,12 +18,9 @@ problem leaves the cache as it was. Importing an archive whose entries are all c
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -31,7 +28,7 @@ from typing import Callable
 from .. import cache
 from ..catalog import Asset, Catalog, Model
 from ..errors import BadInput, StateError
-from ..util import CHUNK, utc_now
+from ..util import CHUNK, atomic_output, utc_now
 
 KIND = "offline-speech/bundle"
 SCHEMA = 1
@@ -162,22 +159,13 @@ def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: No
     dest = dest.expanduser().resolve()
     if not dest.parent.is_dir():
         raise BundleError(f"{dest.parent}: no such folder")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for f in sorted(plan.files.values(), key=lambda f: f.id):
-                _write_member(out, FILES + f.id, f, progress)
-            data = json.dumps(plan.manifest, indent=1, sort_keys=True).encode()
-            _write_header(out, MANIFEST, len(data))
-            out.write(data + _padding(len(data)))
-            out.write(b"\0" * (tarfile.BLOCKSIZE * 2))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(dest) as out:
+        for f in sorted(plan.files.values(), key=lambda f: f.id):
+            _write_member(out, FILES + f.id, f, progress)
+        data = json.dumps(plan.manifest, indent=1, sort_keys=True).encode()
+        _write_header(out, MANIFEST, len(data))
+        out.write(data + _padding(len(data)))
+        out.write(b"\0" * (tarfile.BLOCKSIZE * 2))
     return dest.stat().st_size
 
 
