@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,28 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never a partial one."""
     with atomic_output(path) as f:
         f.write(data)
+
+
+def place_file(src: Path, dest: Path, mode: int | None = None) -> None:
+    """`src`'s bytes at `dest`, moved in atomically: a hard link where both are on one file system, else a copy
+    (`mode`, when given, is set on the result: on a link, that is `src`'s own mode too). A link at `dest` is
+    replaced, never written through."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".incomplete")
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_json(path: Path, doc: object, indent: int | None = 1) -> None:

@@ -10,17 +10,15 @@ is asked of the network; what the other cache lacks is downloaded as usual after
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import cache
 from ..cache import RemoteFile
 from ..catalog import COMMIT_RE, Model
+from ..util import place_file
 from ..verified import hash_as
 from .hub_models import record_snapshot
 from .plan import ItemResult
@@ -97,26 +95,6 @@ def find(hub: Path, model: Model) -> Found | None:
     return Found(model, commit, snapshot, tuple(files), tuple(missing))
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
-    """Hard-link `src` at `dest` (atomically); copy where they are on different file systems."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".incomplete")
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def adopt(root: Path, found: Found) -> ItemResult:
     """Hash each file of a complete snapshot against its hub id, then link it into the project cache."""
     model = found.model
@@ -129,7 +107,7 @@ def adopt(root: Path, found: Found) -> ItemResult:
         for f in found.files:
             blob = blobs / f.etag
             if not (blob.is_file() and not blob.is_symlink() and blob.stat().st_size == f.size):
-                _link_or_copy(Path(os.path.realpath(found.snapshot / f.path)), blob)
+                place_file(Path(os.path.realpath(found.snapshot / f.path)), blob)
             link = snapshot / f.path
             link.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):

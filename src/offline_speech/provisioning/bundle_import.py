@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import cache
 from ..catalog import COMMIT_RE, Asset, Catalog, CatalogError, Model
-from ..util import CHUNK
+from ..util import CHUNK, place_file
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError, Progress, _Hasher
 
 _ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -188,27 +188,6 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
     return entries
 
 
-def _place(staged: Path, dest: Path) -> None:
-    """A copy of a staged file at `dest`, moved in atomically (staged files may serve several paths)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_symlink():
-        dest.unlink()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".import")
-    os.close(fd)
-    try:
-        try:
-            os.unlink(tmp)
-            os.link(staged, tmp)  # same file system: no copy
-        except OSError:
-            shutil.copyfile(staged, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _move_in(root: Path, staged: dict[str, Path], section: str, item, record: dict, files, tree) -> ImportResult:
     with cache.cache_lock(root, f"entry-{item.key if section != 'derived' else cache.derived_key(item)}"):
         lock = cache.read_lock(root)
@@ -222,7 +201,7 @@ def _move_in(root: Path, staged: dict[str, Path], section: str, item, record: di
         if same and state.status == "complete":
             return ImportResult(key, "cached")
         for path, file_id, _ in files:
-            _place(staged[file_id], root / path)
+            place_file(staged[file_id], root / path, mode=0o644)
         cache.update_lock(root, section, key, record["lock"])
         return ImportResult(key, "imported", f"{sum(s for _, _, s in files)} bytes")
 
@@ -237,7 +216,7 @@ def _move_model(root: Path, staged: dict[str, Path], model: Model, record: dict,
     for path, file_id, size in files:
         blob = blobs / file_id
         if not (blob.is_file() and not blob.is_symlink() and blob.stat().st_size == size):
-            _place(staged[file_id], blob)
+            place_file(staged[file_id], blob, mode=0o644)
         link = snapshot / path
         link.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
