@@ -43,3 +43,9 @@ def ct2_to_mlx(source: Path, dest: Path, dtype: str = "float32") -> dict[str, by
     """The faster-whisper model in `source` converted to the MLX Whisper layout in `dest`."""
     run_builder("mlx", "ct2_to_mlx.py", source, dest, "--dtype", dtype, timeout=600)
     return folder_files(dest)
+
+
+def tiny_torchaudio_aligner(dest: Path) -> bytes:
+    """A stand-in for torchaudio's English aligner checkpoint, in the real architecture, of a few kilobytes."""
+    run_builder("whisperx", "tiny_torchaudio_aligner.py", dest, timeout=300)
+    return dest.read_bytes()

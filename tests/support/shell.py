@@ -70,10 +70,13 @@ def run_pipeline(out: Path, cache: Path, *ids: str, code: int | None = 0, netns:
 
 
 def provision(cache: Path, *flags: str, overrides: dict[str, dict[str, bytes]] | None = None, token: bool = False,
-              code: int | None = 0, timeout: float = 600) -> subprocess.CompletedProcess:
+              code: int | None = 0, timeout: float = 600, assets: dict[str, bytes] | None = None) -> subprocess.CompletedProcess:
     """cache-models.sh FLAGS into `cache` from a test hub serving the catalog (the real tiny.en, stand-ins for the
-    rest, `overrides` as repo -> files), stopped afterwards; token=True gives the hub's token for its gated repos."""
+    rest, `overrides` as repo -> files, `assets` as asset path -> bytes), stopped afterwards; token=True gives the
+    hub's token for its gated repos."""
     u = hub_universe.build_universe(hub_universe.tiny_en_files(), overrides=overrides)
+    for path, data in (assets or {}).items():
+        u.hub.add_asset(path, data)
     with u.hub:
         hub = {"HF_ENDPOINT": u.hub.url, "OFFLINE_SPEECH_ASSET_MIRROR": u.hub.url + "/assets", "HOME": str(cache.parent)}
         if token:
