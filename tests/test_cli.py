@@ -111,3 +111,54 @@ def test_venv_setup_checks_the_system_can_make_venvs_before_anything_slow(tmp_pa
     assert proc.returncode == 2
     assert "cannot create virtualenvs (no ensurepip)" in proc.stderr and "-venv" in proc.stderr
     assert not (tmp_path / "venvs").exists()
+
+
+def _read_pty(master: int, proc: subprocess.Popen, deadline: float) -> list[tuple[float, str]]:
+    """Every line the process writes to its terminal, with the time it arrived, until it exits."""
+    import select
+    import time
+
+    lines, buffer = [], b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child side closed
+                chunk = b""
+            if not chunk and proc.poll() is not None:
+                break
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            lines += [(time.monotonic(), line.decode(errors="replace").rstrip("\r")) for line in complete]
+        elif proc.poll() is not None:
+            break
+    return lines
+
+
+def test_term_dumb_on_a_terminal_shows_progress_lines_as_they_happen(cli, universe):
+    """A terminal with TERM=dumb cannot draw bars: it gets the plain progress lines a pipe gets, while the download
+    runs (not all at the end), and no escape sequences."""
+    import pty
+    import time
+
+    universe.hub.throttle(2_000_000)  # tiny.en's 75 MB model.bin: tens of seconds, so the lines come in over time
+    master, child = pty.openpty()
+    proc = subprocess.Popen(cli.args("--whisperx", "--asr-model", "tiny.en"), env=cli.env(TERM="dumb"),
+                            stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    try:
+        lines = _read_pty(master, proc, time.monotonic() + 300)
+    finally:
+        universe.hub.throttle(None)
+        proc.kill()
+        proc.wait()
+        os.close(master)
+    assert proc.returncode == 0, lines
+    text = [t for _, t in lines]
+    assert not any("\x1b" in t for t in text), text
+    fetching = [when for when, t in lines if t.startswith("fetching ")]
+    percents = [when for when, t in lines if t.strip().endswith("%") or "% of" in t]
+    assert fetching and len(percents) >= 3, text
+    ended = lines[-1][0]
+    assert ended - fetching[0] > 5 and ended - percents[0] > 3, "progress lines came only at the end"
