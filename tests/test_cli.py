@@ -162,3 +162,23 @@ def test_term_dumb_on_a_terminal_shows_progress_lines_as_they_happen(cli, univer
     assert fetching and len(percents) >= 3, text
     ended = lines[-1][0]
     assert ended - fetching[0] > 5 and ended - percents[0] > 3, "progress lines came only at the end"
+
+
+def test_all_says_in_one_line_that_mlx_was_left_out_off_apple_silicon(cli):
+    proc = cli.run("--all", "--dry-run", check_code=None, OFFLINE_SPEECH_PLATFORM="linux-x86_64")
+    notes = [line for line in proc.stderr.splitlines() if "MLX" in line]
+    assert len(notes) == 1 and "leaves out MLX" in notes[0] and "Apple Silicon" in notes[0], proc.stderr
+    assert "mlx-" not in proc.stdout
+    arm = cli.run("--all", "--dry-run", check_code=None, OFFLINE_SPEECH_PLATFORM="darwin-arm64")
+    assert "leaves out MLX" not in arm.stderr and "mlx-" in arm.stdout
+
+
+def test_dry_run_footer_never_says_fits_when_an_entry_could_not_be_planned(cli):
+    """The diarization repo is gated and no token is set: it cannot be planned, so the footer says so."""
+    proc = cli.run("--whisperx", "--asr-model", "tiny.en", "--diarization", "--dry-run", check_code=None)
+    footer = proc.stdout.strip().splitlines()[-1]
+    assert "could not be planned" in footer and "fits" not in footer, proc.stdout
+    plan = json.loads(cli.run("--whisperx", "--asr-model", "tiny.en", "--diarization", "--dry-run", "--json",
+                              check_code=None).stdout)
+    failed = [r for r in plan["plan"] if r["error"]]
+    assert [r["key"] for r in failed] == ["pyannote-speaker-diarization-community-1"] and "gated" in failed[0]["error"], plan
