@@ -33,6 +33,7 @@ from typing import Protocol
 
 from .. import cache
 from ..cache import RemoteFile
+from ..errors import StateError
 from ..util import CHUNK, usable_cpus
 from .plan import ItemPlan, ItemResult, Plan, cached
 from .pool import DaemonPool, Interrupted
@@ -75,6 +76,17 @@ def tune_downloads() -> list[str]:
         HTTP11Connection.READ_NUM_BYTES = DOWNLOAD_READ_BYTES
         tuned.append("httpcore2 HTTP11Connection.READ_NUM_BYTES")
     return tuned
+
+
+def require_writable(root: Path) -> None:
+    """Refuse in one line (exit 2) to provision a cache this process cannot write: a team's shared cache mounted
+    read-only, or another user's. Reading it (--info, --verify, run-pipeline) needs no write."""
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if os.access(existing, os.W_OK):
+        return
+    why = "a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "no write permission"
+    raise StateError(f"cannot write to the cache {root} ({why}): provisioning needs a writable cache; a shared "
+                     "read-only cache is provisioned where it is writable, or give --cache-dir a folder you can write")
 
 
 def default_workers() -> int:
