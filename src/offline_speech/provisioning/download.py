@@ -12,11 +12,11 @@ Nothing is recorded for an entry that did not finish: no lock entry, no refs. Ea
 next chunk, or ends with the process.
 
 Resume: a partial download keeps its bytes under `blobs/<etag>.incomplete` (the name huggingface_hub < 1 resumed
-from). huggingface_hub >= 1 downloads into `blobs/<etag>.<random>.incomplete`, unique per process and deleted when
-a download fails: on Ctrl-C the download thread hard-links it to `<etag>.incomplete` before it stops; after a
-kill -9 the next run adopts the largest `<etag>.*.incomplete` (under huggingface_hub's own per-blob lock,
-`.locks/models--ORG--NAME/<etag>.lock`, so never one another process is writing). The next run fetches only the
-rest with a Range request (`http_get`) and moves the file into `blobs/<etag>` only once all its bytes hash to the
+from). huggingface_hub >= 1 downloads into `blobs/<etag>.<random>.incomplete`, unique per process and deleted when a
+download fails: on Ctrl-C the download thread hard-links it to `<etag>.incomplete` before it stops; after a kill -9
+the next run adopts the largest `<etag>.*.incomplete` (under huggingface_hub's own per-blob lock,
+`.locks/models--ORG--NAME/<etag>.lock`, so never a file another process is still writing). The next run fetches only
+the rest with a Range request (`http_get`) and moves the file into `blobs/<etag>` only once all its bytes hash to the
 hub's id; a partial whose bytes are wrong fails that check, is deleted, and the file is fetched afresh.
 """
 
