@@ -10,12 +10,17 @@ then each round times, in alternating order, `./cache-models.sh --export` agains
 empty folder. Our side hashes every byte (export: against the hub ids; import: before anything enters the
 cache), so the figure is throughput including hashing. Prints the median of the per-round ratios
 (tar seconds / ours; target >= 0.8) and the MB/s of each side.
+
+Two figures of stopping and resuming, on the throttled test hub (tests/support/interrupt.py): Ctrl-C to exit of
+./cache-models.sh mid-download (SIGINT to its process group, as a terminal sends it; target <= 1.5 s), and the
+bytes a rerun fetches after a kill -9 at >= 90 % of a file, over the file's size (target <= 0.15).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import shutil
 import statistics
 import subprocess
@@ -46,6 +51,58 @@ def make_model(folder: Path, size: int) -> None:
     with open(folder / "model.bin", "wb") as f:
         for _ in range(size // (1 << 20)):
             f.write(os.urandom(1 << 20))
+
+
+def _support() -> None:
+    """Make the package and tests/support importable (see tests/support/__init__.py)."""
+    for path in (str(ROOT / "src"), str(ROOT / "tests")):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def ctrl_c_latency(work: Path, rounds: int) -> list[float]:
+    """Seconds from Ctrl-C to the exit of ./cache-models.sh downloading a 10.5 MiB file at 1 MB/s, once 20 % of
+    it is on disk; one figure per round, each into an empty cache."""
+    _support()
+    from support.interrupt import BIG, KEY, repo_files, serve, start, wait_for_partial
+
+    files = repo_files()
+    seconds = []
+    with serve(files) as hub:
+        hub.throttle(1_000_000)
+        for r in range(rounds):
+            cache_root = work / f"ctrl-c-{r}" / "cache"
+            proc = start(hub, cache_root, KEY)
+            wait_for_partial(proc, cache_root, files[BIG], 0.2)
+            sent = time.perf_counter()
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.communicate(timeout=60)
+            seconds.append(time.perf_counter() - sent)
+            if proc.returncode != 130:
+                sys.exit(f"Ctrl-C: cache-models exited {proc.returncode}, not 130")
+    return seconds
+
+
+def resume_fraction(work: Path, mb: int, rate: int) -> tuple[float, int]:
+    """Bytes the rerun fetches after a kill -9 at >= 90 % of an `mb` MiB file served at `rate` bytes/s, over the
+    file's size; and that size."""
+    _support()
+    from support.interrupt import BIG, KEY, fetched, hub_env, repo_files, serve, start, wait_for_partial
+    from support.shell import shim
+
+    files = repo_files(size=mb * (1 << 20) + (1 << 19))  # half a MiB past the last whole MiB: 90 % shows on disk
+    size = len(files[BIG])
+    cache_root = work / "resume" / "cache"
+    with serve(files) as hub:
+        hub.throttle(rate)
+        proc = start(hub, cache_root, KEY)
+        wait_for_partial(proc, cache_root, files[BIG], 0.9, timeout=600)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        hub.throttle(None)
+        hub.reset_requests()
+        shim("cache-models.sh", KEY, cache=cache_root, **hub_env(hub, cache_root))
+        return fetched(hub) / size, size
 
 
 def main() -> int:
@@ -91,6 +148,12 @@ def main() -> int:
               f"(ours {mbs / statistics.median(ours_export):.0f} MB/s, hashing every byte)")
         print(f"import throughput / plain tar: {statistics.median(import_ratios):.2f} "
               f"(ours {mbs / statistics.median(ours_import):.0f} MB/s, hashing every byte)")
+        latencies = ctrl_c_latency(work, 1 if args.quick else 5)
+        print(f"Ctrl-C to exit: {statistics.median(latencies):.2f} s median of {len(latencies)} "
+              f"{[round(s, 2) for s in latencies]} (target <= 1.5 s)")
+        fraction, size = resume_fraction(work, 10 if args.quick else 100, 2_000_000 if args.quick else 20_000_000)
+        print(f"bytes fetched after a kill at 90 % / file size: {fraction:.3f} (file of {size / 1e6:.1f} MB; "
+              "target <= 0.15)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

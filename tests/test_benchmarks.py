@@ -67,6 +67,9 @@ BUNDLE = [
     (rf"^bundle of {N} MB, (\d+) paired rounds", positive),
     (rf"^export throughput / plain tar: {N} \(ours {N} MB/s", positive),
     (rf"^import throughput / plain tar: {N} \(ours {N} MB/s", positive),
+    (rf"^Ctrl-C to exit: {N} s median of (\d+) {ANY} \(target <= 1.5 s\)$", positive),
+    (rf"^bytes fetched after a kill at 90 % / file size: {N} \(file of {N} MB; target <= 0.15\)$",
+     lambda fraction, mb: 0 <= fraction <= 1 and mb > 0),
 ]
 
 SPEAKERS = [

@@ -5,6 +5,7 @@ and the helpers that run the project's commands as a user runs them.
     sample.py            the committed speech clip, its sentences, and the checks made on its subtitles
     hub.py               TestHub, an HF-compatible server on 127.0.0.1 (by hand: python tests/support/hub.py --help)
     universe.py          what the test hub serves: every catalog repo (the real tiny.en, stand-ins) and the assets
+    interrupt.py         a slow download to Ctrl-C or kill -9: cache-models in its own process group, its partial file
     builders.py          runs the three builders below in their venvs
     tiny_aligner.py      (venv/whisperx) a tiny random-weight wav2vec2 CTC aligner laid out like a hub repo
     tiny_translators.py  (venv/translation) tiny NLLB and IndicTrans2 models that reproduce given sentence pairs

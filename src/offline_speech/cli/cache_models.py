@@ -116,7 +116,11 @@ def cache_models(
         from_dir=from_dir, key=key, revision=revision, dry_run=dry_run, archive=export or import_, since=since,
         hf_cache=(hf_cache or user_hub_cache()).expanduser() if from_hf_cache else None,
     )
-    outcome = service.run(request, _Console(as_json))
+    try:
+        outcome = service.run(request, _Console(as_json))
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to resume")
+        raise typer.Exit(130) from None
     raise typer.Exit(_render(outcome, as_json))
 
 

@@ -14,7 +14,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,7 +74,7 @@ class AssetEntry:
     def remaining(self, root: Path, p: ItemPlan, state: LocalState) -> ItemPlan:
         return p  # one file, fetched whole
 
-    def start(self, root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: ThreadPoolExecutor) -> list[Future]:
+    def start(self, root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: Executor) -> list[Future]:
         return [files.submit(self._download, root, remote, reporter)]
 
     def _download(self, root: Path, remote: Remote, reporter: Reporter) -> None:

@@ -8,7 +8,7 @@ the `Entry` protocol below.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Protocol
 
@@ -48,7 +48,7 @@ class Entry(Protocol):
         """Ask the remote what an incomplete entry needs; a failure is the plan's error, never raised."""
     def remaining(self, root: Path, p: ItemPlan, state: LocalState) -> ItemPlan:
         """The plan as the disk is now (under the entry's lock, after another run may have fetched some of it)."""
-    def start(self, root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: ThreadPoolExecutor) -> list[Future]:
+    def start(self, root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: Executor) -> list[Future]:
         """Submit its downloads to the shared pool; each future gives a problem line or None."""
     def finish(self, root: Path, p: ItemPlan) -> ItemResult:
         """Record it (refs, lock) once every download went well."""

@@ -8,7 +8,7 @@ entry listing every file with its size and hash.
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,7 +94,7 @@ class ModelEntry:
             return p
         return ItemPlan(self, state, p.commit, p.needed, self._absent(root, p.commit, p.needed), p.tree)
 
-    def start(self, root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: ThreadPoolExecutor) -> list[Future]:
+    def start(self, root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: Executor) -> list[Future]:
         """Record the tree listing, drop files there with the wrong size (hf_hub_download would trust them), then
         submit one download per missing file."""
         assert p.commit

@@ -31,7 +31,7 @@ from ..catalog import (
 )
 from ..errors import BadInput
 from ..settings import host_platform
-from .download import Reporter, fetch
+from .download import Reporter, fetch, require_writable
 from .entry import Entry, entries_for
 from .plan import ItemResult, plan
 from . import adopt, heal
@@ -144,6 +144,8 @@ def run(request: Request, listener: Listener) -> Outcome:
     if request.mode in (Mode.FETCH, Mode.DRY_RUN, Mode.VERIFY, Mode.INFO, Mode.EXPORT):
         for key in heal.record_missing(request.root, [e.item for e in entries]):
             listener.status(f"{key}: complete on disk but missing from the lock (an interrupted run): recorded")
+    if request.mode in (Mode.FROM_DIR, Mode.IMPORT, Mode.CLEAR):
+        require_writable(request.root)
     if request.mode is Mode.FROM_DIR:
         return register(request, catalog)
     if request.mode is Mode.IMPORT:
@@ -184,6 +186,8 @@ def select(catalog: Catalog, wanted: Wanted, platform_id: str) -> Selection:
 def provision(request: Request, entries: list[Entry], warnings: tuple[str, ...], listener: Listener) -> Provisioned | Planned:
     """Fetch what is not cached (or, for --dry-run, only plan it), then make the conversions."""
     root = request.root
+    if request.mode is Mode.FETCH and not all_cached(root, entries):
+        require_writable(root)
     if request.mode is Mode.FETCH and request.hf_cache is not None:
         take_from_hf_cache(root, request.hf_cache, entries, listener)
     if request.mode is Mode.FETCH and all_cached(root, entries):
@@ -234,6 +238,7 @@ def verify_and_repair(request: Request, catalog: Catalog, entries: list[Entry], 
     results = verify(root, entries)
     repaired: list[ItemResult] = []
     if request.repair and any(r.status != "ok" for r in results):
+        require_writable(root)
         with listener.progress(0, bars=False) as reporter:
             repaired = repair(root, entries, results, Remote.from_settings(request.asset_mirror), reporter)
         bad_keys = {r.key for r in results if r.status != "ok"}

@@ -1,0 +1,80 @@
+"""A download to interrupt, for tests/test_interrupt.py and scripts/bench_bundle.py: one catalog repo served with a
+big file by a throttled test hub, ./cache-models.sh started as a terminal starts a foreground command (its own
+process group, which Ctrl-C signals as a whole), and its partial file watched as it grows."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from pathlib import Path
+
+from offline_speech import cache
+
+from . import ROOT
+from . import universe as hub_universe
+from .hub import MIB, TestHub, sha256_hex
+from .shell import shim_env
+
+KEY = "speechbrain-spkrec-ecapa-voxceleb"
+REPO = "speechbrain/spkrec-ecapa-voxceleb"
+BIG = "embedding_model.ckpt"
+# huggingface_hub writes a download in 1 MiB pieces: at 10.5 MiB the partial on disk reaches 95 % before the end.
+SIZE = 10 * MIB + MIB // 2
+
+
+def repo_files(size: int = SIZE, seed: int = 11) -> dict[str, bytes]:
+    """Every file KEY's loader requests, BIG of `size` random bytes."""
+    rng = random.Random(seed)
+    return {
+        "hyperparams.yaml": b"pretrained_path: speechbrain/spkrec-ecapa-voxceleb\n",
+        BIG: rng.randbytes(size),
+        "mean_var_norm_emb.ckpt": rng.randbytes(2_000),
+        "classifier.ckpt": rng.randbytes(50_000),
+        "label_encoder.txt": b"'id10001' => 0\n",
+    }
+
+
+def serve(files: dict[str, bytes]) -> TestHub:
+    """A test hub (not started) serving the catalog with REPO holding `files`."""
+    return hub_universe.build_universe(hub_universe.tiny_en_files(), overrides={REPO: files}).hub
+
+
+def hub_env(hub: TestHub, cache_root: Path) -> dict[str, str]:
+    return {"HF_ENDPOINT": hub.url, "OFFLINE_SPEECH_ASSET_MIRROR": hub.url + "/assets", "HOME": str(cache_root.parent)}
+
+
+def start(hub: TestHub, cache_root: Path, *keys: str) -> subprocess.Popen:
+    """./cache-models.sh KEYS into cache_root, in its own process group."""
+    return subprocess.Popen([str(ROOT / "cache-models.sh"), *keys], env=shim_env(cache_root, **hub_env(hub, cache_root)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def partials(cache_root: Path, etag: str) -> list[Path]:
+    """The partial downloads of blob `etag`: ours (<etag>.incomplete) and huggingface_hub's (<etag>.<random>...)."""
+    blobs = cache.repo_dir(cache_root, REPO) / "blobs"
+    return list(blobs.glob(f"{etag}*.incomplete")) if blobs.is_dir() else []
+
+
+def wait_for_partial(proc: subprocess.Popen, cache_root: Path, data: bytes, fraction: float, timeout: float = 60) -> int:
+    """Poll until a partial download of `data` holds at least `fraction` of it; its size (RuntimeError if the run
+    ends first or it takes longer than `timeout`)."""
+    etag = sha256_hex(data)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for p in partials(cache_root, etag):
+            try:
+                size = p.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size >= fraction * len(data):
+                return size
+        time.sleep(0.01)
+    proc.kill()
+    raise RuntimeError(f"no partial download of {fraction:.0%} appeared: {proc.communicate()}")
+
+
+def fetched(hub: TestHub, path: str = BIG) -> int:
+    """Body bytes the hub sent for GETs of one file of REPO."""
+    return sum(r.bytes_sent for r in hub.requests if r.method == "GET" and r.path.startswith(f"/{REPO}/resolve/")
+               and r.path.endswith(f"/{path}"))
