@@ -224,7 +224,8 @@ def test_export_hashes_a_file_only_when_its_stat_changed_since_it_was_verified(c
     index = json.loads((cli.cache / "offline-speech" / "verified.json").read_text())["files"]
     lock = json.loads((cli.cache / "offline-speech.lock.json").read_text())
     commit = lock["models"][TINY]["commit"]
-    blob = (cli.cache / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots" / commit / "model.bin").resolve()
+    snapshot = cli.cache / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots" / commit
+    blob = (snapshot / "model.bin").resolve()
     assert index[str(blob.relative_to(cli.cache))][0] == blob.name  # recorded when its bytes were hashed
     again = tmp_path / "again.tar"
     cli.run("--export", str(again))  # copied unhashed (by the kernel): the same files

@@ -11,10 +11,11 @@ An archive holds content-addressed files and, last, a manifest:
 
 Export reads each file once, checks it against its id while it is written (a corrupt cache never leaves as a
 "verified" archive) and writes no links. A file whose stat is unchanged since its hash was last checked (the
-cache's verified index) is not hashed again: the kernel copies it. NAME.tar.zst compresses with zstd. Import streams the archive into a staging folder inside the cache,
-checks every file against its id, checks the manifest against the catalog (known keys, the catalog's repos
-and destinations, relative paths only), and only then moves each entry into place and merges the lock; any
-problem leaves the cache as it was. Importing an archive whose entries are all cached changes nothing.
+cache's verified index) is not hashed again: the kernel copies it. NAME.tar.zst compresses with zstd. Import
+streams the archive into a staging folder inside the cache, checks every file against its id, checks the
+manifest against the catalog (known keys, the catalog's repos and destinations, relative paths only), and only
+then moves each entry into place and merges the lock; any problem leaves the cache as it was. Importing an
+archive whose entries are all cached changes nothing.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | Non
     """The bundle of `keys` (catalog keys; their NLLB conversions come along), less what the lock `since` has."""
     lock = cache.read_lock(root)
     since_lock = since or {"models": {}, "assets": {}, "derived": {}}
-    plan = ExportPlan(root, {"kind": KIND, "schema": SCHEMA, "created": utc_now(), "models": {}, "assets": {}, "derived": {}})
+    manifest = {"kind": KIND, "schema": SCHEMA, "created": utc_now(), "models": {}, "assets": {}, "derived": {}}
+    plan = ExportPlan(root, manifest)
     for key in keys:
         item = catalog.get(key)
         state = cache.item_state(root, item, lock)

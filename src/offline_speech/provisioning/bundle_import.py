@@ -1,10 +1,11 @@
 """--import: a bundle made by --export, checked whole before anything enters the cache.
 
 The archive (plain tar, or compressed: zstd, gzip, xz, bz2, told by its first bytes) is streamed into a staging
-folder inside the cache in one pass, every file hashed against the id it is named by as it is written; the manifest is checked against the catalog (known keys, the catalog's repos and destinations, relative paths
-only) and against the staged files; only then is each entry moved in (hard links from the staging folder: no
-second copy) and the lock merged; what was placed is recorded in the cache's verified index (its hash was just
-checked), so the next --verify does not hash it again. Any problem raises BundleError with the cache as it was.
+folder inside the cache in one pass, every file hashed against the id it is named by as it is written; the
+manifest is checked against the catalog (known keys, the catalog's repos and destinations, relative paths only)
+and against the staged files; only then is each entry moved in (hard links from the staging folder: no second
+copy) and the lock merged; what was placed is recorded in the cache's verified index (its hash was just checked),
+so the next --verify does not hash it again. Any problem raises BundleError with the cache as it was.
 """
 
 from __future__ import annotations
