@@ -174,8 +174,9 @@ def _write_member(out, name: str, f: BundleFile, progress: Progress, index: Veri
     _write_header(out, name, f.size)
     known = index.known(f.source, f.id)
     hasher = None if known else Hasher(f.id, f.size)
-    written = copy_file(out, f.source, f.size, hasher, progress, kernel)
-    if written != f.size or (hasher is not None and hasher.hexdigest() != f.id):
+    # The copy stops at f.size, so a file that grew is caught by its size, one that shrank by the bytes copied.
+    ok = f.source.stat().st_size == f.size and copy_file(out, f.source, f.size, hasher, progress, kernel) == f.size
+    if not ok or (hasher is not None and hasher.hexdigest() != f.id):
         raise StateError(f"{f.source} does not match its recorded hash (cache damaged): run "
                          f"./cache-models.sh --verify --repair, then export again")
     if not known:
