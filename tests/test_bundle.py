@@ -37,6 +37,12 @@ def tree_state(root: Path) -> dict[str, bytes]:
     return state
 
 
+def bundled_files(archive: Path) -> list[tuple[str, bytes]]:
+    """A bundle's file members in order, with their bytes (the manifest aside: it carries a time stamp)."""
+    with tarfile.open(archive) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar if m.name.startswith("offline-speech-bundle/files/")]
+
+
 @pytest.fixture()
 def exported(cli, tmp_path) -> Path:
     """A bundle of tiny.en, a word aligner and punkt_tab, exported from a cache provisioned from the test hub."""
@@ -47,6 +53,7 @@ def exported(cli, tmp_path) -> Path:
 
 
 def test_export_then_import_into_an_empty_cache_runs_a_job_offline(cli, exported, tmp_path):
+    assert exported.read_bytes()[257:262] == b"ustar"  # a .tar is written uncompressed
     names = [m.name for m in tarfile.open(exported)]
     assert names[-1] == "offline-speech-bundle/manifest.json" and len(names) == len(set(names))
     assert all(m.isfile() for m in tarfile.open(exported))  # no links: blobs are resolved
@@ -183,3 +190,49 @@ def test_export_refuses_a_damaged_cache_and_leaves_no_archive(cli, tmp_path):
     assert not list(tmp_path.glob("*x.tar*"))
     shutil.rmtree(cli.cache)
 
+
+
+def test_a_zst_name_exports_zstd_and_import_tells_it_by_its_magic_bytes(cli, exported, tmp_path):
+    zstandard = pytest.importorskip("zstandard")
+    archive = tmp_path / "models.tar.zst"
+    cli.run("--export", str(archive))
+    assert archive.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    plain = tmp_path / "decompressed.tar"
+    with archive.open("rb") as src, zstandard.ZstdDecompressor().stream_reader(src) as reader:
+        plain.write_bytes(reader.read())
+    assert bundled_files(plain) == bundled_files(exported)  # the same tar, compressed
+
+    renamed = tmp_path / "models.bundle"  # import goes by the bytes, not by the name
+    renamed.write_bytes(archive.read_bytes())
+    target = replace(cli, cache=tmp_path / "target")
+    imported = target.json("--import", str(renamed))
+    assert {r["status"] for r in imported["imported"]} == {"imported"} and len(imported["imported"]) == 3
+    assert target.json("--verify", netns=True)["problems"] == 0
+
+    truncated = tmp_path / "truncated.tar.zst"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    other = replace(cli, cache=tmp_path / "other")
+    other.run(TINY)
+    before = tree_state(other.cache)
+    proc = other.run("--import", str(truncated), check_code=2)
+    errors = [line for line in proc.stderr.splitlines() if not re.match(r"\s*\d+% of ", line)]
+    assert len(errors) == 1 and "truncated" in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert tree_state(other.cache) == before
+
+
+def test_export_hashes_a_file_only_when_its_stat_changed_since_it_was_verified(cli, exported, tmp_path):
+    index = json.loads((cli.cache / "offline-speech" / "verified.json").read_text())["files"]
+    lock = json.loads((cli.cache / "offline-speech.lock.json").read_text())
+    commit = lock["models"][TINY]["commit"]
+    snapshot = cli.cache / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots" / commit
+    blob = (snapshot / "model.bin").resolve()
+    assert index[str(blob.relative_to(cli.cache))][0] == blob.name  # recorded when its bytes were hashed
+    again = tmp_path / "again.tar"
+    cli.run("--export", str(again))  # copied unhashed (by the kernel): the same files
+    assert bundled_files(again) == bundled_files(exported)
+    # Once its stat changed it is hashed again: a same-size flip is caught.
+    damaged = bytearray(blob.read_bytes())
+    damaged[100] ^= 1
+    blob.write_bytes(bytes(damaged))
+    proc = cli.run("--export", str(tmp_path / "x.tar"), check_code=2)
+    assert "does not match its recorded hash" in proc.stderr

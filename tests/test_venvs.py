@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from offline_speech.venvs import STAMP_NAME, default_venvs, select_venvs
+from offline_speech.venv_build import STAMP_NAME
+from offline_speech.venv_select import default_venvs, select_venvs
 from support import ROOT
 
 VENVS_PY = ROOT / "src" / "offline_speech" / "venvs.py"

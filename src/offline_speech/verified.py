@@ -80,6 +80,15 @@ class VerifiedIndex:
             self.dirty = True
         return ok
 
+    def known(self, path: Path, file_id: str) -> bool:
+        """Whether `path` (links followed) was verified as `file_id` with exactly the stat it has now; never hashes
+        (for a caller that hashes the bytes itself as it reads them when this says no)."""
+        try:
+            real = Path(os.path.realpath(path))
+            return self.records.get(self._key(real)) == [file_id, _signature(real.stat())]
+        except OSError:
+            return False
+
     def record(self, path: Path, file_id: str) -> None:
         """Note a file whose bytes were just checked against `file_id` elsewhere (a download hashes as it writes)."""
         with contextlib.suppress(OSError):

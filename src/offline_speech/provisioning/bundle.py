@@ -10,34 +10,33 @@ An archive holds content-addressed files and, last, a manifest:
                                               the commit, the tree listing and every file's path and id
 
 Export reads each file once, checks it against its id while it is written (a corrupt cache never leaves as a
-"verified" archive) and writes no links. Import streams the archive into a staging folder inside the cache,
-checks every file against its id, checks the manifest against the catalog (known keys, the catalog's repos
-and destinations, relative paths only), and only then moves each entry into place and merges the lock; any
-problem leaves the cache as it was. Importing an archive whose entries are all cached changes nothing.
+"verified" archive) and writes no links. A file whose stat is unchanged since its hash was last checked (the
+cache's verified index) is not hashed again: the kernel copies it. NAME.tar.zst compresses with zstd. Import
+streams the archive into a staging folder inside the cache, checks every file against its id, checks the
+manifest against the catalog (known keys, the catalog's repos and destinations, relative paths only), and only
+then moves each entry into place and merges the lock; any problem leaves the cache as it was. Importing an
+archive whose entries are all cached changes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from .. import cache
 from ..catalog import Asset, Catalog, Model
 from ..errors import BadInput, StateError
-from ..util import CHUNK, atomic_output, utc_now
+from ..util import utc_now
+from ..verified import VerifiedIndex
+from .bundle_stream import Hasher, Progress, copy_file, open_output, wants_zstd, zstandard
 
 KIND = "offline-speech/bundle"
 SCHEMA = 1
 PREFIX = "offline-speech-bundle/"
 MANIFEST = PREFIX + "manifest.json"
 FILES = PREFIX + "files/"
-
-
-Progress = Callable[[int], None]
 
 
 class BundleError(BadInput):
@@ -57,6 +56,7 @@ class BundleFile:
 class ExportPlan:
     """What an export writes: the manifest, the distinct files, and what was left out and why."""
 
+    root: Path  # the cache the files are read from
     manifest: dict
     files: dict[str, BundleFile] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
@@ -71,25 +71,6 @@ class ExportPlan:
         return [*m["models"], *m["assets"], *m["derived"]]
 
 
-def id_kind(file_id: str) -> str:
-    """sha256 for a 64-hex id, git-sha1 for a 40-hex one."""
-    return "sha256" if len(file_id) == 64 else "git-sha1"
-
-
-class _Hasher:
-    """The hash an id names, fed chunk by chunk (a git blob sha1 needs the size up front)."""
-
-    def __init__(self, file_id: str, size: int):
-        self.kind = id_kind(file_id)
-        self.h = hashlib.sha256() if self.kind == "sha256" else hashlib.sha1(f"blob {size}\0".encode())
-
-    def update(self, data: bytes) -> None:
-        self.h.update(data)
-
-    def hexdigest(self) -> str:
-        return self.h.hexdigest()
-
-
 # ---- export ---------------------------------------------------------------------------------------------------
 
 
@@ -97,7 +78,8 @@ def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | Non
     """The bundle of `keys` (catalog keys; their NLLB conversions come along), less what the lock `since` has."""
     lock = cache.read_lock(root)
     since_lock = since or {"models": {}, "assets": {}, "derived": {}}
-    plan = ExportPlan({"kind": KIND, "schema": SCHEMA, "created": utc_now(), "models": {}, "assets": {}, "derived": {}})
+    manifest = {"kind": KIND, "schema": SCHEMA, "created": utc_now(), "models": {}, "assets": {}, "derived": {}}
+    plan = ExportPlan(root, manifest)
     for key in keys:
         item = catalog.get(key)
         state = cache.item_state(root, item, lock)
@@ -153,19 +135,26 @@ def _add_derived(root: Path, plan: ExportPlan, key: str, entry: dict) -> None:
 
 
 def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: None) -> int:
-    """Write the archive (atomically: a temp file renamed at the end); the number of bytes written."""
+    """Write the archive (atomically: a temp file renamed at the end; zstd for NAME.tar.zst); the bytes written."""
     if not plan.keys:
         raise BundleError("nothing to export: every selected model is missing here or already in the --since lock")
     dest = dest.expanduser().resolve()
     if not dest.parent.is_dir():
         raise BundleError(f"{dest.parent}: no such folder")
-    with atomic_output(dest) as out:
-        for f in sorted(plan.files.values(), key=lambda f: f.id):
-            _write_member(out, FILES + f.id, f, progress)
-        data = json.dumps(plan.manifest, indent=1, sort_keys=True).encode()
-        _write_header(out, MANIFEST, len(data))
-        out.write(data + _padding(len(data)))
-        out.write(b"\0" * (tarfile.BLOCKSIZE * 2))
+    zstd = wants_zstd(dest)
+    if zstd and zstandard() is None:
+        raise BundleError(f"{dest.name}: zstd needs the zstandard module (./venv-setup core), or export to a .tar")
+    index = VerifiedIndex(plan.root)
+    try:
+        with open_output(dest, zstd) as out:
+            for f in sorted(plan.files.values(), key=lambda f: f.id):
+                _write_member(out, FILES + f.id, f, progress, index, kernel=not zstd)
+            data = json.dumps(plan.manifest, indent=1, sort_keys=True).encode()
+            _write_header(out, MANIFEST, len(data))
+            out.write(data + _padding(len(data)))
+            out.write(b"\0" * (tarfile.BLOCKSIZE * 2))
+    finally:
+        index.save()  # what this export hashed is not hashed again by the next one
     return dest.stat().st_size
 
 
@@ -179,19 +168,19 @@ def _write_header(out, name: str, size: int) -> None:
     out.write(info.tobuf(tarfile.PAX_FORMAT))
 
 
-def _write_member(out, name: str, f: BundleFile, progress: Progress) -> None:
-    """Header, the file's bytes checked against its id as they are copied, padding."""
+def _write_member(out, name: str, f: BundleFile, progress: Progress, index: VerifiedIndex, kernel: bool) -> None:
+    """Header, the file's bytes (checked against its id as they are copied unless the index vouches for them),
+    padding."""
     _write_header(out, name, f.size)
-    hasher, written = _Hasher(f.id, f.size), 0
-    with open(f.source, "rb") as src:
-        while chunk := src.read(CHUNK):
-            hasher.update(chunk)
-            out.write(chunk)
-            written += len(chunk)
-            progress(len(chunk))
-    if written != f.size or hasher.hexdigest() != f.id:
+    known = index.known(f.source, f.id)
+    hasher = None if known else Hasher(f.id, f.size)
+    # The copy stops at f.size, so a file that grew is caught by its size, one that shrank by the bytes copied.
+    ok = f.source.stat().st_size == f.size and copy_file(out, f.source, f.size, hasher, progress, kernel) == f.size
+    if not ok or (hasher is not None and hasher.hexdigest() != f.id):
         raise StateError(f"{f.source} does not match its recorded hash (cache damaged): run "
                          f"./cache-models.sh --verify --repair, then export again")
+    if not known:
+        index.record(f.source, f.id)
     out.write(_padding(f.size))
 
 

@@ -1,30 +1,31 @@
 """--import: a bundle made by --export, checked whole before anything enters the cache.
 
-The archive is streamed into a staging folder inside the cache; every file is hashed against the id it is named
-by; the manifest is checked against the catalog (known keys, the catalog's repos and destinations, relative paths
-only) and against the staged files; only then is each entry moved in (hard links from the staging folder: no
-second copy) and the lock merged. Any problem raises BundleError with the cache as it was.
+The archive (plain tar, or compressed: zstd, gzip, xz, bz2, told by its first bytes) is streamed into a staging
+folder inside the cache in one pass, every file hashed against the id it is named by as it is written; the
+manifest is checked against the catalog (known keys, the catalog's repos and destinations, relative paths only)
+and against the staged files; only then is each entry moved in (hard links from the staging folder: no second
+copy) and the lock merged; what was placed is recorded in the cache's verified index (its hash was just checked),
+so the next --verify does not hash it again. Any problem raises BundleError with the cache as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
-import lzma
 import os
 import re
 import shutil
 import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import cache
 from ..catalog import COMMIT_RE, Asset, Catalog, CatalogError, Model
-from ..util import CHUNK, place_file
-from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError, Progress, _Hasher
+from ..util import place_file
+from ..verified import VerifiedIndex
+from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
+from .bundle_stream import Hasher, Progress, archive_kind, decode_errors, open_archive, pump, zstandard
 
 _ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _MAX_MANIFEST = 64 << 20
@@ -46,20 +47,32 @@ def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progres
         staging = Path(tempfile.mkdtemp(dir=root, prefix=".import-"))
     except OSError as exc:
         raise BundleError(f"{root}: cannot write to the cache ({exc.strerror})") from None
+    placed: list[tuple[Path, str]] = []
     try:
         manifest, staged = _stream_in(archive, staging, progress)
         entries = _check_manifest(archive, catalog, manifest, staged)
-        return [_move_in(root, staged, *entry) for entry in entries]
+        results = [_move_in(root, staged, placed, *entry) for entry in entries]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    # Recorded once the staging links are gone: unlinking them changed the files' ctime.
+    index = VerifiedIndex(root)
+    for path, file_id in placed:
+        index.record(path, file_id)
+    index.save()
+    return results
 
 
 def _stream_in(archive: Path, staging: Path, progress: Progress) -> tuple[dict, dict[str, Path]]:
     """Every member into `staging`, each checked against its id; (manifest, {id: staged path})."""
+    if archive_kind(archive) == "zstd" and zstandard() is None:
+        raise BundleError(f"{archive}: zstd-compressed, and the zstandard module is missing (./venv-setup core)")
     staged: dict[str, Path] = {}
     manifest = None
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        with contextlib.ExitStack() as stack:
+            stream = open_archive(stack, archive)
+            # Headers through tarfile (every header format, its checks); each member's bytes read here, in one pass.
+            tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r:"))
             for member in tar:
                 name = member.name
                 if manifest is not None:
@@ -76,8 +89,8 @@ def _stream_in(archive: Path, staging: Path, progress: Progress) -> tuple[dict, 
                     raise BundleError(f"{archive}: unexpected member {name!r} (absolute, outside the bundle, or not a file id)")
                 if file_id in staged:
                     raise BundleError(f"{archive}: {name!r} appears twice")
-                staged[file_id] = _stage(archive, tar.extractfile(member), member.size, file_id, staging, progress)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
+                staged[file_id] = _stage(archive, stream, member.size, file_id, staging, progress)
+    except (tarfile.TarError, *decode_errors()) as exc:
         raise BundleError(f"{archive}: truncated or not a tar archive ({exc})") from None
     if manifest is None:
         raise BundleError(f"{archive}: no manifest (truncated, or not made by ./cache-models.sh --export)")
@@ -89,14 +102,11 @@ def _kind(member: tarfile.TarInfo) -> str:
 
 
 def _stage(archive: Path, stream, size: int, file_id: str, staging: Path, progress: Progress) -> Path:
+    """The member's bytes from `stream` into staging/<id>, hashed as they are written."""
     path = staging / file_id
-    hasher, got = _Hasher(file_id, size), 0
+    hasher = Hasher(file_id, size)
     with open(path, "wb") as out:
-        while chunk := stream.read(CHUNK):
-            hasher.update(chunk)
-            out.write(chunk)
-            got += len(chunk)
-            progress(len(chunk))
+        got = pump(stream.readinto, size, out.write, hasher, progress)
     if got != size:
         raise BundleError(f"{archive}: {file_id} is truncated ({got} of {size} bytes)")
     if hasher.hexdigest() != file_id:
@@ -188,11 +198,13 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
     return entries
 
 
-def _move_in(root: Path, staged: dict[str, Path], section: str, item, record: dict, files, tree) -> ImportResult:
+def _move_in(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]], section: str, item, record: dict,
+             files, tree) -> ImportResult:
+    """One entry into the cache (unless it is there already); `placed` gets each (file, id) moved in."""
     with cache.cache_lock(root, f"entry-{item.key if section != 'derived' else cache.derived_key(item)}"):
         lock = cache.read_lock(root)
         if section == "models":
-            return _move_model(root, staged, item, record, files, tree, lock)
+            return _move_model(root, staged, placed, item, record, files, tree, lock)
         key = cache.derived_key(item) if section == "derived" else item.key
         previous = lock[section].get(key)
         same = previous is not None and {k: v for k, v in previous.items() if k != "provisioned"} == \
@@ -202,11 +214,13 @@ def _move_in(root: Path, staged: dict[str, Path], section: str, item, record: di
             return ImportResult(key, "cached")
         for path, file_id, _ in files:
             place_file(staged[file_id], root / path, mode=0o644)
+            placed.append((root / path, file_id))
         cache.update_lock(root, section, key, record["lock"])
         return ImportResult(key, "imported", f"{sum(s for _, _, s in files)} bytes")
 
 
-def _move_model(root: Path, staged: dict[str, Path], model: Model, record: dict, files, tree, lock: dict) -> ImportResult:
+def _move_model(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]], model: Model, record: dict, files,
+                tree, lock: dict) -> ImportResult:
     commit = record["commit"]
     before = lock["models"].get(model.key, {}).get("commit")
     if before == commit and cache.model_state(root, model, lock).status == "complete":
@@ -217,6 +231,7 @@ def _move_model(root: Path, staged: dict[str, Path], model: Model, record: dict,
         blob = blobs / file_id
         if not (blob.is_file() and not blob.is_symlink() and blob.stat().st_size == size):
             place_file(staged[file_id], blob, mode=0o644)
+            placed.append((blob, file_id))
         link = snapshot / path
         link.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):

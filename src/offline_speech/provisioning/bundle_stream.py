@@ -1,0 +1,221 @@
+"""How a bundle's bytes move: the archive written plain or through zstd, each file copied in large blocks and hashed
+in the same pass (or copied by the kernel when nothing needs hashing), an archive's compression told by its magic
+bytes, and a member's bytes streamed into a staging file while they are hashed.
+
+Apart from bundle.py and bundle_import.py, which decide what goes in and what may come out, because throughput
+lives here (scripts/bench_bundle.py measures it against plain tar). Big copies overlap reading, hashing and
+writing in three threads: file reads and writes and hashlib's updates of large buffers all release the GIL.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import lzma
+import os
+import queue
+import threading
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from ..util import atomic_output
+
+BLOCK = 4 << 20  # per read, hash and write: large enough that per-call overhead vanishes
+_BUFFERS = 4  # blocks in flight between the reader, the hasher and the writer
+_SEND = 64 << 20  # per sendfile call, so progress moves on a big file
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_SUFFIXES = (".zst", ".tzst")
+ZSTD_LEVEL = 1  # weights barely compress: a fast level, so compression never slows the export much
+_MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"BZh": "bz2", ZSTD_MAGIC: "zstd"}
+
+Progress = Callable[[int], None]
+
+
+def zstandard():
+    """The zstandard module, or None where it is not installed (the core lock has it)."""
+    try:
+        import zstandard as module
+    except ImportError:
+        return None
+    return module
+
+
+def wants_zstd(dest: Path) -> bool:
+    """Whether an export name asks for zstd (NAME.tar.zst, NAME.tzst)."""
+    return dest.name.endswith(ZSTD_SUFFIXES)
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged or truncated compressed archive raises, besides tarfile's own errors."""
+    zstd = zstandard()
+    return (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, *((zstd.ZstdError,) if zstd else ()))
+
+
+class Hasher:
+    """The hash a file id names, fed block by block: sha256 for a 64-hex id, a git blob sha1 (which needs the size
+    up front) for a 40-hex one."""
+
+    def __init__(self, file_id: str, size: int):
+        self.h = hashlib.sha256() if len(file_id) == 64 else hashlib.sha1(f"blob {size}\0".encode())
+
+    def update(self, data) -> None:
+        self.h.update(data)
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+@contextlib.contextmanager
+def open_output(dest: Path, zstd: bool) -> Iterator[BinaryIO]:
+    """The archive being written: renamed to `dest` only when the block ends without an error; through a
+    multi-threaded zstd compressor when `zstd`."""
+    with atomic_output(dest) as raw:
+        if not zstd:
+            yield raw
+            return
+        compressor = zstandard().ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+        with compressor.stream_writer(raw, closefd=False) as out:
+            yield out
+
+
+def copy_file(out: BinaryIO, source: Path, size: int, hasher: Hasher | None, progress: Progress,
+              kernel: bool) -> int:
+    """Copy `source` to `out`, feeding `hasher` every byte; the bytes copied. With no hasher and `kernel` (a plain
+    file out), the kernel copies (sendfile: no pass through Python)."""
+    with open(source, "rb", buffering=0) as src:
+        if hasher is None and kernel:
+            sent = _sendfile(out, src, size, progress)
+            if sent is not None:
+                return sent
+        return pump(src.readinto, size, out.write, hasher, progress)
+
+
+def _sendfile(out: BinaryIO, src, size: int, progress: Progress) -> int | None:
+    """sendfile(2) from `src` to `out`'s descriptor; None where the system cannot (nothing was written then)."""
+    if not hasattr(os, "sendfile"):
+        return None
+    out.flush()
+    offset = 0
+    while offset < size:
+        try:
+            sent = os.sendfile(out.fileno(), src.fileno(), offset, min(_SEND, size - offset))
+        except OSError:
+            if offset == 0:
+                return None
+            raise
+        if sent == 0:
+            break
+        offset += sent
+        progress(sent)
+    return offset
+
+
+def archive_kind(archive: Path) -> str:
+    """What an archive's first bytes say it is: 'zstd', 'gzip', 'xz', 'bz2', else 'tar'."""
+    with open(archive, "rb") as f:
+        head = f.read(6)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "tar")
+
+
+def open_archive(stack: contextlib.ExitStack, archive: Path) -> BinaryIO:
+    """The archive's tar stream, decompressed as archive_kind says (zstd needs the zstandard module)."""
+    kind = archive_kind(archive)
+    raw = stack.enter_context(open(archive, "rb"))
+    if kind == "tar":
+        return raw
+    if kind == "zstd":
+        reader = zstandard().ZstdDecompressor().stream_reader(raw, read_size=BLOCK, read_across_frames=True,
+                                                              closefd=False)
+        return stack.enter_context(reader)
+    opener = {"gzip": lambda f: gzip.GzipFile(fileobj=f), "xz": lzma.LZMAFile, "bz2": bz2.BZ2File}[kind]
+    return stack.enter_context(opener(raw))
+
+
+def pump(readinto: Callable, size: int, write: Callable, hasher: Hasher | None, progress: Progress) -> int:
+    """Move `size` bytes from `readinto(buffer) -> n` to `write(view)`, `hasher` seeing each block in between;
+    the bytes moved (fewer when the source ends early). Beyond one block, reading, hashing and writing overlap."""
+    if size <= BLOCK:
+        buf = memoryview(bytearray(max(size, 1)))
+        got = 0
+        while got < size and (n := readinto(buf[: size - got])):
+            _hash_and_write(buf[:n], write, hasher, progress)
+            got += n
+        return got
+    return _Pipeline(readinto, size, write).run(hasher, progress)
+
+
+def _hash_and_write(view: memoryview, write: Callable, hasher: Hasher | None, progress: Progress) -> None:
+    if hasher is not None:
+        hasher.update(view)
+    write(view)
+    progress(len(view))
+
+
+class _Pipeline:
+    """A reader thread and a writer thread around the caller's thread, which hashes: buffers go free -> read ->
+    hashed -> written -> free. An error in any of the three stops all of them and is raised in the caller."""
+
+    def __init__(self, readinto: Callable, size: int, write: Callable):
+        self.readinto, self.size, self.write = readinto, size, write
+        self.free: queue.Queue = queue.Queue()
+        self.read: queue.Queue = queue.Queue()
+        self.hashed: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        for _ in range(_BUFFERS):
+            self.free.put(memoryview(bytearray(BLOCK)))
+
+    def _get(self, q: queue.Queue):
+        while not self.stop.is_set():
+            with contextlib.suppress(queue.Empty):
+                return q.get(timeout=0.1)
+        return None
+
+    def _reader(self) -> None:
+        left = self.size
+        try:
+            while left > 0 and (buf := self._get(self.free)) is not None:
+                n = self.readinto(buf[: min(BLOCK, left)])
+                if not n:
+                    break
+                self.read.put(buf[:n])
+                left -= n
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.error = self.error or exc
+            self.stop.set()
+        self.read.put(None)
+
+    def _writer(self) -> None:
+        try:
+            while (view := self._get(self.hashed)) is not None:
+                self.write(view)
+                self.free.put(memoryview(view.obj))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.error = self.error or exc
+            self.stop.set()
+
+    def run(self, hasher: Hasher | None, progress: Progress) -> int:
+        reader = threading.Thread(target=self._reader, name="bundle-read", daemon=True)
+        writer = threading.Thread(target=self._writer, name="bundle-write", daemon=True)
+        reader.start()
+        writer.start()
+        got = 0
+        try:
+            while (view := self._get(self.read)) is not None:
+                if hasher is not None:
+                    hasher.update(view)
+                self.hashed.put(view)
+                got += len(view)
+                progress(len(view))
+            self.hashed.put(None)  # the writer finishes what is queued, then stops
+            writer.join()
+        finally:
+            self.stop.set()
+            reader.join()
+            writer.join()
+        if self.error is not None:
+            raise self.error
+        return got
