@@ -135,6 +135,7 @@ class TestHub:
     ) -> None:
         self._lock = threading.Lock()
         self._repos: dict[str, HubRepo] = {}
+        self._history: dict[tuple[str, str | None], HubRepo] = {}  # (repo, commit) -> an older main
         self._assets: dict[str, bytes] = dict(assets or {})
         self._log: list[Request] = []
         self._cuts: dict[tuple[str | None, str], list[int]] = {}  # key -> [nbytes, times left]
@@ -150,10 +151,16 @@ class TestHub:
             self.add_repo(repo)
 
     # -- content ------------------------------------------------------------------------------------
-    def add_repo(self, repo: HubRepo) -> HubRepo:
-        """Serve (or replace) a repo."""
+    def add_repo(self, repo: HubRepo, *, keep_history: bool = False) -> HubRepo:
+        """Serve (or replace) a repo. Replacing moves `main` to the new commit; with keep_history the commit it
+        replaces stays reachable by its id (a branch that moved on), otherwise that commit is gone (history
+        rewritten)."""
         with self._lock:
+            old = self._repos.get(repo.repo_id)
+            if keep_history and old is not None and old.commit != repo.commit:
+                self._history[(repo.repo_id, old.commit)] = old
             self._repos[repo.repo_id] = repo
+            self._history.pop((repo.repo_id, repo.commit), None)
         return repo
 
     def add_asset(self, path: str, data: bytes) -> None:
@@ -278,6 +285,10 @@ class TestHub:
     def _repo(self, repo_id: str) -> HubRepo | None:
         with self._lock:
             return self._repos.get(repo_id)
+
+    def _older(self, repo_id: str, commit: str) -> HubRepo | None:
+        with self._lock:
+            return self._history.get((repo_id, commit))
 
     def _asset(self, path: str) -> bytes | None:
         with self._lock:
@@ -444,11 +455,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RepoNotFound", f"Repository not found: {repo_id}")
         return repo
 
-    def _check_revision(self, repo: HubRepo, revision: str) -> bool:
+    def _at_revision(self, repo: HubRepo, revision: str) -> HubRepo | None:
+        """The repo as it is at `revision` ("main", its commit, or a commit main has moved on from)."""
         if revision in ("main", repo.commit):
-            return True
-        self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        return False
+            return repo
+        older = self.server.hub._older(repo.repo_id, revision)
+        if older is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return older
 
     # -- routes -------------------------------------------------------------------------------------
     def _api(self, segs: list[str], query: str) -> None:
@@ -460,7 +474,8 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None:
             return
         revision = unquote(rest[1]) if rest else "main"
-        if not self._check_revision(repo, revision):
+        repo = self._at_revision(repo, revision)
+        if repo is None:
             return
         if rest and rest[0] == "tree":
             return self._tree(repo, unquote("/".join(rest[2:])), query)
@@ -487,7 +502,8 @@ class _Handler(BaseHTTPRequestHandler):
         """/ORG/NAME/resolve/REV/PATH: the file, with the headers hf_hub_download reads on HEAD."""
         org, name, _, rev, *path_segs = segs
         repo = self._find_repo(org, name)
-        if repo is None or not self._check_revision(repo, unquote(rev)):
+        repo = repo and self._at_revision(repo, unquote(rev))
+        if repo is None:
             return
         assert repo.commit is not None
         if repo.gated:
