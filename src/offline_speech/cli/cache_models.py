@@ -253,7 +253,8 @@ def _render_info(info: service.Info, as_json: bool) -> None:
     out.print(f"total on disk: {human(info.total_bytes)}")
     if info.elsewhere:
         out.print(f"complete in your Hugging Face cache {info.hf_cache}, not here: {', '.join(info.elsewhere)}; "
-                  f"link them (verified, no download): {info.link_command}")
+                  "link them (verified, no download) with:", soft_wrap=True)
+        out.print(f"  {info.link_command}", soft_wrap=True)
 
 
 def _render_verified(verified: service.Verified, as_json: bool) -> None:
