@@ -120,10 +120,14 @@ def test_a_commit_the_hub_no_longer_has_fails_that_key_only(cli, universe, team_
 def test_a_key_this_catalog_does_not_know_is_one_line_and_the_rest_go_on(cli, universe, team_lock):
     data = json.loads(team_lock.read_text())
     data["models"]["whisper-from-the-future"] = dict(data["models"][TINY], repo="org/future")
+    data["models"]["mlx-whisper-large-v3"] = dict(data["models"][TINY], repo="mlx-community/whisper-large-v3-mlx")
     team_lock.write_text(json.dumps(data))
     elsewhere = other_cache(cli, "elsewhere")
-    result = elsewhere.json("--lock-file", str(team_lock), check_code=1)
+    proc = elsewhere.run("--lock-file", str(team_lock), "--json", check_code=1)
+    assert f"note: mlx-whisper-large-v3: in {team_lock}, but it runs only on darwin-arm64: left out" in proc.stderr
+    result = json.loads(proc.stdout)
     rows = {r["key"]: r for r in result["results"]}
+    assert "mlx-whisper-large-v3" not in rows
     assert not rows["whisper-from-the-future"]["ok"]
     assert "not in this catalog" in rows["whisper-from-the-future"]["message"]
     assert rows[TINY]["ok"] and rows[SPEAKER]["ok"] and result["failed"] == 1

@@ -76,17 +76,24 @@ class Pinned:
     moves: tuple[Move, ...] = ()
 
 
-def lock_items(catalog: Catalog, data: dict, path: Path) -> tuple[list[Item], tuple[ItemResult, ...]]:
-    """Every key a lock file records, as catalog entries (models, then assets; a conversion comes with its model),
-    and a refusal for each key this catalog does not know."""
-    items, refused = [], []
+def lock_items(catalog: Catalog, data: dict, path: Path, platform_id: str) -> tuple[list[Item], Pinned]:
+    """Every key a lock file records that runs on `platform_id`, as catalog entries (models, then assets; a
+    conversion comes with its model); a refusal for each key this catalog does not know, a note for each left out
+    because it runs elsewhere (a Mac's MLX model in a lock used on Linux)."""
+    items, refused, notes = [], [], []
     for key in [*data["models"], *data["assets"]]:
         try:
-            items.append(catalog.get(key))
+            item = catalog.get(key)
         except CatalogError:
             refused.append(ItemResult(key, False, 0, f"in {path} but not in this catalog (a lock made by another "
                                                      "version of offline-speech?): left out"))
-    return items, tuple(refused)
+            continue
+        if item.runs_on(platform_id):
+            items.append(item)
+        else:
+            notes.append(f"{key}: in {path}, but it runs only on {', '.join(item.platforms)}: left out (name it to "
+                         "fetch it anyway)")
+    return items, Pinned((), tuple(refused), tuple(notes))
 
 
 def pin_to_lock(entries: list[Entry], data: dict, path: Path) -> Pinned:

@@ -209,14 +209,14 @@ def provision_pinned(request: Request, catalog: Catalog, platform_id: str, entri
     if request.lock_file:
         path = request.lock_file.expanduser()
         data = lockfile.read_lock_file(path, "--lock-file")
-        unknown: tuple[ItemResult, ...] = ()
+        left = lockfile.Pinned(())
         if not entries:
-            items, unknown = lockfile.lock_items(catalog, data, path)
-            if not items and not unknown:
-                raise BadInput(f"--lock-file {path}: it records no models; add a selection (--all, group flags, keys)")
+            items, left = lockfile.lock_items(catalog, data, path, platform_id)
+            if not items and not left.refused:
+                raise BadInput(f"--lock-file {path}: it records no models for this machine; name what to cache")
             entries = entries_for(items)
         pinned = lockfile.pin_to_lock(entries, data, path)
-        pinned = replace(pinned, refused=unknown + pinned.refused)
+        pinned = replace(pinned, refused=left.refused + pinned.refused, notes=left.notes + pinned.notes)
     else:
         named = replace(request.wanted, keys=(), job_keys=(), groups=(), all_groups=False)
         keys = {item.key for item in select(catalog, with_updates(named), platform_id).items}
