@@ -104,6 +104,15 @@ def test_update_moves_on_purpose_and_says_what_changed(cli, universe, team_lock)
     assert cache.read_ref(cli.cache, SPEAKER_REPO, "main") == old
 
 
+def test_update_with_the_hub_unreachable_says_so_and_keeps_what_is_cached(cli, universe, team_lock):
+    old = universe.commits[SPEAKER_REPO]
+    universe.hub.stop()
+    proc = cli.run("--update", SPEAKER, check_code=1)
+    assert f"cannot reach {cli.endpoint} for {SPEAKER_REPO}" in proc.stdout, proc.stdout
+    assert lock_of(cli)["models"][SPEAKER]["commit"] == old
+    assert cli.json("--speaker", netns=True)["results"][0]["message"] == "cached"
+
+
 def test_a_commit_the_hub_no_longer_has_fails_that_key_only(cli, universe, team_lock):
     move_main(universe, SPEAKER_REPO, keep_history=False)  # history rewritten: the locked commit is gone
     old = universe.commits[SPEAKER_REPO]
@@ -128,6 +137,10 @@ def test_a_key_this_catalog_does_not_know_is_one_line_and_the_rest_go_on(cli, un
     result = json.loads(proc.stdout)
     rows = {r["key"]: r for r in result["results"]}
     assert "mlx-whisper-large-v3" not in rows
+    # --dry-run says the same before anything is fetched
+    planned = other_cache(cli, "planned").json("--lock-file", str(team_lock), "--dry-run", check_code=1)
+    errors = {r["key"]: r["error"] for r in planned["plan"] if r["error"]}
+    assert list(errors) == ["whisper-from-the-future"] and "not in this catalog" in errors["whisper-from-the-future"]
     assert not rows["whisper-from-the-future"]["ok"]
     assert "not in this catalog" in rows["whisper-from-the-future"]["message"]
     assert rows[TINY]["ok"] and rows[SPEAKER]["ok"] and result["failed"] == 1
