@@ -182,3 +182,16 @@ def test_a_broken_lock_file_is_one_line_naming_it(cli, tmp_path, content, says):
 def test_lock_file_and_update_usage_errors(cli, args, says):
     proc = cli.run(*args, check_code=2)
     assert says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_what_the_lock_cannot_give_here_is_refused_before_any_request(cli, universe, team_lock):
+    data = json.loads(team_lock.read_text())
+    data["models"][TINY]["commit"] = "1" * 40  # another version of the catalog pinned another commit
+    data["models"][SPEAKER]["repo"] = "someone/else"
+    team_lock.write_text(json.dumps(data))
+    elsewhere = other_cache(cli, "elsewhere")
+    result = elsewhere.json("--lock-file", str(team_lock), check_code=1, netns=True)  # no network at all
+    rows = {r["key"]: r["message"] for r in result["results"]}
+    assert f"this catalog pins {TINY_EN_COMMIT[:12]}" in rows[TINY]
+    assert f"from someone/else, this catalog from {SPEAKER_REPO}" in rows[SPEAKER]
+    assert result["failed"] == 2 and not (elsewhere.cache / cache.LOCK_NAME).exists()
