@@ -60,3 +60,17 @@ def test_a_damaged_blob_in_the_other_cache_is_not_taken(cli, universe, tmp_path)
 def test_hf_cache_without_from_hf_cache_is_a_usage_error(cli, tmp_path):
     proc = cli.run("--whisperx", "--hf-cache", str(tmp_path), check_code=2)
     assert proc.stderr.strip() == "error: --hf-cache goes with --from-hf-cache"
+
+
+def test_info_names_what_your_own_hf_cache_has_and_the_command_that_links_it(cli, universe, tmp_path):
+    other = tmp_path / "user-hf-cache"
+    hub_made_cache(cli, other)
+    universe.hub.stop()
+    mine = {"HF_HUB_CACHE": str(other)}  # the user's own cache, as settings.user_hub_cache() finds it
+    command = f"./cache-models.sh {TINY} --from-hf-cache"
+    info = cli.json("--info", netns=True, **mine)
+    assert info["in_your_hf_cache"] == {"hf_cache": str(other), "keys": [TINY], "command": command}
+    proc = cli.run("--info", netns=True, **mine)
+    assert f"link them (verified, no download) with:\n  {command}\n" in proc.stdout, proc.stdout
+    cli.run(*command.split()[1:], netns=True, **mine)  # the command exactly as --info gave it
+    assert cli.json("--info", netns=True, **mine)["in_your_hf_cache"] is None

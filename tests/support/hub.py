@@ -44,6 +44,7 @@ class TestHub:
     ) -> None:
         self._lock = threading.Lock()
         self._repos: dict[str, HubRepo] = {}
+        self._history: dict[tuple[str, str | None], HubRepo] = {}  # (repo, commit) -> an older main
         self._assets: dict[str, bytes] = dict(assets or {})
         self._log: list[Request] = []
         self.faults = Faults()
@@ -57,10 +58,16 @@ class TestHub:
             self.add_repo(repo)
 
     # -- content ------------------------------------------------------------------------------------
-    def add_repo(self, repo: HubRepo) -> HubRepo:
-        """Serve (or replace) a repo."""
+    def add_repo(self, repo: HubRepo, *, keep_history: bool = False) -> HubRepo:
+        """Serve (or replace) a repo. Replacing moves `main` to the new commit; with keep_history the commit it
+        replaces stays reachable by its id (a branch that moved on), otherwise that commit is gone (history
+        rewritten)."""
         with self._lock:
+            old = self._repos.get(repo.repo_id)
+            if keep_history and old is not None and old.commit != repo.commit:
+                self._history[(repo.repo_id, old.commit)] = old
             self._repos[repo.repo_id] = repo
+            self._history.pop((repo.repo_id, repo.commit), None)
         return repo
 
     def add_asset(self, path: str, data: bytes) -> None:
@@ -161,6 +168,10 @@ class TestHub:
     def _repo(self, repo_id: str) -> HubRepo | None:
         with self._lock:
             return self._repos.get(repo_id)
+
+    def _older(self, repo_id: str, commit: str) -> HubRepo | None:
+        with self._lock:
+            return self._history.get((repo_id, commit))
 
     def _asset(self, path: str) -> bytes | None:
         with self._lock:

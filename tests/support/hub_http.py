@@ -179,11 +179,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RepoNotFound", f"Repository not found: {repo_id}")
         return repo
 
-    def _check_revision(self, repo: HubRepo, revision: str) -> bool:
+    def _at_revision(self, repo: HubRepo, revision: str) -> HubRepo | None:
+        """The repo as it is at `revision` ("main", its commit, or a commit main has moved on from)."""
         if revision in ("main", repo.commit):
-            return True
-        self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        return False
+            return repo
+        older = self.server.hub._older(repo.repo_id, revision)
+        if older is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return older
 
     # -- routes -------------------------------------------------------------------------------------
     def _api(self, segs: list[str], query: str) -> None:
@@ -195,7 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None:
             return
         revision = unquote(rest[1]) if rest else "main"
-        if not self._check_revision(repo, revision):
+        repo = self._at_revision(repo, revision)
+        if repo is None:
             return
         if rest and rest[0] == "tree":
             return self._tree(repo, unquote("/".join(rest[2:])), query)
@@ -221,7 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
         """/ORG/NAME/resolve/REV/PATH: the file, with the headers hf_hub_download reads on HEAD."""
         org, name, _, rev, *path_segs = segs
         repo = self._find_repo(org, name)
-        if repo is None or not self._check_revision(repo, unquote(rev)):
+        repo = repo and self._at_revision(repo, unquote(rev))
+        if repo is None:
             return
         assert repo.commit is not None
         if repo.gated:

@@ -40,6 +40,8 @@ Examples:
   ./cache-models.sh --export models.tar            every cached model, one verified tar for an offline machine
   ./cache-models.sh --export delta.tar --since target.lock   only what that machine's lock lacks
   ./cache-models.sh --import models.tar            on the offline machine: checked, then moved in
+  ./cache-models.sh --lock-file team.lock          exactly the commits a (team's) lock file pins
+  ./cache-models.sh --update nllb-200-3.3B         move one key to the newest commit, on purpose
 """
 
 
@@ -91,6 +93,8 @@ def cache_models(
     import_: Annotated[Optional[Path], typer.Option("--import", metavar="FILE", help="Check every file of a bundle made by --export, then move it into the cache.")] = None,
     from_hf_cache: Annotated[bool, typer.Option("--from-hf-cache", help="Before downloading, link complete, verified snapshots of the selection from your own Hugging Face cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub; another one with --hf-cache).")] = False,
     hf_cache: Annotated[Optional[Path], typer.Option("--hf-cache", metavar="DIR", help="The hub cache --from-hf-cache reads (a folder of models--ORG--NAME).")] = None,
+    lock_file: Annotated[Optional[Path], typer.Option("--lock-file", metavar="FILE", help="Provision exactly the commits this lock file pins (a cache's .cache/offline-speech.lock.json, or a copy in a team's repository): alone, every key it records; with a selection, those keys. A commit the hub no longer has fails that key only.")] = None,
+    update: Annotated[Optional[list[str]], typer.Option("--update", metavar="KEY|GROUP", help="Move these catalog keys or groups (repeatable, or comma-separated; a group is what its flag selects) to the newest commit on the hub, fetch it and say what changed. Without it a cached model is never re-checked online.")] = None,
     version: Version = None,
 ) -> None:
     flags = {"whisperx": whisperx, "mlx": mlx, "indictrans2": indictrans2, "nllb": nllb, "align": align,
@@ -110,11 +114,13 @@ def cache_models(
         asr_model=asr_model,
         nllb_model=nllb_model,
         languages=_languages(languages),
+        update=tuple(v.strip() for value in update or () for v in value.split(",") if v.strip()),
     )
     request = service.Request(
         mode, root, wanted, repair=repair, convert=convert, confirmed=yes, workers=workers, asset_mirror=asset_mirror,
         from_dir=from_dir, key=key, revision=revision, dry_run=dry_run, archive=export or import_, since=since,
-        hf_cache=(hf_cache or user_hub_cache()).expanduser() if from_hf_cache else None,
+        hf_cache=(hf_cache or user_hub_cache()).expanduser() if from_hf_cache or mode is service.Mode.INFO else None,
+        lock_file=lock_file,
     )
     try:
         outcome = service.run(request, _Console(as_json))
@@ -206,6 +212,10 @@ def _render_plan(planned: service.Planned, as_json: bool) -> None:
             "error": p.error,
         }
         for p in the_plan.items
+    ] + [
+        {"key": r.key, "repo": "", "commit": None, "action": "error", "files": [], "fetch": [], "bytes_needed": 0,
+         "bytes_to_fetch": 0, "error": r.message}
+        for r in planned.left_out
     ]
     summary = {
         "cache": str(root),
@@ -238,11 +248,17 @@ def _render_results(results: tuple[ItemResult, ...], as_json: bool, title: str) 
 
 def _render_info(info: service.Info, as_json: bool) -> None:
     if as_json:
-        _emit_json({"cache": str(info.root), "models": [r.__dict__ for r in info.rows], "total_bytes": info.total_bytes})
+        elsewhere = {"hf_cache": str(info.hf_cache), "keys": list(info.elsewhere), "command": info.link_command}
+        _emit_json({"cache": str(info.root), "models": [r.__dict__ for r in info.rows], "total_bytes": info.total_bytes,
+                    "in_your_hf_cache": elsewhere if info.elsewhere else None})
         return
     print_table(f"cache {info.root}", ["key", "repo", "revision", "size", "status", "location"],
                 [[r.key, r.repo, r.revision[:12], human(r.bytes), r.status, r.location] for r in info.rows])
     out.print(f"total on disk: {human(info.total_bytes)}")
+    if info.elsewhere:
+        out.print(f"complete in your Hugging Face cache {info.hf_cache}, not here: {', '.join(info.elsewhere)}; "
+                  "link them (verified, no download) with:", soft_wrap=True)
+        out.print(f"  {info.link_command}", soft_wrap=True)
 
 
 def _render_verified(verified: service.Verified, as_json: bool) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .. import cache
 from ..cache import RemoteFile
@@ -60,10 +61,11 @@ def _tree(folder: Path, commit: str) -> dict[str, RemoteFile] | None:
     return None
 
 
-def find(hub: Path, model: Model) -> Found | None:
-    """The snapshot of `model` in the cache at `hub` (its hub folder), judged without hashing; None if absent."""
+def find(hub: Path, model: Model, commit: str | None = None) -> Found | None:
+    """The snapshot of `model` (at `commit`, default what its revision points to there) in the cache at `hub` (its
+    hub folder), judged without hashing; None if absent."""
     folder = repo_folder(hub, model.repo)
-    commit = _commit(folder, model)
+    commit = commit or _commit(folder, model)
     if commit is None or not COMMIT_RE.match(commit):
         return None
     snapshot = folder / "snapshots" / commit
@@ -93,6 +95,20 @@ def find(hub: Path, model: Model) -> Found | None:
             continue
         files.append(f)
     return Found(model, commit, snapshot, tuple(files), tuple(missing))
+
+
+def complete_elsewhere(hub: Path, root: Path, models: Iterable[Model], lock: dict) -> list[Found]:
+    """The models complete in the cache at `hub` (judged without hashing, as --info judges) that are not complete
+    in the project cache at `root`: what --from-hf-cache would link."""
+    if not hub.is_dir() or hub.resolve() == cache.hub_dir(root).resolve():
+        return []
+    found = []
+    for model in models:
+        if cache.model_state(root, model, lock).status != "complete":
+            there = find(hub, model)
+            if there is not None and there.complete:
+                found.append(there)
+    return found
 
 
 def adopt(root: Path, found: Found) -> ItemResult:

@@ -183,15 +183,3 @@ def _write_member(out, name: str, f: BundleFile, progress: Progress, index: Veri
         index.record(f.source, f.id)
     out.write(_padding(f.size))
 
-
-def read_since(path: Path) -> dict:
-    """A lock file given to --since: the cache's own lock or an exported copy."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"--since {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StateError(f"--since {path}: not a readable lock file ({exc})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(s, {}), dict) for s in ("models", "assets", "derived")):
-        raise StateError(f"--since {path}: not an offline-speech lock file")
-    return {s: data.get(s, {}) for s in ("models", "assets", "derived")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ from ..cache import LocalState, RemoteFile
 from ..catalog import Model
 from .convert import Ct2Conversion, conversion_for
 from .download import Reporter, drop_file, fetch_hub_file
-from .hub_errors import describe_hub_error, gated_message
+from .hub_errors import describe_hub_error
 from .plan import ItemPlan, ItemResult
 from .remote import Remote
 
@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A catalog Model, with what provisioning does to it."""
+    """A catalog Model, with what provisioning does to it; `commit`, when given, is provisioned instead of what
+    the catalog's revision resolves to (--lock-file's pin, --update's newest)."""
 
     item: Model
+    commit: str | None = None
 
     @property
     def key(self) -> str:
@@ -49,23 +51,25 @@ class ModelEntry:
         return conversion_for(self.item)
 
     def state(self, root: Path, lock: dict) -> LocalState:
-        return cache.model_state(root, self.item, lock)
+        if self.commit is None:
+            return cache.model_state(root, self.item, lock)
+        # Judged at the commit asked for, as if the catalog pinned it (the ref checked is "main" either way).
+        return cache.model_state(root, replace(self.item, revision=self.commit), lock)
 
     def plan(self, root: Path, state: LocalState, remote: Remote) -> ItemPlan:
-        """The files to fetch, from the hub's tree listing; a gated repo without a token is refused up front."""
-        if self.item.gated and not remote.token:
-            return ItemPlan(self, state, error=gated_message(self.item, remote, have_token=False))
+        """The files to fetch, from the hub's tree listing. A gated repo is asked like any other (a mirror may
+        serve it without a token); the hub's answer decides."""
         try:
             return self._plan_online(root, state, remote)
         except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others
-            return ItemPlan(self, state, error=describe_hub_error(exc, self.item, remote))
+            return ItemPlan(self, state, error=self.describe_error(exc, remote))
 
     def _plan_online(self, root: Path, state: LocalState, remote: Remote) -> ItemPlan:
         from huggingface_hub import RepoFile, get_hf_file_metadata, hf_hub_url
 
         model = self.item
         api = remote.api()
-        commit = model.revision if model.pinned else api.model_info(model.repo, revision=model.revision).sha
+        commit = self.commit or (model.revision if model.pinned else api.model_info(model.repo, revision=model.revision).sha)
         tree = cache.read_tree(root, model.repo, commit)
         if tree is None:
             tree = {
@@ -81,7 +85,7 @@ class ModelEntry:
         if model.gated and to_fetch:
             # One HEAD tells whether this token may download, before any byte of a big repo is fetched.
             url = hf_hub_url(model.repo, to_fetch[0].path, revision=commit, endpoint=remote.endpoint)
-            get_hf_file_metadata(url, token=remote.token)
+            get_hf_file_metadata(url, token=remote.token or False)
         return ItemPlan(self, state, commit, tuple(needed), to_fetch, tree)
 
     def _absent(self, root: Path, commit: str, files) -> tuple[RemoteFile, ...]:
@@ -111,7 +115,7 @@ class ModelEntry:
         return record_snapshot(root, self.item, p.commit, list(p.needed), p.bytes_to_fetch)
 
     def describe_error(self, exc: BaseException, remote: Remote) -> str:
-        return describe_hub_error(exc, self.item, remote)
+        return describe_hub_error(exc, self.item, remote, self.commit)
 
     def expected_files(self, root: Path, lock: dict) -> tuple[str | None, list[RemoteFile]]:
         entry = lock["models"].get(self.key)

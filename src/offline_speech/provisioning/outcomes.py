@@ -26,15 +26,17 @@ class Provisioned:
 
 @dataclass(frozen=True)
 class Planned:
-    """A plan shown instead of carried out: --dry-run, or a download `refused` because it does not fit."""
+    """A plan shown instead of carried out: --dry-run, or a download `refused` because it does not fit; `left_out`:
+    keys a lock file cannot give here (or --update could not ask about), one line each."""
 
     plan: Plan
     root: Path
     refused: bool = False
+    left_out: tuple[ItemResult, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.refused and self.plan.fits and not self.plan.failed
+        return not self.refused and self.plan.fits and not self.plan.failed and not self.left_out
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,18 @@ class InfoRow:
 
 @dataclass(frozen=True)
 class Info:
-    """What the cache holds of the selected entries (by default: what --all means here, and whatever is cached)."""
+    """What the cache holds of the selected entries (by default: what --all means here, and whatever is cached),
+    and the catalog models complete in the user's own hub cache `hf_cache` that are not complete here."""
 
     root: Path
     rows: tuple[InfoRow, ...]
+    hf_cache: Path | None = None
+    elsewhere: tuple[str, ...] = ()
+
+    @property
+    def link_command(self) -> str:
+        """The command that links what `elsewhere` names (verified, no download)."""
+        return f"./cache-models.sh {' '.join(self.elsewhere)} --from-hf-cache" if self.elsewhere else ""
 
     @property
     def ok(self) -> bool:

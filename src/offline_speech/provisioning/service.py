@@ -2,16 +2,17 @@
 
 The command line parses its flags into a `Request` (a mode, what is wanted, options) and renders what `run()`
 returns; every decision in between lives here: which modes combine, how keys, jobs and group flags merge into
-one selection, the all-cached fast path, plan then fetch, verify -> repair -> verify again, the conversions made
-after provisioning, the info rows, clear and --from-dir. What happens meanwhile (notes, progress, a question
-before clearing) goes to a `Listener` the caller provides.
+one selection, the commits a lock file or --update decide (lockfile.py), the all-cached fast path, plan then
+fetch, verify -> repair -> verify again, the conversions made after provisioning, the info rows, clear and
+--from-dir. What happens meanwhile (notes, progress, a question before clearing) goes to a `Listener` the caller
+provides.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,7 @@ from ..catalog import (
     DEFAULT_ASR_MODEL,
     DEFAULT_LANGUAGES,
     DEFAULT_NLLB_MODEL,
+    GROUPS,
     Catalog,
     CatalogError,
     Item,
@@ -34,10 +36,11 @@ from ..settings import host_platform
 from .download import Reporter, fetch, require_writable
 from .entry import Entry, entries_for
 from .plan import ItemResult, plan
-from . import adopt, heal
-from .bundle import plan_export, read_since, write_bundle
+from . import adopt, heal, lockfile
+from .bundle import plan_export, write_bundle
 from .bundle_import import import_bundle
 from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Verified  # noqa: F401 - the CLI reads them here
+from .hub_models import ModelEntry
 from .register import register_dir
 from .remote import Remote
 from .verify import keys_of, repair, verify
@@ -86,6 +89,7 @@ class Wanted:
     asr_model: str = DEFAULT_ASR_MODEL
     nllb_model: str = DEFAULT_NLLB_MODEL
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    update: tuple[str, ...] = ()  # --update: keys or group names to move to the newest commit (selected too)
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ class Request:
     dry_run: bool = False  # Mode.EXPORT: only the size
     archive: Path | None = None  # Mode.EXPORT / Mode.IMPORT: the bundle
     since: Path | None = None  # Mode.EXPORT: leave out what this lock file has
-    hf_cache: Path | None = None  # Mode.FETCH: take complete snapshots from this standard hub cache first
+    hf_cache: Path | None = None  # Mode.FETCH: take complete snapshots from this standard hub cache first;
+    # Mode.INFO: the user's own hub cache, whose complete catalog models are mentioned
+    lock_file: Path | None = None  # Mode.FETCH / Mode.DRY_RUN: provision the commits this lock file pins
 
 
 class Listener(Protocol):
@@ -133,7 +139,13 @@ def run(request: Request, listener: Listener) -> Outcome:
     """Carry out one cache-models request."""
     catalog = load_catalog()
     platform_id = request.platform_id or host_platform()
-    selection = select(catalog, request.wanted, platform_id)
+    for flag, given in (("--lock-file", request.lock_file), ("--update", request.wanted.update)):
+        if given and request.mode not in (Mode.FETCH, Mode.DRY_RUN):
+            raise BadInput(f"{flag} goes with provisioning (and --dry-run), not with --{request.mode.value}")
+    if request.lock_file and request.wanted.update:
+        raise BadInput("--update and --lock-file pull opposite ways: update on one machine, then share its lock "
+                       "(.cache/offline-speech.lock.json) for --lock-file elsewhere")
+    selection = select(catalog, with_updates(request.wanted), platform_id)
     for warning in selection.warnings:
         listener.warning(warning)
     entries = entries_for(selection.items)
@@ -156,9 +168,11 @@ def run(request: Request, listener: Listener) -> Outcome:
     if request.mode is Mode.EXPORT:
         return export(request, catalog, entries, listener)
     if request.mode is Mode.INFO:
-        return info(request.root, catalog, entries, platform_id)
+        return info(request.root, catalog, entries, platform_id, request.hf_cache)
     if request.mode is Mode.VERIFY:
         return verify_and_repair(request, catalog, entries, listener)
+    if request.lock_file or request.wanted.update:
+        return provision_pinned(request, catalog, platform_id, entries, selection.warnings, listener)
     if not entries:
         raise BadInput("choose what to cache: --all, a group flag (--whisperx, --align, ...) or catalog keys; see --help")
     if request.mode is Mode.CLEAR:
@@ -181,6 +195,49 @@ def select(catalog: Catalog, wanted: Wanted, platform_id: str) -> Selection:
         groups, asr_model=wanted.asr_model, nllb_model=wanted.nllb_model, languages=wanted.languages, platform_id=platform_id
     )
     return Selection(tuple(items + [i for i in chosen.items if i not in items]), left_out + chosen.warnings)
+
+
+def with_updates(wanted: Wanted) -> Wanted:
+    """The selection with what --update names added: group names as group flags, the rest as keys."""
+    groups = tuple(v for v in wanted.update if v in GROUPS)
+    keys = tuple(v for v in wanted.update if v not in GROUPS)
+    return replace(wanted, keys=wanted.keys + keys, groups=wanted.groups + groups)
+
+
+def provision_pinned(request: Request, catalog: Catalog, platform_id: str, entries: list[Entry],
+                     warnings: tuple[str, ...], listener: Listener) -> Provisioned | Planned:
+    """--lock-file (alone: every key the file records) or --update: decide each entry's commit, provision as
+    usual, then say what the lock refused or what moved."""
+    if request.lock_file:
+        path = request.lock_file.expanduser()
+        data = lockfile.read_lock_file(path, "--lock-file")
+        left = lockfile.Pinned(())
+        if not entries:
+            items, left = lockfile.lock_items(catalog, data, path, platform_id)
+            if not items and not left.refused:
+                raise BadInput(f"--lock-file {path}: it records no models for this machine; name what to cache")
+            entries = entries_for(items)
+        pinned = lockfile.pin_to_lock(entries, data, path)
+        pinned = replace(pinned, refused=left.refused + pinned.refused, notes=left.notes + pinned.notes)
+    else:
+        named = replace(request.wanted, keys=(), job_keys=(), groups=(), all_groups=False)
+        keys = {item.key for item in select(catalog, with_updates(named), platform_id).items}
+        pinned = lockfile.move_to_newest(request.root, entries, keys, Remote.from_settings(request.asset_mirror))
+    for note in pinned.notes:
+        listener.warning(note)
+    if not pinned.entries:
+        return Provisioned(pinned.refused, "provisioned")
+    outcome = provision(request, list(pinned.entries), warnings, listener)
+    if isinstance(outcome, Planned):
+        for move in pinned.moves:
+            listener.status(f"{move.key}: {move.text}")
+        return replace(outcome, left_out=pinned.refused)
+    results = outcome.results
+    if request.lock_file:
+        results = lockfile.check_against_lock(request.root, data, results, path)
+    said = {move.key: move.text for move in pinned.moves}
+    results = tuple(replace(r, message=f"{said[r.key]}; {r.message}") if r.key in said else r for r in results)
+    return replace(outcome, results=pinned.refused + results)
 
 
 def provision(request: Request, entries: list[Entry], warnings: tuple[str, ...], listener: Listener) -> Provisioned | Planned:
@@ -255,8 +312,9 @@ def _known(catalog: Catalog, key: str) -> Item | None:
         return None
 
 
-def info(root: Path, catalog: Catalog, entries: list[Entry], platform_id: str) -> Info:
-    """A row per entry (and per conversion made or due); by default what --all means here plus anything cached."""
+def info(root: Path, catalog: Catalog, entries: list[Entry], platform_id: str, hf_cache: Path | None = None) -> Info:
+    """A row per entry (and per conversion made or due); by default what --all means here plus anything cached.
+    With `hf_cache` (the user's own hub cache), the catalog models complete there and not here too."""
     lock = cache.read_lock(root)
     if not entries:
         shown = catalog.select(all_groups_for(platform_id), platform_id=platform_id).items
@@ -271,7 +329,10 @@ def info(root: Path, catalog: Catalog, entries: list[Entry], platform_id: str) -
             d = made.state(root, lock)
             if d.status != "missing" or state.status == "complete":
                 rows.append(InfoRow(d.key, made.source, d.commit or "", d.bytes_on_disk, d.status, str(d.location)))
-    return Info(root, tuple(rows))
+    if hf_cache is None:
+        return Info(root, tuple(rows))
+    found = adopt.complete_elsewhere(hf_cache, root, catalog.models, lock)
+    return Info(root, tuple(rows), hf_cache, tuple(f.model.key for f in found))
 
 
 def clear(root: Path, entries: list[Entry], confirmed: bool, listener: Listener) -> Cleared:
@@ -301,7 +362,7 @@ def take_from_hf_cache(root: Path, hub: Path, entries: list[Entry], listener: Li
     for entry in entries:
         if not isinstance(entry.item, Model) or entry.state(root, lock).status == "complete":
             continue
-        found = adopt.find(hub, entry.item)
+        found = adopt.find(hub, entry.item, entry.commit if isinstance(entry, ModelEntry) else None)
         if found is None or not found.complete:
             why = "not there" if found is None else f"incomplete there (missing {', '.join(found.missing)})"
             listener.warning(f"{entry.key}: {why} in {hub}; downloading it")
@@ -317,7 +378,7 @@ def export(request: Request, catalog: Catalog, entries: list[Entry], listener: L
     if not keys:
         lock = cache.read_lock(request.root)
         keys = [k for k in [*lock["models"], *lock["assets"]] if _known(catalog, k)]
-    since = read_since(request.since.expanduser()) if request.since else None
+    since = lockfile.read_lock_file(request.since.expanduser(), "--since") if request.since else None
     the_plan = plan_export(request.root, catalog, keys, since)
     for key, why in the_plan.skipped:
         listener.warning(f"{key} left out: {why}")
