@@ -66,15 +66,18 @@ class Logs:
         self.files = {run.id: open(run.log(stage), "a", encoding="utf-8") for run in runs}
 
     def write(self, line: str, job: str | None = None) -> None:
-        """Append `line` to one job's log, or to every job's when `job` is None."""
+        """Append `line` to one job's log, or to every job's when `job` is None. A line that cannot be written (a
+        full disk) is lost, never an error: the manifest and the exit status tell what happened."""
         for jid, f in self.files.items():
             if job is None or jid == job:
-                f.write(line if line.endswith("\n") else line + "\n")
-                f.flush()
+                with contextlib.suppress(OSError):
+                    f.write(line if line.endswith("\n") else line + "\n")
+                    f.flush()
 
     def close(self) -> None:
         for f in self.files.values():
-            f.close()
+            with contextlib.suppress(OSError):
+                f.close()
 
 
 class Runner:
