@@ -77,8 +77,9 @@ def test_from_dir_refuses_what_is_not_the_pinned_commit_and_never_replaces_a_goo
     registered = cli.json("--from-dir", str(good), "--key", TINY, netns=True)["results"][0]
     assert registered["ok"] and "checked against the catalog's pins" in registered["message"]
     snap = cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT)
-    for how, (_, says) in bad.items():  # a good cached model is never replaced by a bad one
-        one_line(cli.run("--from-dir", str(sources[how]), "--key", TINY, check_code=None, netns=True), says)
+    for how, (_, says) in bad.items():  # a good cached model is never replaced by a bad one (now checked against
+        proc = cli.run("--from-dir", str(sources[how]), "--key", TINY, check_code=None, netns=True)  # its tree listing)
+        one_line(proc, "the tree listing in the cache", says.split(":")[0] + ":", "nothing was changed")
     assert cli.json("--verify", netns=True)["problems"] == 0
     assert hashlib.sha256((snap / "model.bin").read_bytes()).hexdigest() == CATALOG.get(TINY).pinned_files(TINY_EN_COMMIT)["model.bin"]
     downloaded = Cli(cli.home, tmp_path / "downloaded", cli.endpoint, cli.asset_mirror)
@@ -203,5 +204,5 @@ def test_planted_remote_code_registered_with_from_dir_never_runs(provisioned, tm
     # allowed for one run, the planted code does run: what the refusals above kept from running
     allowed = run_pipeline(out, cache_dir, known, code=1, netns=True, extra=("--trust-remote-code",))
     assert marker.read_text() == "ran", allowed.stderr
-    assert "trust" not in (out / known / "job.json").read_text()  # the leave was for that run: recorded nowhere
+    assert "remote_code" not in (out / known / "job.json").read_text()  # the leave was for that run: recorded nowhere
     assert "remote_code_allowed" not in (out / known / "manifest.json").read_text()
