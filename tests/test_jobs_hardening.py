@@ -170,3 +170,42 @@ def test_a_full_out_dir_is_one_line_with_the_space_needed_and_the_next_run_heals
     assert read("small.ls").split() == [".run.lock", "job.json"]  # nothing ran: no manifest, no temp files
     assert read("healed.rc").strip() == "0", read("healed.err")
     assert f"{job_id}: done" in read("healed.out")
+
+
+FILLS_WHILE_RUNNING = """
+out=$1; report=$2; shift 2
+mount -t tmpfs -o size=4m tmpfs "$out" || exit 99
+"$@" --out-dir "$out" > "$report/prepared.out" 2> "$report/prepared.err" || exit 98
+job=$(tail -n 1 "$report/prepared.out")
+./run-pipeline.sh -j "$job" --out-dir "$out" > "$report/full.out" 2> "$report/full.err" &
+runner=$!
+until grep -q '"asr": {' "$out/$job/manifest.json" 2>/dev/null; do sleep 0.02; done
+dd if=/dev/zero of="$out/filler" bs=4k 2>/dev/null
+wait $runner; echo $? > "$report/full.rc"
+find "$out/$job" -name '*.tmp' > "$report/full.tmp"
+cp "$out/$job/manifest.json" "$report/full.manifest"
+rm "$out/filler"
+./run-pipeline.sh -j "$job" --out-dir "$out" > "$report/healed.out" 2> "$report/healed.err"; echo $? > "$report/healed.rc"
+cp "$out/$job/manifest.json" "$report/healed.manifest"
+"""
+
+
+def test_a_disk_that_fills_while_a_job_runs_is_one_line_and_the_next_run_heals(provisioned, tmp_path):
+    out, report = tmp_path / "out", tmp_path / "report"
+    out.mkdir()
+    report.mkdir()
+    prepare_cmd = [str(ROOT / "prepare-job.sh"), "--media", str(CLIP), "-s", "en", "--no-align", "--end-time", "3",
+                   "--asr-model", "tiny.en"]
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", FILLS_WHILE_RUNNING, "sh", str(out),
+                           str(report), *prepare_cmd], capture_output=True, text=True, env=shim_env(provisioned),
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    read = lambda name: (report / name).read_text()  # noqa: E731
+    full_err = read("full.err")
+    assert int(read("full.rc")) == 1 and "Traceback" not in full_err, full_err
+    errors = [line for line in full_err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and ("free about 1.1 MB" in errors[0] or "needs about 1.1 MB" in errors[0]), full_err
+    assert read("full.tmp") == ""  # no temporary files left behind
+    assert json.loads(read("full.manifest"))["status"] == "failed"  # not stuck at "running"
+    assert read("healed.rc").strip() == "0", read("healed.err")
+    assert json.loads(read("healed.manifest"))["status"] == "done"

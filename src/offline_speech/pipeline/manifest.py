@@ -68,8 +68,19 @@ class JobRun:
         return self.dir / "logs" / f"{stage}.log"
 
     def save(self) -> None:
+        """Write the manifest atomically; on a full disk, where a new file cannot be made, rewrite it in place
+        (its own blocks are freed first). A manifest torn by a crash then is read as invalid: every stage runs
+        again, which is always safe."""
         self.manifest["updated"] = utc_now()
-        write_json(self.dir / "manifest.json", self.manifest)
+        path = self.dir / "manifest.json"
+        try:
+            write_json(path, self.manifest)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE or not path.is_file():
+                raise
+            with open(path, "r+b") as f:
+                f.truncate(0)
+                f.write((json.dumps(self.manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def load_job(out_dir: Path, ref: str, flag: str = "-j", folders: bool = True) -> JobRun:

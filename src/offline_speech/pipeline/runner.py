@@ -22,7 +22,8 @@ from ..catalog import Catalog
 from ..settings import backend_python, offline_env
 from ..stages.base import ModelSpec, StageRequest
 from ..util import digest as value_digest, sha256_file, utc_now, write_json
-from .manifest import WORK, JobRun, PreflightError, disk_error, load_job, preflight, run_lock, space_needed
+from .manifest import (NO_SPACE, WORK, JobRun, PreflightError, disk_error, human_bytes, load_job, preflight, run_lock,
+                       space_needed)
 from .process import StageProcess
 from .registry import REGISTRY, Built, Context, Stage, StageInputError
 
@@ -212,6 +213,8 @@ class Runner:
         self.reporter.job_done(run.id, name, event.get("info", {}), seconds)
 
     def _record_failed(self, run: JobRun, name: str, error: str) -> None:
+        if any(f"[Errno {code}]" in error for code in NO_SPACE):  # a stage's write hit a full disk: say where, how much
+            error += f" in {run.dir}: free about {human_bytes(space_needed(run, True))} there, then run again"
         run.failed = True
         run.manifest["stages"][name] |= {"status": "failed", "ended": utc_now(), "error": error}
         run.manifest |= {"status": "failed", "error": f"{name}: {error}"}
@@ -252,5 +255,23 @@ def run_jobs(catalog: Catalog, root: Path, out_dir: Path, job_ids: list[str], re
                 Runner(catalog, root, venv_root, reporter, restart, trust_remote_code).run(runs)
         except OSError as exc:
             where = Path(exc.filename).parent if exc.filename else out_dir
-            raise disk_error(exc, where, sum(space_needed(r, restart) for r in runs)) or exc from None
+            problem = disk_error(exc, where, sum(space_needed(r, restart) for r in runs))
+            if problem is None:
+                raise
+            for run in runs:
+                _record_stopped(run, str(problem))
+            raise problem from None
     return runs
+
+
+def _record_stopped(run: JobRun, error: str) -> None:
+    """Best effort, where the disk may still be full: the run and its running stages stopped with `error`
+    (when even this cannot be written, the next run heals the manifest: it trusts no "running")."""
+    if run.manifest.get("status") != "running":
+        return
+    for record in run.manifest["stages"].values():
+        if record.get("status") == "running":
+            record |= {"status": "interrupted", "ended": utc_now()}
+    run.manifest |= {"status": "failed", "error": error}
+    with contextlib.suppress(OSError):
+        run.save()
