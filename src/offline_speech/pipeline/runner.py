@@ -241,9 +241,12 @@ def run_jobs(catalog: Catalog, root: Path, out_dir: Path, job_ids: list[str], re
     problems, runs = [], []
     for job_id in dict.fromkeys(job_ids):
         try:
-            runs.append(load_job(out_dir, job_id))
+            run = load_job(out_dir, job_id)
         except PreflightError as exc:
             problems.extend(exc.problems)
+            continue
+        if all(r.dir.resolve() != run.dir.resolve() for r in runs):  # one job named by its id and by its folder
+            runs.append(run)
     with contextlib.ExitStack() as locks:
         for run in runs:
             locks.enter_context(run_lock(run))

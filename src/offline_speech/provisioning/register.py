@@ -180,12 +180,12 @@ def register_dir(root: Path, model: Item, source: Path, revision: str | None = N
 
 def _check_known(source: Path, present: list[str], wanted: list[str], known: Known, blobs: Path,
                  staged: list[Staged], model: Model) -> list[RemoteFile]:
-    """Stage every needed file and compare it with the known ids; ProvisionError listing what differs."""
+    """Stage every needed file and compare it with the known ids; ProvisionError listing what differs (what is
+    missing first, before a byte is copied)."""
     problems = [f"{rel}: missing" for rel in wanted if rel not in present]
-    for rel in wanted:
-        if rel in present:
-            if problem := _stage(source / rel, rel, blobs, staged).problem(known.files[rel]):
-                problems.append(problem)
+    for rel in wanted if not problems else ():
+        if problem := _stage(source / rel, rel, blobs, staged).problem(known.files[rel]):
+            problems.append(problem)
     if problems:
         shown = "; ".join(problems[:SHOWN_PROBLEMS]) + (f"; and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else "")
         raise ProvisionError(f"--from-dir {source}: not the files of {model.repo}@{known.commit[:8]} (checked against "

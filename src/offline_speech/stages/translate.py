@@ -157,7 +157,7 @@ def remote_code_refusal(spec: dict) -> str | None:
     if not unpinned:
         return None
     why = "the catalog pins no reviewed code for this commit" if not pins else "not the code the catalog pins for it"
-    return (f"{spec['key']}@{str(spec.get('commit'))[:14]} would run remote code ({', '.join(unpinned)}): {why}; "
+    return (f"{spec.get('key', snapshot.name)}@{str(spec.get('commit'))[:14]} would run remote code ({', '.join(unpinned)}): {why}; "
             f"refused. Read it in {snapshot}, then run again with --trust-remote-code (for that run only)")
 
 
