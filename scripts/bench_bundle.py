@@ -4,8 +4,9 @@
     venv/core/bin/python scripts/bench_bundle.py            # 1 GB of model files, 5 paired rounds
     venv/core/bin/python scripts/bench_bundle.py --quick    # 64 MB, 2 rounds (what the tests run)
 
-A model is registered into a scratch cache with --from-dir (random weights under the catalog's large-v3 key),
-then each round times, in alternating order, `./cache-models.sh --export` against `tar -chf` of the snapshot
+A model is registered into a scratch cache with --from-dir (random weights under the catalog's large-v3 key, at a
+commit whose tree listing the cache is given first, as a cache that once saw the hub's listing holds it), then
+each round times, in alternating order, `./cache-models.sh --export` against `tar -chf` of the snapshot
 (links followed, no hashing), and `./cache-models.sh --import` into an empty cache against `tar -xf` into an
 empty folder. Import hashes every byte before anything enters the cache; export hashes a file unless the cache's
 verified index vouches for its unchanged stat (recorded whenever its bytes were hashed, e.g. by an earlier
@@ -116,6 +117,25 @@ def resume_fraction(work: Path, mb: int, rate: int) -> tuple[float, int]:
         return fetched(hub) / size, size
 
 
+def record_listing(cache_root: Path, folder: Path) -> None:
+    """trees/COMMIT.json of the files, as the hub lists them: --from-dir checks the files against it and registers
+    them under COMMIT (files nothing here knows would become a local, unverified revision, which no bundle carries)."""
+    from offline_speech import cache
+    from offline_speech.catalog import load_catalog
+    from offline_speech.provisioning.register import lfs_pointer_sha1, looks_like_lfs
+    from offline_speech.util import git_sha1_file, sha256_file
+
+    files = {}
+    for p in sorted(folder.iterdir()):
+        size = p.stat().st_size
+        if looks_like_lfs(p.name, size):
+            sha = sha256_file(p)
+            files[p.name] = cache.RemoteFile(p.name, size, lfs_pointer_sha1(sha, size), sha)
+        else:
+            files[p.name] = cache.RemoteFile(p.name, size, git_sha1_file(p))
+    cache.write_tree(cache_root, load_catalog().get(KEY).repo, COMMIT, files)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 MB, 2 rounds")
@@ -131,6 +151,7 @@ def main() -> int:
     try:
         make_model(work / "model", mb << 20)
         source = work / "cache"
+        record_listing(source, work / "model")
         run(*cm, "--from-dir", str(work / "model"), "--key", KEY, "--revision", COMMIT, "--cache-dir", str(source))
         snapshot = next((source / "huggingface" / "hub").glob("models--*/snapshots/*"))
         size = sum(p.stat().st_size for p in snapshot.iterdir())

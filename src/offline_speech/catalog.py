@@ -17,6 +17,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 # Order matters: it is the order of the flags in --help and of the rows in plans and tables.
 GROUPS = ("whisperx", "mlx", "indictrans2", "nllb", "align", "diarization", "speaker")
@@ -48,6 +49,16 @@ class Model:
     asr: tuple[str, ...] = ()
     variant: tuple[str, ...] = ()
     language: str | None = None
+    # per hub commit, the sha256 of files known (and, for .py files, reviewed) for it: ((commit, ((path, sha256),
+    # ...)), ...). --from-dir checks files against them; trust_remote_code runs only .py files pinned here.
+    pins: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def pinned_files(self, commit: str | None) -> dict[str, str] | None:
+        """path -> sha256 of the files the catalog pins for `commit`, None when it pins none for it."""
+        for pinned, files in self.pins:
+            if pinned == commit:
+                return dict(files)
+        return None
 
     @property
     def pinned(self) -> bool:
@@ -200,10 +211,27 @@ def _entry(cls: type, raw: dict, defaults: dict) -> Item:
             data[name] = tuple(data[name])
     if "prefer" in data:
         data["prefer"] = tuple(tuple(alt) for alt in data["prefer"])
+    if "pins" in data:
+        data["pins"] = _pins(raw.get("key", "?"), data["pins"])
     try:
         return cls(**data)
     except TypeError as exc:
         raise CatalogError(f"catalog entry {raw.get('key', '?')}: {exc}") from None
+
+
+def _pins(key: str, raw: object) -> tuple:
+    """`pins` as written ({commit: {path: sha256}}), checked and made hashable."""
+    if not isinstance(raw, dict):
+        raise CatalogError(f"catalog entry {key}: pins must be a table of commits")
+    out = []
+    for commit, files in raw.items():
+        if not COMMIT_RE.match(commit) or not isinstance(files, dict) or not files:
+            raise CatalogError(f"catalog entry {key}: pins.{commit} must be a 40-hex commit holding path = sha256")
+        bad = [p for p, h in files.items() if not isinstance(h, str) or not SHA256_RE.match(h)]
+        if bad:
+            raise CatalogError(f"catalog entry {key}: pins.{commit}: {bad[0]} needs a sha256 (64 lowercase hex)")
+        out.append((commit, tuple(sorted(files.items()))))
+    return tuple(out)
 
 
 def load_catalog(path: Path | None = None) -> Catalog:

@@ -1,4 +1,8 @@
-"""Jobs: validate the request, decide the backend, write out/<id>/job.json (or nothing at all)."""
+"""Jobs: validate the request, decide the backend and the output names, write out/<id>/job.json (or nothing at all).
+
+The output names are decided here, once: <stem>.<lang>.<ext> with the stem from schema.output_stem (no leading
+dots, shortened with a hash where the media's name would not fit a file name), recorded in job.json.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from .errors import BadInput
 from .languages import AUTO, LanguageError, lookup, route, source_language
 from .media import MediaError, probe
 from .pipeline import job_needs
-from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media
+from .pipeline.manifest import disk_error
+from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media, output_stem
 from .settings import DEFAULT_OUT_DIR, VENV_ROOT, backend_python, host_platform
 from .util import last_line, sha256_file, utc_now
 
@@ -234,6 +239,7 @@ def prepare(
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         speaker_threshold=speaker_threshold,
+        output_stem=output_stem(str(media_path)),
     )
     needs, warnings = job_needs(catalog, job)
     lock = cache.read_lock(cache_root)
@@ -243,15 +249,28 @@ def prepare(
         models[need.item.key] = state.commit if state.status == "complete" else None
         if state.status != "complete":
             warnings.append(f"{need.item.key} is not cached yet: {need.fetch}")
+    if job.output_stem != Path(job.media.path).stem:
+        warnings.append(f"outputs are named {job.output_stem}.* (the media's name would not make a visible file name "
+                        "that fits)")
     job = dataclasses.replace(job, models=models, warnings=tuple(warnings))
-    job_id = job.id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / f".{job_id}.tmp"
+    return job, write_job(out_dir, job)
+
+
+def write_job(out_dir: Path, job: Job) -> Path:
+    """out/<id>/job.json, made in a staging folder and renamed into place: all of it or nothing. A folder that
+    cannot be written is one line (read-only, or full: with the space needed)."""
+    staging = out_dir / f".{job.id}.tmp"
+    text = job.to_json().encode("utf-8")
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
-        (staging / "job.json").write_text(job.to_json(), encoding="utf-8")
-        os.rename(staging, out_dir / job_id)
+        (staging / "job.json").write_bytes(text)
+        os.rename(staging, out_dir / job.id)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        where = out_dir if out_dir.is_dir() else out_dir.parent
+        raise disk_error(exc, where, len(text) + 8192) or exc from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return job, out_dir / job_id
+    return out_dir / job.id

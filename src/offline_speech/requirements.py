@@ -195,6 +195,7 @@ def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, languag
         models[model.key] = {
             "key": model.key, "repo": model.repo, "commit": state.commit, "kind": r.model_group,
             "path": str(cache.snapshot_dir(root, model.repo, state.commit)), "trust_remote_code": model.trust_remote_code,
+            "code_sha256": model.pinned_files(state.commit),
             "ct2": str(ct2.location) if ct2 and ct2.status == "complete" else None,
         }
     return targets, models, problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -11,8 +12,11 @@ from pathlib import Path
 from .util import write_json  # noqa: F401 - the stages write their documents with it
 from .errors import StateError
 
-JOB_SCHEMA = 2  # 2 records --nllb-model; schema 1 jobs are still read (nllb_model None: see requirements.py)
-READABLE_JOB_SCHEMAS = (1, 2)
+JOB_SCHEMA = 3  # 2 records --nllb-model, 3 the output stem; older jobs are still read (see Job.stem, requirements.py)
+READABLE_JOB_SCHEMAS = (1, 2, 3)
+# An output is <stem>.<suffix> (longest: ".subtitled.mkv", ".speakers.json"), written through a temporary
+# ".<name>.XXXXXXXX.tmp" beside it; file names may be 255 bytes (NAME_MAX), so the stem may take 200.
+MAX_STEM_BYTES = 200
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WORKFLOWS = ("transcribe", "translate", "subtitle")
 BACKENDS = ("auto", "whisperx", "mlx")
@@ -36,6 +40,25 @@ class Media:
     size: int
     duration: float
     audio_streams: int
+
+
+def output_stem(media_path: str) -> str:
+    """The stem of a job's output names, decided at prepare time: the media's own stem, without leading dots or
+    spaces (a media named "...mp4" must not give hidden files), and when too long for a file name, its first bytes
+    (whole characters) plus a short hash of all of it, so it stays readable and unique."""
+    stem = Path(media_path).stem.lstrip(". ").rstrip() or "media"
+    raw = stem.encode("utf-8")
+    if len(raw) <= MAX_STEM_BYTES:
+        return stem
+    tag = hashlib.sha256(raw).hexdigest()[:8]
+    head = raw[: MAX_STEM_BYTES - len(tag) - 1].decode("utf-8", "ignore").rstrip(". ")
+    return f"{head}-{tag}"
+
+
+def safe_stem(stem: str) -> bool:
+    """Whether a recorded stem can name output files: one visible path component that fits NAME_MAX."""
+    return (bool(stem) and "/" not in stem and "\0" not in stem and not stem.startswith((".", " "))
+            and len(stem.encode("utf-8")) <= MAX_STEM_BYTES)
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,12 @@ class Job:
     min_speakers: int | None = None
     max_speakers: int | None = None
     speaker_threshold: float = 0.5  # cosine at or above which an enrolled person names a diarized speaker
+    output_stem: str | None = None  # outputs are <output_stem>.<lang>.<ext> (None: a job of schema < 3)
+
+    @property
+    def stem(self) -> str:
+        """The stem of the job's output names: recorded at prepare time (schema 3), else decided the same way."""
+        return self.output_stem or output_stem(self.media.path)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -86,6 +115,7 @@ _JOB_TYPES: dict[str, tuple] = {
     "target_languages": (list,), "warnings": (list,), "align_languages": (list,), "models": (dict,),
     "media": (dict,), "clip": (dict,), "diarize": (bool,), "speakers_dir": (str, type(None)),
     "min_speakers": (int, type(None)), "max_speakers": (int, type(None)), "speaker_threshold": _NUMBER,
+    "output_stem": (str, type(None)),
 }
 _MEDIA_TYPES = {"path": (str,), "sha256": (str,), "size": (int,), "duration": _NUMBER, "audio_streams": (int,)}
 _CLIP_TYPES = {"start": _NUMBER, "end": _NUMBER}
@@ -111,6 +141,8 @@ def _check_job_values(raw: dict, where: str) -> None:
             raise SchemaError(f"{where}: field {name!r} must hold strings")
     if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in raw.get("models", {}).items()):
         raise SchemaError(f"{where}: field 'models' must map catalog keys to commits")
+    if raw.get("output_stem") is not None and not safe_stem(raw["output_stem"]):
+        raise SchemaError(f"{where}: field 'output_stem' must be a visible file name stem of at most {MAX_STEM_BYTES} bytes")
     from .languages import AUTO, LanguageError, lookup  # languages imports this module
 
     for code in [*raw.get("target_languages", ()), *raw.get("align_languages", ()), raw.get("source_language", AUTO)]:

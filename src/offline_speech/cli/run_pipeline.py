@@ -20,12 +20,14 @@ Examples:
   ./run-pipeline.sh -j 20261122-101500.123-talk-3f2a
   ./run-pipeline.sh -j ID1 -j ID2 -j ID3     stage by stage: each model loads once for all three
   ./run-pipeline.sh -j ID --restart           redo every stage
+  ./run-pipeline.sh -j ID --trust-remote-code IndicTrans2 code the catalog has not pinned may run (this run only)
 Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Stages by the job's workflow: transcribe = demux,
 asr, align, outputs; translate adds translate; subtitle adds translate and mux. Outputs in out/<id>/:
 <stem>.<lang>.srt/.vtt/.txt/.json for the source and each target (translate: .txt/.json for targets), and for
 subtitle <stem>.subtitled.mkv (or .mp4) with one tagged track per language.
 out/<id>/manifest.json and out/<id>/logs/<stage>.log tell what ran. Exit 0 done, 1 a stage failed, 2 bad input
-or a missing venv/model (nothing is run), 130 interrupted (run again to resume).
+or a missing venv/model, or the job is being run already (nothing is run), 130 interrupted (run again to
+resume). One run-pipeline at a time per job: a second one on the same job refuses (exit 2).
 """
 
 
@@ -33,6 +35,7 @@ or a missing venv/model (nothing is run), 130 interrupted (run again to resume).
 def run_pipeline(
     job_ids: Annotated[list[str], typer.Option("-j", "--job", metavar="ID|DIR", help="A job id from prepare-job.sh (or a job folder); repeat for several jobs.")],
     restart: Annotated[bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model's own code (IndicTrans2) run although the catalog pins no reviewed hashes for its commit; for this run only, recorded nowhere.")] = False,
     as_json: AsJson = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")] = None,
     cache_dir: CacheDir = None,
@@ -44,7 +47,7 @@ def run_pipeline(
     reporter = PipelineProgress() if live(err) and not as_json else PipelineLines()
     try:
         runs = run_jobs(load_catalog(), cache_root(cache_dir), Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR)),
-                        job_ids, reporter, VENV_ROOT, restart=restart)
+                        job_ids, reporter, VENV_ROOT, restart=restart, trust_remote_code=trust_remote_code)
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
         raise typer.Exit(130) from None

@@ -3,17 +3,27 @@
 out/<id>/manifest.json records every stage's status, times, input digest, outputs (with sha256), model commits
 and error. A manifest that is unreadable or not of this schema is set aside: every stage runs again, which is
 always safe (a stage rewrites its outputs), never a traceback.
+
+One run at a time per job: run-pipeline holds an flock on out/<id>/.run.lock while it runs (released by the
+kernel when the process dies, kill -9 included); a second run of the same job refuses in one line. A job folder
+that cannot be written (read-only, no space left) is one line naming it and, for a full disk, the space needed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .. import cache
 from ..catalog import Catalog
-from ..errors import BadInput
+from ..errors import BadInput, OfflineSpeechError, StateError, WorkFailed
 from ..schema import JOB_ID_RE, Job, SchemaError, read_job
 from ..settings import backend_python
 from ..util import sha256_file, utc_now, write_json
@@ -22,6 +32,11 @@ from .registry import Context, stages_of
 MANIFEST_KIND = "offline-speech/manifest"
 MANIFEST_SCHEMA = 1
 WORK = "work"  # intermediate files inside the job folder
+RUN_LOCK = ".run.lock"
+WAV_BYTES_PER_SECOND = 16000 * 2  # the clip as 16 kHz mono 16-bit WAV (demux)
+JOB_MARGIN = 1 << 20  # transcripts, subtitles, logs and the manifest of one job
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class PreflightError(BadInput):
@@ -53,8 +68,19 @@ class JobRun:
         return self.dir / "logs" / f"{stage}.log"
 
     def save(self) -> None:
+        """Write the manifest atomically; on a full disk, where a new file cannot be made, rewrite it in place
+        (its own blocks are freed first). A manifest torn by a crash then is read as invalid: every stage runs
+        again, which is always safe."""
         self.manifest["updated"] = utc_now()
-        write_json(self.dir / "manifest.json", self.manifest)
+        path = self.dir / "manifest.json"
+        try:
+            write_json(path, self.manifest)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE or not path.is_file():
+                raise
+            with open(path, "r+b") as f:
+                f.truncate(0)
+                f.write((json.dumps(self.manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def load_job(out_dir: Path, ref: str, flag: str = "-j", folders: bool = True) -> JobRun:
@@ -108,10 +134,60 @@ def _valid(manifest: object) -> bool:
     return True
 
 
-def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path) -> list[str]:
-    """Everything that would stop the jobs, each with its fix; also hashes each job's media."""
+def human_bytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{max(n, 1) / 1e3:.0f} kB"
+
+
+def disk_error(exc: OSError, where: Path, needed: int) -> OfflineSpeechError | None:
+    """One line for a folder that cannot be written (read-only: exit 2; no space left: exit 1, with the space
+    needed), None for any other error."""
+    if exc.errno in READ_ONLY:
+        return StateError(f"cannot write in {where} ({exc.strerror}): make it writable or use another --out-dir")
+    if exc.errno in NO_SPACE:
+        free = shutil.disk_usage(where).free if where.exists() else 0
+        return WorkFailed(f"no space left in {where} ({human_bytes(free)} free; needs about {human_bytes(needed)}): "
+                          "free some space or use another --out-dir, then run again")
+    return None
+
+
+def space_needed(run: JobRun, restart: bool = False) -> int:
+    """About what a run of the job writes in its folder: the clip as WAV, documents and logs, and for subtitle
+    jobs a copy of the media with the tracks; nothing for a finished job that runs nothing again."""
+    if run.manifest.get("status") == "done" and not restart:
+        return 0
+    media = run.job.media.size if run.job.workflow == "subtitle" else 0
+    return int(run.job.clip.duration * WAV_BYTES_PER_SECOND) + media + JOB_MARGIN
+
+
+@contextlib.contextmanager
+def run_lock(run: JobRun) -> Iterator[None]:
+    """Hold the job's run lock (an flock: kill -9 releases it), or StateError when another run holds it."""
+    path = run.dir / RUN_LOCK
+    try:
+        f = open(path, "a+")
+    except OSError as exc:
+        raise disk_error(exc, run.dir, JOB_MARGIN) or exc from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise StateError(f"job {run.id} is being run by another run-pipeline (pid {holder}): wait for it to end "
+                             "(or stop it), then run again") from None
+        with contextlib.suppress(OSError):  # only for the message above: a full disk must not stop the run
+            f.truncate(0)
+            f.write(str(os.getpid()))
+            f.flush()
+        yield
+
+
+def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path, trust_remote_code: bool = False,
+              restart: bool = False) -> list[str]:
+    """Everything that would stop the jobs, each with its fix (the space their folders need among them); also
+    hashes each job's media."""
     problems: list[str] = []
-    ctx = Context(catalog, root, cache.read_lock(root))
+    ctx = Context(catalog, root, cache.read_lock(root), trust_remote_code)
     needed_venvs = {"core"}
     for run in runs:
         job = run.job
@@ -132,15 +208,34 @@ def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path)
     for name in sorted(needed_venvs):
         if not backend_python(name, venv_root).exists():
             problems.append(f"venv/{name} is missing: ./venv-setup {name}")
+    return problems + _space_problems(runs, restart)
+
+
+def _space_problems(runs: list[JobRun], restart: bool) -> list[str]:
+    """Per file system holding job folders: whether it has the space their runs write."""
+    needed: dict[int, tuple[Path, int]] = {}
+    for run in runs:
+        device = run.dir.stat().st_dev
+        where, total = needed.get(device, (run.dir.parent, 0))
+        needed[device] = (where, total + space_needed(run, restart))
+    problems = []
+    for where, total in needed.values():
+        free = shutil.disk_usage(where).free
+        if total and free < total:
+            problems.append(f"only {human_bytes(free)} free in {where}: the jobs need about {human_bytes(total)} there "
+                            "(the clip as WAV, documents, logs): free some space or use another --out-dir")
     return problems
 
 
 def _media_hash(run: JobRun, media: Path) -> str:
-    """sha256 of the media, reusing the manifest's figure while size and mtime are those it was taken at."""
+    """sha256 of the media, reusing the manifest's figure while its stat is the one it was taken at: size, mtime,
+    and ctime and inode, which no rewrite can set back (a file changed with its size and mtime restored)."""
     st = media.stat()
+    stat = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
+            "device": st.st_dev}
     seen = run.manifest.get("media")
-    if seen and seen.get("size") == st.st_size and seen.get("mtime_ns") == st.st_mtime_ns and seen.get("sha256"):
+    if seen and seen.get("sha256") and all(seen.get(k) == v for k, v in stat.items()):
         return seen["sha256"]
     digest = sha256_file(media)
-    run.manifest["media"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    run.manifest["media"] = stat | {"sha256": digest}
     return digest

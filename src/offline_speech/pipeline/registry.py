@@ -31,6 +31,7 @@ from ..requirements import (
 from ..schema import WORKFLOWS, Job, read_transcript
 from ..stages.base import JobEntry, ModelSpec
 from ..stages.mux import output_name
+from ..stages.translate import remote_code_refusal
 from ..util import digest as digest_text, sha256_file
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ class StageInputError(WorkFailed):
 
 @dataclass(frozen=True)
 class Context:
-    """What building a stage's entries reads: the catalog, the cache root and its lock at that moment."""
+    """What building a stage's entries reads: the catalog, the cache root and its lock at that moment, and what
+    this run allows (run-pipeline --trust-remote-code: unreviewed remote code may run, this run only)."""
 
     catalog: Catalog
     root: Path
     lock: dict
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ def _build_diarize(ctx: Context, run: "JobRun") -> Built:
                "speaker_threshold": job.speaker_threshold, "enrolment_cache": enrolment}
     entry = _entry(run, {"audio": str(run.path("audio.wav")), "transcript": str(run.path("aligned.json"))},
                    {"transcript": str(run.path("diarized.json")),
-                    "speakers": str(run.dir / f"{Path(job.media.path).stem}.speakers.json")},
+                    "speakers": str(run.dir / f"{job.stem}.speakers.json")},
                    diarize=options)
     key = {"audio": _digest(run.path("audio.wav")), "transcript": _digest(run.path("aligned.json")),
            "model": spec["commit"], "options": {k: v for k, v in options.items() if k != "enrolment_cache"},
@@ -219,15 +222,24 @@ def source_transcript(run: "JobRun") -> Path:
 # ---- translate: every target language, by the route of the (detected) source ------------------------------------
 
 
+def _translators(ctx: Context, job: Job, language: str) -> tuple[list[dict], dict[str, ModelSpec], list[str]]:
+    """translation_plan, with this run's leave for remote code on each spec and the refusals among the problems."""
+    targets, models, problems = translation_plan(ctx.catalog, ctx.root, ctx.lock, job, language)
+    for spec in models.values():
+        if spec.get("trust_remote_code"):
+            spec["remote_code_allowed"] = ctx.trust_remote_code
+    return targets, models, problems + [why for spec in models.values() if spec and (why := remote_code_refusal(spec))]
+
+
 def _check_translate(ctx: Context, job: Job) -> list[str]:
     if job.source_language == AUTO:
         return []  # routed once Whisper has detected the language
-    return translation_plan(ctx.catalog, ctx.root, ctx.lock, job, job.source_language)[2]
+    return _translators(ctx, job, job.source_language)[2]
 
 
 def _build_translate(ctx: Context, run: "JobRun") -> Built:
     language = read_transcript(run.path("aligned.json"))["language"]
-    targets, models, problems = translation_plan(ctx.catalog, ctx.root, ctx.lock, run.job, language)
+    targets, models, problems = _translators(ctx, run.job, language)
     if problems:
         raise StageInputError("; ".join(problems))
     entry = _entry(run, {"transcript": str(run.path("aligned.json"))},
@@ -243,7 +255,7 @@ def _build_translate(ctx: Context, run: "JobRun") -> Built:
 def _documents(run: "JobRun") -> list[dict]:
     """The transcripts the outputs stage turns into files: the source, then each translation, with their files."""
     job = run.job
-    stem = Path(job.media.path).stem
+    stem = job.stem
     source = source_transcript(run)
     language = read_transcript(source)["language"]
     docs = [{"language": language, "transcript": str(source),
@@ -266,7 +278,7 @@ def _build_outputs(ctx: Context, run: "JobRun") -> Built:
 def _build_mux(ctx: Context, run: "JobRun") -> Built:
     tracks = [{"path": path, "iso639_2": lookup(d["language"]).iso639_2, "title": lookup(d["language"]).name}
               for d in _documents(run) for ext, path in d["outputs"].items() if ext == "srt"]
-    media = run.dir / output_name(run.job.media.path)
+    media = run.dir / output_name(run.job.media.path, run.job.stem)
     key = {"media": run.media_sha256, "tracks": [[t["iso639_2"], _digest(Path(t["path"]))] for t in tracks]}
     return Built(_entry(run, outputs={"media": str(media)}, tracks=tracks), key)
 

@@ -2,11 +2,13 @@
 
 A stage's jobs share one process when they need the same module, venv and shared models, so a model loads once
 for all of them. A job whose stage inputs and outputs are unchanged since the manifest recorded them is skipped,
-so a run interrupted anywhere (Ctrl-C, kill -9, a crash) resumes where it stopped.
+so a run interrupted anywhere (Ctrl-C, kill -9, a crash) resumes where it stopped. A run's results are listed
+only once it is done: starting (or restarting) a run clears the outputs the manifest listed before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -20,7 +22,8 @@ from ..catalog import Catalog
 from ..settings import backend_python, offline_env
 from ..stages.base import ModelSpec, StageRequest
 from ..util import digest as value_digest, sha256_file, utc_now, write_json
-from .manifest import WORK, JobRun, PreflightError, load_job, preflight
+from .manifest import (NO_SPACE, WORK, JobRun, PreflightError, disk_error, human_bytes, load_job, preflight, run_lock,
+                       space_needed)
 from .process import StageProcess
 from .registry import REGISTRY, Built, Context, Stage, StageInputError
 
@@ -64,20 +67,25 @@ class Logs:
         self.files = {run.id: open(run.log(stage), "a", encoding="utf-8") for run in runs}
 
     def write(self, line: str, job: str | None = None) -> None:
-        """Append `line` to one job's log, or to every job's when `job` is None."""
+        """Append `line` to one job's log, or to every job's when `job` is None. A line that cannot be written (a
+        full disk) is lost, never an error: the manifest and the exit status tell what happened."""
         for jid, f in self.files.items():
             if job is None or jid == job:
-                f.write(line if line.endswith("\n") else line + "\n")
-                f.flush()
+                with contextlib.suppress(OSError):
+                    f.write(line if line.endswith("\n") else line + "\n")
+                    f.flush()
 
     def close(self) -> None:
         for f in self.files.values():
-            f.close()
+            with contextlib.suppress(OSError):
+                f.close()
 
 
 class Runner:
-    def __init__(self, catalog: Catalog, root: Path, venv_root: Path, reporter: Reporter, restart: bool = False):
+    def __init__(self, catalog: Catalog, root: Path, venv_root: Path, reporter: Reporter, restart: bool = False,
+                 trust_remote_code: bool = False):
         self.catalog, self.root, self.venv_root, self.reporter, self.restart = catalog, root, venv_root, reporter, restart
+        self.trust_remote_code = trust_remote_code  # this run only: never written to the job or its manifest
         self.env = offline_env(root)
 
     def run(self, runs: list[JobRun]) -> list[JobRun]:
@@ -88,7 +96,8 @@ class Runner:
             if self.restart:
                 run.manifest["stages"] = {}
             run.manifest |= {"status": "running", "started": utc_now(), "job": run.id}
-            run.manifest.pop("error", None)
+            for previous in ("error", "outputs", "warnings", "ended"):  # the results of this run are listed at its end
+                run.manifest.pop(previous, None)
             run.save()
         for stage in REGISTRY:
             for batch in self._batches(stage, runs):
@@ -100,7 +109,7 @@ class Runner:
 
     def _batches(self, stage: Stage, runs: list[JobRun]) -> list[Batch]:
         """The stage's jobs that must run, grouped into processes; records the others as skipped or failed."""
-        ctx = Context(self.catalog, self.root, cache.read_lock(self.root))
+        ctx = Context(self.catalog, self.root, cache.read_lock(self.root), self.trust_remote_code)
         batches: list[Batch] = []
         for run in runs:
             if run.failed or not stage.applies(run.job):
@@ -179,7 +188,8 @@ class Runner:
                 if record.get("status") == "running":
                     record |= {"status": "interrupted", "ended": utc_now()}
                     run.manifest["status"] = "interrupted"
-                    run.save()
+                    with contextlib.suppress(OSError):  # a full disk: the next run heals what is on disk
+                        run.save()
             raise
         finally:
             process.close()
@@ -203,6 +213,8 @@ class Runner:
         self.reporter.job_done(run.id, name, event.get("info", {}), seconds)
 
     def _record_failed(self, run: JobRun, name: str, error: str) -> None:
+        if any(f"[Errno {code}]" in error for code in NO_SPACE):  # a stage's write hit a full disk: say where, how much
+            error += f" in {run.dir}: free about {human_bytes(space_needed(run, True))} there, then run again"
         run.failed = True
         run.manifest["stages"][name] |= {"status": "failed", "ended": utc_now(), "error": error}
         run.manifest |= {"status": "failed", "error": f"{name}: {error}"}
@@ -222,18 +234,47 @@ class Runner:
 
 
 def run_jobs(catalog: Catalog, root: Path, out_dir: Path, job_ids: list[str], reporter, venv_root: Path,
-             restart: bool = False) -> list[JobRun]:
-    """run-pipeline: load the jobs, preflight them (PreflightError lists every problem, nothing runs), then run
-    them with `reporter` (a context manager) shown. Returns every job, failed or not."""
+             restart: bool = False, trust_remote_code: bool = False) -> list[JobRun]:
+    """run-pipeline: load the jobs, take their run locks (StateError when another run holds one), preflight them
+    (PreflightError lists every problem, nothing runs), then run them with `reporter` (a context manager) shown.
+    A job folder that cannot be written is one line (manifest.disk_error). Returns every job, failed or not."""
     problems, runs = [], []
     for job_id in dict.fromkeys(job_ids):
         try:
-            runs.append(load_job(out_dir, job_id))
+            run = load_job(out_dir, job_id)
         except PreflightError as exc:
             problems.extend(exc.problems)
-    problems.extend(preflight(catalog, root, runs, venv_root))
-    if problems:
-        raise PreflightError(problems)
-    with reporter:
-        Runner(catalog, root, venv_root, reporter, restart=restart).run(runs)
+            continue
+        if all(r.dir.resolve() != run.dir.resolve() for r in runs):  # one job named by its id and by its folder
+            runs.append(run)
+    with contextlib.ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(run_lock(run))
+        problems.extend(preflight(catalog, root, runs, venv_root, trust_remote_code, restart))
+        if problems:
+            raise PreflightError(problems)
+        try:
+            with reporter:
+                Runner(catalog, root, venv_root, reporter, restart, trust_remote_code).run(runs)
+        except OSError as exc:
+            where = Path(exc.filename).parent if exc.filename else out_dir
+            problem = disk_error(exc, where, sum(space_needed(r, restart) for r in runs))
+            if problem is None:
+                raise
+            for run in runs:
+                _record_stopped(run, str(problem))
+            raise problem from None
     return runs
+
+
+def _record_stopped(run: JobRun, error: str) -> None:
+    """Best effort, where the disk may still be full: the run and its running stages stopped with `error`
+    (when even this cannot be written, the next run heals the manifest: it trusts no "running")."""
+    if run.manifest.get("status") != "running":
+        return
+    for record in run.manifest["stages"].values():
+        if record.get("status") == "running":
+            record |= {"status": "interrupted", "ended": utc_now()}
+    run.manifest |= {"status": "failed", "error": error}
+    with contextlib.suppress(OSError):
+        run.save()

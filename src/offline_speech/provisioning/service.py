@@ -41,7 +41,7 @@ from .bundle import plan_export, write_bundle
 from .bundle_import import import_bundle
 from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Verified  # noqa: F401 - the CLI reads them here
 from .hub_models import ModelEntry
-from .register import register_dir
+from .register import local_notes, register_dir
 from .remote import Remote
 from .verify import keys_of, repair, verify
 
@@ -168,9 +168,11 @@ def run(request: Request, listener: Listener) -> Outcome:
     if request.mode is Mode.EXPORT:
         return export(request, catalog, entries, listener)
     if request.mode is Mode.INFO:
-        return info(request.root, catalog, entries, platform_id, request.hf_cache)
+        shown = info(request.root, catalog, entries, platform_id, request.hf_cache)
+        return _noting_local(shown, [r.key for r in shown.rows], listener)
     if request.mode is Mode.VERIFY:
-        return verify_and_repair(request, catalog, entries, listener)
+        checked = verify_and_repair(request, catalog, entries, listener)
+        return _noting_local(checked, [r.key for r in checked.results], listener)
     if request.lock_file or request.wanted.update:
         return provision_pinned(request, catalog, platform_id, entries, selection.warnings, listener)
     if not entries:
@@ -342,6 +344,13 @@ def clear(root: Path, entries: list[Entry], confirmed: bool, listener: Listener)
     with cache.cache_lock(root):
         lock = cache.read_lock(root)
     return Cleared(root, tuple((e.key, e.remove(root, lock)) for e in entries))
+
+
+def _noting_local(outcome: Info | Verified, keys: list[str], listener: Listener) -> Info | Verified:
+    """--info and --verify say which entries are local, unverified registrations."""
+    for note in local_notes(outcome.root, keys):
+        listener.warning(note)
+    return outcome
 
 
 def register(request: Request, catalog: Catalog) -> Provisioned:

@@ -47,7 +47,9 @@ class ModelSpec(TypedDict, total=False):
     path: str  # snapshot folder (hub) or file (torchaudio checkpoint)
     kind: str  # aligner: hub | torchaudio; translator: nllb | indictrans2
     language: str  # aligner
-    trust_remote_code: bool
+    trust_remote_code: bool  # the model needs its repo's own code (IndicTrans2)
+    code_sha256: dict[str, str] | None  # the catalog's pins for its commit: the reviewed .py files
+    remote_code_allowed: bool  # run-pipeline --trust-remote-code: this run may run unreviewed code
     ct2: str | None  # NLLB's CTranslate2 conversion, when made
     fetch: str  # the cache-models.sh command that fetches it and what it needs (a stage's hint)
 

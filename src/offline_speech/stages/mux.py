@@ -45,11 +45,12 @@ Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
 """
 
 
-def output_name(media: str) -> str:
-    """`<stem>.subtitled.<ext>`: the input's own extension for MP4-family inputs, else mkv."""
+def output_name(media: str, stem: str | None = None) -> str:
+    """`<stem>.subtitled.<ext>` (the job's output stem, default the media's): the input's own extension for
+    MP4-family inputs, else mkv."""
     path = Path(media)
     ext = path.suffix.lower() if path.suffix.lower() in MP4_FAMILY else ".mkv"
-    return f"{path.stem}.subtitled{ext}"
+    return f"{stem or path.stem}.subtitled{ext}"
 
 
 def read_cues(path: str) -> list[tuple[int, int, str]]:

@@ -6,7 +6,10 @@ loads each model once, translates the segments of every job and target that use 
 length, batched), frees it, and goes on with the next model; so a run needs one model in memory at a time.
 
 IndicTrans2 goes through IndicTransToolkit's IndicProcessor (pre- and post-processing) with the remote code of
-the exact commit in the lock (`trust_remote_code` only where the catalog says so). NLLB runs on CTranslate2 int8
+the exact commit in the lock (`trust_remote_code` only where the catalog says so). That code runs only when every
+.py file of the snapshot has the sha256 the catalog pins for its commit (reviewed code), or when the user allowed
+it for this run (run-pipeline.sh --trust-remote-code); otherwise the model is refused before anything imports
+it (`remote_code_refusal`, which preflight asks too). NLLB runs on CTranslate2 int8
 when cache-models.sh has converted it (`ct2` in the spec), otherwise on transformers. Device: CUDA, then Apple
 MPS (transformers only), then CPU.
 """
@@ -19,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from ..schema import read_transcript
-from ..util import usable_cpus, write_json
+from ..util import sha256_file, usable_cpus, write_json
 from .base import Events, StageFailure, main
 
 NAME = "translate"
@@ -142,7 +145,26 @@ class CTranslate2Translator(Translator):
         gc.collect()
 
 
+def remote_code_refusal(spec: dict) -> str | None:
+    """Why the model's remote code must not run (one line naming the fix), None when it may: no remote code, every
+    .py file of the snapshot pinned by the catalog for this commit (`code_sha256`), or allowed for this run."""
+    if not spec.get("trust_remote_code") or spec.get("remote_code_allowed"):
+        return None
+    snapshot = Path(spec["path"])
+    pins = spec.get("code_sha256") or {}
+    code = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*.py"))
+    unpinned = [rel for rel in code if pins.get(rel) != sha256_file(snapshot / rel)]
+    if not unpinned:
+        return None
+    why = "the catalog pins no reviewed code for this commit" if not pins else "not the code the catalog pins for it"
+    return (f"{spec.get('key', snapshot.name)}@{str(spec.get('commit'))[:14]} would run remote code ({', '.join(unpinned)}): {why}; "
+            f"refused. Read it in {snapshot}, then run again with --trust-remote-code (for that run only)")
+
+
 def load(spec: dict) -> Translator:
+    refusal = remote_code_refusal(spec)
+    if refusal:
+        raise StageFailure(refusal)
     if spec["kind"] == "nllb" and spec.get("ct2"):
         return CTranslate2Translator(spec)
     return TransformersTranslator(spec)
@@ -204,6 +226,10 @@ def run(request: dict, events: Events) -> None:
         started = time.monotonic()
         try:
             translator = load(spec)
+        except StageFailure as exc:  # refused (remote code): one line, no traceback
+            for jid, _ in users:
+                failed.setdefault(jid, str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - the jobs that need this model fail, the others go on
             traceback.print_exc()
             for jid, _ in users:
