@@ -127,6 +127,9 @@ def test_files_nothing_knows_are_a_local_unverified_revision_never_the_claimed_c
     assert f"{TINY_MULTI} is local, unverified ({commit})" in info.stderr
     verified = cli.run("--verify", netns=True)
     assert f"{TINY_MULTI} is local, unverified" in verified.stderr and " ok" in verified.stdout
+    exported = cli.run("--export", str(tmp_path / "b.tar"), TINY_MULTI, check_code=None, netns=True)
+    assert f"{TINY_MULTI} left out: {commit} is local, unverified" in exported.stderr, exported.stderr
+    assert exported.returncode != 0 and not (tmp_path / "b.tar").exists()
 
 
 # ---- remote code -------------------------------------------------------------------------------------------------

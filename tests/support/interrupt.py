@@ -13,7 +13,8 @@ from offline_speech import cache
 
 from . import ROOT
 from . import universe as hub_universe
-from .hub import MIB, TestHub, sha256_hex
+from .hub import TestHub
+from .hub_repo import MIB, sha256_hex
 from .shell import shim_env
 
 KEY = "speechbrain-spkrec-ecapa-voxceleb"

@@ -83,7 +83,7 @@ def cache_models(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--clear).")] = False,
     from_dir: Annotated[Optional[Path], typer.Option("--from-dir", help="Register model files obtained elsewhere (needs --key).")] = None,
     key: Annotated[Optional[str], typer.Option("--key", help="Catalog key for --from-dir.")] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Commit to register --from-dir files under (default: the catalog's pin).")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="The hub commit the --from-dir files claim to be (default: the catalog's pin, else the commit cached); they are checked against what is known of it, else registered as a local, unverified revision.")] = None,
     as_json: AsJson = False,
     cache_dir: CacheDir = None,
     asset_mirror: Annotated[Optional[str], typer.Option("--asset-mirror", envvar="OFFLINE_SPEECH_ASSET_MIRROR", help="Base URL replacing download.pytorch.org / GitHub for non-hub assets.")] = None,

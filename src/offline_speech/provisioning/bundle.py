@@ -30,6 +30,7 @@ from ..catalog import Asset, Catalog, Model
 from ..errors import BadInput, StateError
 from ..util import utc_now
 from ..verified import VerifiedIndex
+from .register import is_local
 from .bundle_stream import Hasher, Progress, copy_file, open_output, wants_zstd, zstandard
 
 KIND = "offline-speech/bundle"
@@ -87,6 +88,10 @@ def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | Non
             plan.skipped.append((key, f"{state.status} in this cache"))
             continue
         if isinstance(item, Model):
+            if is_local(state.commit):
+                plan.skipped.append((key, f"{state.commit} is local, unverified (registered with --from-dir): a bundle "
+                                          "carries only hub commits, which the importing machine can check"))
+                continue
             entry = lock["models"].get(key)
             if entry is None or entry.get("commit") != state.commit:
                 plan.skipped.append((key, "not recorded in the lock: run ./cache-models.sh --verify --repair"))
