@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from offline_speech.settings import backend_python  # noqa: E402
 from offline_speech.util import write_json  # noqa: E402
 from support.tiny_diarization import (  # noqa: E402
-    CONVERSATION, ENROL, FEMALE, MALE, build_repo, conversation, place_in_cache, speak, stage_env, transcript, wav_seconds, write_wav,
+    CONVERSATION, ENROL, FEMALE, MALE, build_repo, conversation, place_in_cache, run_stage_process, speak, transcript,
+    wav_seconds, write_wav,
 )
 
 PAIRED = """
@@ -64,8 +64,7 @@ print(json.dumps({"bare_load": load, "pairs": pairs, "enrolment": warm}))
 
 def paired_rounds(cache: Path, request: Path, rounds: int) -> dict:
     """Stage jobs and bare whisperX DiarizationPipeline calls on the same audio, weights and process."""
-    proc = subprocess.run([str(backend_python("whisperx")), "-c", PAIRED, str(request), str(rounds)],
-                          capture_output=True, text=True, env=stage_env(cache), timeout=3600)
+    proc = run_stage_process([str(backend_python("whisperx")), "-c", PAIRED, str(request), str(rounds)], cache)
     if proc.returncode != 0:
         raise SystemExit(f"paired rounds failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.splitlines()[-1])
@@ -78,8 +77,7 @@ def write_request(path: Path, spec: dict, jobs: list[dict]) -> Path:
 
 def stage_run(cache: Path, request: Path) -> list[dict]:
     """Run the stage as the runner does; its events."""
-    proc = subprocess.run([str(backend_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)],
-                          capture_output=True, text=True, env=stage_env(cache), timeout=3600)
+    proc = run_stage_process([str(backend_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)], cache)
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     failed = [e for e in events if e["event"] == "job_failed"]
     if proc.returncode != 0 or failed:
