@@ -23,7 +23,9 @@ does (the nearest turn where nothing overlaps, so every segment and word gets on
 `speakers_dir` (`anna_1.wav`, `anna_2.m4a`, `ravi.wav`: the name is the file stem up to an optional `_N`) are
 embedded whole, averaged per person and matched to the diarized speakers' centroids by cosine with an optimal
 one-to-one assignment; a pair below the threshold is not named, and unnamed speakers keep `SPEAKER_NN`. Sample
-embeddings are cached in JSON (never pickle) keyed by each file's sha256 and the model commit.
+embeddings are cached in JSON (never pickle) keyed by each file's sha256 and the model commit. How each enrolled
+person fared (named whom at what score, or the best score and why not) is one line in the job's `notes`, which
+run-pipeline prints at the end, so that a user can tune the threshold.
 """
 
 from __future__ import annotations
