@@ -8,7 +8,8 @@ whisperx's trained segmentation model + resemblyzer's trained speaker encoder fr
 cache; the audio is an espeak-ng conversation of a male and a female voice. Prints:
 1. a whole stage job (read, enrolment from memory, diarize, name, label every word, write) ÷ a bare
    `DiarizationPipeline` call, in one process with the same loaded weights, over --reps paired rounds after a
-   warm-up (alternating which goes first); the median ratio (target <= 1.1) and both in seconds per audio minute;
+   warm-up (alternating which goes first); the median ratio (target <= 1.1) by wall-clock and by the process's CPU
+   seconds (steadier where other work shares the CPUs), and both in seconds per audio minute;
 2. model loads in one stage run of --jobs jobs, run as the runner runs it (target 1), with its load time and the
    snapshot verification inside it;
 3. enrolment seconds per sample (decode + embed): in a fresh stage's first job, warm, and from the JSON cache.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +32,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from offline_speech.settings import backend_python  # noqa: E402
 from offline_speech.util import write_json  # noqa: E402
 from support.tiny_diarization import (  # noqa: E402
-    CONVERSATION, ENROL, FEMALE, MALE, build_repo, conversation, place_in_cache, speak, stage_env, transcript, wav_seconds, write_wav,
+    CONVERSATION, ENROL, FEMALE, MALE, build_repo, conversation, place_in_cache, run_stage_process, speak, transcript,
+    wav_seconds, write_wav,
 )
 
 PAIRED = """
@@ -52,9 +53,9 @@ pairs = []
 for i in range(rounds):  # paired rounds, alternating which goes first, so load on the machine hits both alike
     times = {}
     for name in (("bare", "stage") if i % 2 == 0 else ("stage", "bare")):
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.process_time()
         bare(audio, return_embeddings=True) if name == "bare" else stage(jobs[1 + i % (len(jobs) - 1)])
-        times[name] = time.monotonic() - t0
+        times[name], times[name + "_cpu"] = time.monotonic() - t0, time.process_time() - c0
     pairs.append(times)
 stage.enrolment.embeddings.clear()  # enrolment again, warm: decode + embed every sample, no cache file
 _, warm = stage.enrolment.people(Path(jobs[0]["diarize"]["speakers_dir"]), None)
@@ -64,8 +65,7 @@ print(json.dumps({"bare_load": load, "pairs": pairs, "enrolment": warm}))
 
 def paired_rounds(cache: Path, request: Path, rounds: int) -> dict:
     """Stage jobs and bare whisperX DiarizationPipeline calls on the same audio, weights and process."""
-    proc = subprocess.run([str(backend_python("whisperx")), "-c", PAIRED, str(request), str(rounds)],
-                          capture_output=True, text=True, env=stage_env(cache), timeout=3600)
+    proc = run_stage_process([str(backend_python("whisperx")), "-c", PAIRED, str(request), str(rounds)], cache)
     if proc.returncode != 0:
         raise SystemExit(f"paired rounds failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.splitlines()[-1])
@@ -78,8 +78,7 @@ def write_request(path: Path, spec: dict, jobs: list[dict]) -> Path:
 
 def stage_run(cache: Path, request: Path) -> list[dict]:
     """Run the stage as the runner does; its events."""
-    proc = subprocess.run([str(backend_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)],
-                          capture_output=True, text=True, env=stage_env(cache), timeout=3600)
+    proc = run_stage_process([str(backend_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)], cache)
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     failed = [e for e in events if e["event"] == "job_failed"]
     if proc.returncode != 0 or failed:
@@ -134,10 +133,12 @@ def main() -> int:
     bare_per_min = statistics.median(p["bare"] for p in paired["pairs"]) / minutes
     stage_per_min = statistics.median(p["stage"] for p in paired["pairs"]) / minutes
     ratio = statistics.median(p["stage"] / p["bare"] for p in paired["pairs"])
+    cpu_ratio = statistics.median(p["stage_cpu"] / p["bare_cpu"] for p in paired["pairs"])
     print(f"audio: {minutes * 60:.1f} s, {args.lines} turns, 2 voices, {2 * samples_per_voice} enrolled samples; named {named}"
           + (" (--quick: proves the benchmark runs, not the figures)" if args.quick else ""))
     print(f"1. diarize + naming (a whole stage job): {stage_per_min:.2f} s per audio minute; bare whisperX DiarizationPipeline: "
-          f"{bare_per_min:.2f} s per audio minute; median paired ratio {ratio:.2f} over {args.reps} rounds (target <= 1.1)")
+          f"{bare_per_min:.2f} s per audio minute; median paired ratio {ratio:.2f} over {args.reps} rounds (target <= 1.1); "
+          f"by CPU seconds (steadier on a shared machine) {cpu_ratio:.2f}")
     print(f"2. model loads in one stage run of {args.jobs} jobs: {events[-1]['model_loads']} (target 1); load "
           f"{loaded[0]['seconds']:.2f} s incl. snapshot verification {loaded[0]['verify_seconds']:.3f} s; "
           f"bare DiarizationPipeline load {paired['bare_load']:.2f} s")

@@ -15,8 +15,8 @@ import pytest
 from support.shell import venv_python
 from offline_speech.schema import read_transcript, write_json
 from support.tiny_diarization import (
-    COMMIT, CONVERSATION, ENROL, FEMALE, MALE, RATE, build_repo, conversation, der, place_in_cache, speak, stage_env,
-    transcript, wav_seconds, write_wav,
+    COMMIT, CONVERSATION, ENROL, FEMALE, MALE, RATE, build_repo, conversation, der, place_in_cache, run_stage_process,
+    speak, transcript, wav_seconds, write_wav,
 )
 
 ANONYMOUS = re.compile(r"SPEAKER_\d\d")
@@ -39,8 +39,8 @@ def run_stage(cache: Path, spec: dict, jobs: list[dict], work: Path, trace: Path
     request = work / "request.json"
     write_json(request, {"schema": 1, "stage": "diarize", "options": {}, "models": {"diarization": spec}, "jobs": jobs})
     strace = ["strace", "-f", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace)] if trace else []
-    proc = subprocess.run(["unshare", "-n", *strace, str(venv_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)],
-                          capture_output=True, text=True, env=stage_env(cache), timeout=900)
+    proc = run_stage_process(["unshare", "-n", *strace, str(venv_python("whisperx")), "-m", "offline_speech.stages.diarize",
+                              str(request)], cache, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines()]
 

@@ -113,11 +113,11 @@ def test_second_run_is_instant_and_makes_no_request(cli, universe):
 
 
 def test_unpinned_revision_is_resolved_and_recorded(cli, universe):
-    cli.run("--speaker")
-    hub_repo = "speechbrain/spkrec-ecapa-voxceleb"
+    cli.run("align-hi")
+    hub_repo = "theainerd/Wav2Vec2-large-xlsr-hindi"
     commit = universe.commits[hub_repo]
     lock = json.loads((cli.cache / cache.LOCK_NAME).read_text())
-    assert lock["models"]["speechbrain-spkrec-ecapa-voxceleb"]["commit"] == commit
+    assert lock["models"]["align-hi"]["commit"] == commit
     assert cache.read_ref(cli.cache, hub_repo, "main") == commit
     got = {p.relative_to(snapshot(cli.cache, hub_repo, commit)).as_posix() for p in snapshot(cli.cache, hub_repo, commit).rglob("*") if p.is_file()}
     assert got == universe.wanted[hub_repo]
@@ -214,7 +214,7 @@ def test_verify_finds_damage_offline_and_repair_fetches_only_it(cli, universe):
 
 
 def test_info_clear_and_json(cli, universe):
-    cli.run("--whisperx", "--asr-model", "tiny.en", "--speaker")
+    cli.run("--whisperx", "--asr-model", "tiny.en", "align-hi")
     info = cli.json("--info")
     rows = {r["key"]: r for r in info["models"]}
     assert rows[TINY]["status"] == "complete" and rows[TINY]["revision"] == TINY_EN_COMMIT
@@ -226,11 +226,11 @@ def test_info_clear_and_json(cli, universe):
     assert "--yes" in refused.stderr
     assert cli.json("--clear", TINY, "--yes")["cleared"][0]["key"] == TINY
     assert not cache.repo_dir(cli.cache, TINY_EN_REPO).exists()
-    rows = {r["key"]: r for r in cli.json("--info", TINY, "speechbrain-spkrec-ecapa-voxceleb")["models"]}
+    rows = {r["key"]: r for r in cli.json("--info", TINY, "align-hi")["models"]}
     assert rows[TINY]["status"] == "missing"
-    assert rows["speechbrain-spkrec-ecapa-voxceleb"]["status"] == "complete"
+    assert rows["align-hi"]["status"] == "complete"
     lock = json.loads((cli.cache / cache.LOCK_NAME).read_text())
-    assert TINY not in lock["models"] and "speechbrain-spkrec-ecapa-voxceleb" in lock["models"]
+    assert TINY not in lock["models"] and "align-hi" in lock["models"]
 
 
 def test_from_dir_registers_real_files_that_load_offline(cli, universe, tiny_en_files, tmp_path):
@@ -252,13 +252,13 @@ def test_from_dir_registers_real_files_that_load_offline(cli, universe, tiny_en_
 
 def test_two_concurrent_runs_do_not_corrupt_the_cache(cli, universe):
     universe.hub.throttle(20_000_000)
-    procs = [cli.popen("--whisperx", "--asr-model", "tiny.en", "--speaker", "--align") for _ in range(2)]
+    procs = [cli.popen("--whisperx", "--asr-model", "tiny.en", "faster-whisper-tiny", "--align") for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     universe.hub.throttle(None)
     assert cli.json("--verify")["problems"] == 0
     lock = json.loads((cli.cache / cache.LOCK_NAME).read_text())
-    assert {TINY, "speechbrain-spkrec-ecapa-voxceleb", "align-hi", "nltk-punkt_tab", "torchaudio-align-en"} <= set(lock["models"]) | set(lock["assets"])
+    assert {TINY, "faster-whisper-tiny", "align-hi", "nltk-punkt_tab", "torchaudio-align-en"} <= set(lock["models"]) | set(lock["assets"])
 
 
 @pytest.mark.parametrize(
@@ -301,11 +301,11 @@ def test_connection_cut_mid_file_is_resumed(cli, universe):
 
 def test_server_errors_fail_with_a_clear_line_then_succeed(cli, universe):
     universe.hub.fail_next(50, status=503)
-    proc = cli.run("--speaker", check_code=1)
-    assert "speechbrain-spkrec-ecapa-voxceleb" in proc.stdout + proc.stderr
+    proc = cli.run("align-hi", check_code=1)
+    assert "align-hi" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     universe.hub.fail_next(0)
-    cli.run("--speaker")
+    cli.run("align-hi")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 # Order matters: it is the order of the flags in --help and of the rows in plans and tables.
-GROUPS = ("whisperx", "mlx", "indictrans2", "nllb", "align", "diarization", "speaker")
+GROUPS = ("whisperx", "mlx", "indictrans2", "nllb", "align", "diarization")
 DEFAULT_ASR_MODEL = "large-v3"
 DEFAULT_NLLB_MODEL = "3.3B"
 DEFAULT_LANGUAGES = ("en", "hi")

@@ -1,7 +1,12 @@
 """resemblyzer's trained speaker encoder as a pyannote embedding `Model`, for the real-weight test repo that
-tiny_diarization.py builds. pyannote imports a checkpoint's class by module name when it loads the repo, so a
-process loading that repo needs tests/support on PYTHONPATH (tiny_diarization.stage_env puts it there).
-Runs in venv/whisperx (torch, torchaudio, pyannote.audio).
+tiny_diarization.py builds. Runs in venv/whisperx (torch, torchaudio, pyannote.audio).
+
+pyannote imports a checkpoint's class by the module name recorded in it. The builder records this class as
+`tests.support.resemblyzer_embedding`, its path from the project root, and every process that loads the repo runs
+in the project root with the project's own stage environment: the runner starts each stage as `python -m ...` with
+the project root as its working directory, which Python puts first on sys.path (the tests and the benchmark start
+theirs the same way). So the real-weight repo goes through run-pipeline.sh unchanged, with nothing added to the
+stage environment for it. A user's own pyannote architecture would be installed into venv/whisperx instead.
 """
 
 from __future__ import annotations

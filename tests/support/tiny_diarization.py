@@ -12,7 +12,8 @@ Random: a powerset PyanNet segmentation, a WeSpeaker ResNet34 embedding and a PL
 meaningless speakers. Real: whisperx's wheel ships a trained pyannote segmentation model (`whisperx/assets/
 pytorch_model.bin`, multi-label, 3 speakers, 5 s chunks) and PyPI `resemblyzer==0.1.4` ships a trained 256-d
 speaker encoder (`resemblyzer/pretrained.pt`, Apache-2.0), read with `torch.load(weights_only=True)` without
-importing the package (its imports need webrtcvad and librosa) and wrapped by resemblyzer_embedding.py.
+importing the package (its imports need webrtcvad and librosa) and wrapped by resemblyzer_embedding.py, whose
+class a process loading the repo imports from the project root (run_stage_process starts them as the runner does).
 Everything else here is standard library, for the tests and benchmarks in the core venv.
 """
 
@@ -172,11 +173,12 @@ def place_in_cache(built: Path, cache: Path) -> dict:
     return {"key": "pyannote-speaker-diarization-community-1", "commit": COMMIT, "path": str(snapshot), "files": files}
 
 
-def stage_env(cache: Path) -> dict[str, str]:
-    """The runner's offline environment for a stage, plus tests/support (the real repo's embedding class)."""
+def run_stage_process(argv: list[str], cache: Path, timeout: float = 3600) -> subprocess.CompletedProcess:
+    """A whisperx-venv process as the runner starts a stage: the offline environment of settings.py, the project root
+    as working directory (where the real repo's embedding class, tests.support.resemblyzer_embedding, is found)."""
     from offline_speech.settings import offline_env
 
-    return offline_env(cache) | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests" / "support")])}
+    return subprocess.run(argv, capture_output=True, text=True, env=offline_env(cache), cwd=ROOT, timeout=timeout)
 
 
 def resemblyzer_weights() -> Path:
@@ -255,8 +257,8 @@ def build_real(dest: Path, resemblyzer_pt: Path, seed: int = 0) -> None:
     import whisperx
     from pyannote.audio.core.task import Problem, Resolution, Specifications
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from resemblyzer_embedding import ResemblyzerEmbedding
+    sys.path.insert(0, str(ROOT))  # recorded as tests.support.resemblyzer_embedding (see that module)
+    from tests.support.resemblyzer_embedding import ResemblyzerEmbedding
 
     (dest / "segmentation").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin", dest / "segmentation" / "pytorch_model.bin")

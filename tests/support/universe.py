@@ -101,15 +101,6 @@ def generated_repo_files(model: Model, rng: random.Random, scale: int = 1) -> tu
             "README.md": b"gated\n",
         }
         decoys = {}
-    elif model.group == "speaker":
-        wanted = {
-            "hyperparams.yaml": b"pretrained_path: speechbrain/spkrec-ecapa-voxceleb\n",
-            "embedding_model.ckpt": _blob(rng, scale * 150_000),
-            "mean_var_norm_emb.ckpt": _blob(rng, scale * 2_000),
-            "classifier.ckpt": _blob(rng, scale * 50_000),
-            "label_encoder.txt": b"'id10001' => 0\n",
-        }
-        decoys["example1.wav"] = _blob(rng, scale * 40_000)
     else:  # pragma: no cover - a new group needs its stand-in here
         raise AssertionError(f"no stand-in files for group {model.group}")
     return {**decoys, **wanted}, set(wanted)

@@ -69,7 +69,6 @@ def cache_models(
     nllb: Annotated[bool, typer.Option("--nllb", help="The NLLB-200 model named by --nllb-model, plus its CTranslate2 int8 conversion (made here with venv/translation).")] = False,
     align: Annotated[bool, typer.Option("--align", help="Word aligners for --languages, plus nltk punkt_tab.")] = False,
     diarization: Annotated[bool, typer.Option("--diarization", help="pyannote/speaker-diarization-community-1 (gated).")] = False,
-    speaker: Annotated[bool, typer.Option("--speaker", help="speechbrain/spkrec-ecapa-voxceleb speaker embeddings.")] = False,
     asr_model: Annotated[str, typer.Option(help="ASR model name, as faster-whisper names them (tiny.en … large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
     nllb_model: Annotated[str, typer.Option(help="NLLB size: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
     languages: Annotated[str, typer.Option(help="Comma-separated language codes for --align.")] = ",".join(DEFAULT_LANGUAGES),
@@ -98,7 +97,7 @@ def cache_models(
     version: Version = None,
 ) -> None:
     flags = {"whisperx": whisperx, "mlx": mlx, "indictrans2": indictrans2, "nllb": nllb, "align": align,
-             "diarization": diarization, "speaker": speaker}
+             "diarization": diarization}
     mode = service.mode_of(dry_run=dry_run, verify=verify, info=info, clear=clear, from_dir=from_dir is not None,
                            repair=repair, export=export is not None, import_=import_ is not None)
     if since is not None and export is None:

@@ -55,7 +55,7 @@ def run_pipeline(
     if as_json:
         summary = [{"id": r.id, "dir": str(r.dir), "status": r.manifest["status"], "error": r.manifest.get("error"),
                     "outputs": {k: str(r.dir / v) for k, v in r.manifest.get("outputs", {}).items()},
-                    "warnings": r.manifest.get("warnings", [])} for r in runs]
+                    "warnings": r.manifest.get("warnings", []), "notes": _notes(r.manifest)} for r in runs]
         print(json.dumps({"jobs": summary}, indent=2, ensure_ascii=False))
     else:
         for r in runs:
@@ -63,6 +63,8 @@ def run_pipeline(
                 for w in r.manifest.get("warnings", []):
                     err.print(f"warning: {r.id}: {w}")
                 print(f"{r.id}: done")
+                for note in _notes(r.manifest):
+                    print(f"  {note}")
                 for v in r.manifest.get("outputs", {}).values():
                     print(f"  {r.dir / v}")
     for r in failed:
@@ -71,3 +73,10 @@ def run_pipeline(
         err.print(f"error: job {r.id}: stage {r.manifest['error']} (log: {log})")
     if failed:
         raise typer.Exit(1)
+
+
+def _notes(manifest: dict) -> list[str]:
+    """What the job's stages said for the user to read at the end (diarize: each enrolled person's best score, to
+    tune --speaker-threshold by), as `<stage>: <note>`."""
+    return [f"{name}: {note}" for name, record in manifest.get("stages", {}).items()
+            for note in (record.get("info") or {}).get("notes", [])]

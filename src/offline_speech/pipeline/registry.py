@@ -238,13 +238,14 @@ def _check_translate(ctx: Context, job: Job) -> list[str]:
 
 
 def _build_translate(ctx: Context, run: "JobRun") -> Built:
-    language = read_transcript(run.path("aligned.json"))["language"]
+    source = source_transcript(run)  # diarized: the translations keep each segment's speaker
+    language = read_transcript(source)["language"]
     targets, models, problems = _translators(ctx, run.job, language)
     if problems:
         raise StageInputError("; ".join(problems))
-    entry = _entry(run, {"transcript": str(run.path("aligned.json"))},
+    entry = _entry(run, {"transcript": str(source)},
                    {t["language"]: str(run.path(f"translated.{t['language']}.json")) for t in targets}, targets=targets)
-    key = {"transcript": _digest(run.path("aligned.json")), "targets": targets,
+    key = {"transcript": _digest(source), "targets": targets,
            "models": {k: [m["commit"], m["ct2"]] for k, m in models.items()}}
     return Built(entry, key, models=models, uses={k: m["commit"] for k, m in models.items()})
 

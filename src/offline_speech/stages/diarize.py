@@ -23,7 +23,9 @@ does (the nearest turn where nothing overlaps, so every segment and word gets on
 `speakers_dir` (`anna_1.wav`, `anna_2.m4a`, `ravi.wav`: the name is the file stem up to an optional `_N`) are
 embedded whole, averaged per person and matched to the diarized speakers' centroids by cosine with an optimal
 one-to-one assignment; a pair below the threshold is not named, and unnamed speakers keep `SPEAKER_NN`. Sample
-embeddings are cached in JSON (never pickle) keyed by each file's sha256 and the model commit.
+embeddings are cached in JSON (never pickle) keyed by each file's sha256 and the model commit. How each enrolled
+person fared (named whom at what score, or the best score and why not) is one line in the job's `notes`, which
+run-pipeline prints at the end, so that a user can tune the threshold.
 """
 
 from __future__ import annotations
@@ -240,11 +242,18 @@ def name_speakers(people: dict[str, list[float]], speakers: dict[str, list[float
         elif best_score is None:
             entry["reason"] = "no diarized speaker to compare with"
         elif best_score < threshold:
-            entry["reason"] = f"best score {best_score:.3f} is below the threshold {threshold}"
+            entry["reason"] = f"best score {best_score:.3f} ({best_speaker}) is below the threshold {threshold:g}"
         else:
-            entry["reason"] = f"{best_speaker} went to a better-matching person"
+            entry["reason"] = f"best score {best_score:.3f} ({best_speaker}) went to a better-matching person"
         report.append(entry)
     return {speaker: name for name, speaker in chosen.items()}, report
+
+
+def naming_note(entry: dict, threshold: float) -> str:
+    """One line on how an enrolled person fared, for the end of the run (what --speaker-threshold is tuned by)."""
+    if entry.get("speaker"):
+        return f"{entry['name']} = {entry['speaker']} (score {entry['score']:.3f}, threshold {threshold:g})"
+    return f"{entry['name']} not named: {entry['reason']}"
 
 
 # ---- the stage -----------------------------------------------------------------------------------------------
@@ -315,8 +324,11 @@ class Diarizer:
         named = ", ".join(f"{s}={n}" for s, n in names.items()) or "none named"
         self.events.log(job["id"], f"{len(centroids)} speakers ({named}) in {len(turns)} turns; diarized "
                                    f"{len(audio) / SAMPLE_RATE:.1f} s of audio in {seconds:.2f} s")
+        notes = [naming_note(entry, threshold) for entry in people_report]
+        for note in notes:
+            self.events.log(job["id"], note)
         return {"speakers": len(centroids), "named": len(names), "diarize_seconds": round(seconds, 3),
-                "enrolment_seconds": None if enrolment_info is None else enrolment_info["seconds"]}
+                "enrolment_seconds": None if enrolment_info is None else enrolment_info["seconds"], "notes": notes}
 
 
 def run(request: dict, events: Events) -> None:

@@ -188,13 +188,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _write(job: dict, doc: dict, translations: dict[str, list[str]], models: dict) -> None:
-    """One transcript document per target: the source segments' times, the translated text (and the source's)."""
+    """One transcript document per target: the source segments' times and speakers (a --diarize job's `[anna]` on
+    every translated cue too), the translated text (and the source's)."""
     for target in job["targets"]:
         lang = target["language"]
         if lang not in translations:
             raise StageFailure(f"no model in this run translates into {lang}")
         spec = models[target["model"]]
-        segments = [{"start": s["start"], "end": s["end"], "text": text, "source": s["text"]}
+        segments = [{"start": s["start"], "end": s["end"], "text": text, "source": s["text"],
+                     **({"speaker": s["speaker"]} if "speaker" in s else {})}
                     for s, text in zip(doc["segments"], translations[lang])]
         write_json(Path(job["outputs"][lang]), {
             **{k: doc[k] for k in ("kind", "schema", "job", "clip", "warnings")},
