@@ -61,14 +61,15 @@ class VerifiedIndex:
         """Whether the file at `path` (links followed) has the content `file_id` names: from the index when its
         stat is unchanged since it was verified, else by hashing it (and recording a success)."""
         try:
-            st = Path(os.path.realpath(path)).stat()
+            real = Path(os.path.realpath(path))
+            st = real.stat()
         except OSError:
             return False
         if size is not None and st.st_size != size:
             return False
-        if self.records.get(self._key(Path(os.path.realpath(path)))) == [file_id, _signature(st)]:
+        if self.records.get(self._key(real)) == [file_id, _signature(st)]:
             return True
-        return self.hash(path, file_id) == file_id
+        return self.hash(real, file_id) == file_id
 
     def hash(self, path: Path, file_id: str) -> str | None:
         """Hash the file at `path` whatever the index says (--verify), as the kind `file_id` is, and record
@@ -130,6 +131,7 @@ class VerifiedIndex:
                 with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
                     theirs = _records(json.loads(self.path.read_text()))
                 merged = {k: v for k, v in theirs.items() if k not in self.dropped} | self.records
+                merged = {k: v for k, v in merged.items() if (self.base / k).exists()}  # removed files go
                 atomic_write(self.path, json.dumps({"format": _FORMAT, "files": merged}, sort_keys=True).encode())
             self.dirty = False
 

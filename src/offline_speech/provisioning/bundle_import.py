@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import cache
-from ..orphans import remove_work_dir, work_dir
 from ..catalog import COMMIT_RE, Asset, Catalog, CatalogError, Model
+from ..orphans import remove_work_dir, work_dir
 from ..util import place_file
 from ..verified import VerifiedIndex
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
