@@ -161,12 +161,20 @@ def test_leftovers_are_removed_only_when_no_live_process_owns_them(tmp_path):
         "old partial": repo / "blobs" / f"{sha}.1234abcd.incomplete",
         "import staging": root / ".import-a1b2c3d4",
         "index temp": root / "offline-speech" / ".verified.jsonz9y8x7w6.tmp",
+        "asset part": root / "torch" / ".a.pthx1y2z3w4.part",
     }
     for what, path in stale.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir() if what == "import staging" else path.write_bytes(b"partial")
     backdate(stale["old partial"], orphans.RESUME_WINDOW + HOUR)
     fresh = root / ".offline-speech.lock.json00aa11bb.tmp"
+    fetching = root / "torch" / ".b.ptha1b2c3d4.part"  # an asset download in progress: it holds the entry's lock
+    fetching.write_bytes(b"partial")
+    backdate(fetching, HOUR)
+    (root / ".locks").mkdir()
+    entry_lock = open(root / ".locks" / "entry-asset-b.lock", "a")
+    fcntl.flock(entry_lock, fcntl.LOCK_EX)
+    assets = [("asset-a", "torch/a.pth"), ("asset-b", "torch/b.pth")]
     resumable = repo / "blobs" / f"{'cd' * 32}.5678ef01.incomplete"  # an hour old: a fetch may resume it
     downloading = repo / "blobs" / f"{'ef' * 32}.9abc2345.incomplete"
     for path in (fresh, resumable, downloading):
@@ -184,14 +192,14 @@ def test_leftovers_are_removed_only_when_no_live_process_owns_them(tmp_path):
         f.write(b"{}")
         writing = next(p for p in root.glob(f".{cache.LOCK_NAME}*.tmp") if p not in (fresh, stale["lock temp"]))
         backdate(writing, HOUR)
-        removed = orphans.clean_cache(root)
+        removed = orphans.clean_cache(root, assets)
         assert sorted(removed) == sorted(stale.values())
-        assert writing.exists() and importing.exists() and fresh.exists() and resumable.exists() and downloading.exists()
-        assert orphans.clean_cache(root, partials=True) == [resumable]  # --verify --repair: no resume is coming
+        assert all(p.exists() for p in (writing, importing, fresh, resumable, downloading, fetching))
+        assert orphans.clean_cache(root, assets, partials=True) == [resumable]  # --verify --repair: no resume is coming
         assert downloading.exists()
-    fcntl.flock(hf_lock, fcntl.LOCK_UN)
     hf_lock.close()
-    assert orphans.clean_cache(root, partials=True) == [downloading]
+    entry_lock.close()
+    assert sorted(orphans.clean_cache(root, assets, partials=True)) == sorted([fetching, downloading])
     orphans.remove_work_dir(importing)
     assert not importing.exists()
 

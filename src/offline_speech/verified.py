@@ -44,6 +44,7 @@ class VerifiedIndex:
         self.base = Path(os.path.realpath(root or "/"))  # keys are relative to it, so a moved cache keeps its index
         self.path = root / INDEX_PATH if root else None
         self.records: dict[str, list] = {}
+        self.learned: dict[str, list] = {}  # what this instance verified: all a save adds to the file
         self.dropped: set[str] = set()
         self.dirty = False
         self.hashed = 0
@@ -83,9 +84,7 @@ class VerifiedIndex:
             return None
         key = self._key(real)
         if actual == file_id and _signature(real.stat()) == _signature(st):  # unchanged while it was read
-            self.records[key] = [file_id, _signature(st)]
-            self.dropped.discard(key)
-            self.dirty = True
+            self._learn(key, [file_id, _signature(st)])
         else:
             self._drop(key)
         return actual
@@ -103,24 +102,28 @@ class VerifiedIndex:
         """Note a file whose bytes were just checked against `file_id` elsewhere (a download hashes as it writes)."""
         with contextlib.suppress(OSError):
             real = Path(os.path.realpath(path))
-            key = self._key(real)
-            self.records[key] = [file_id, _signature(real.stat())]
-            self.dropped.discard(key)
-            self.dirty = True
+            self._learn(self._key(real), [file_id, _signature(real.stat())])
 
     def forget(self, path: Path) -> None:
         """Drop a file's record (it is being replaced or removed)."""
         self._drop(self._key(Path(os.path.realpath(path))))
 
+    def _learn(self, key: str, record: list) -> None:
+        self.records[key] = self.learned[key] = record
+        self.dropped.discard(key)
+        self.dirty = True
+
     def _drop(self, key: str) -> None:
         self.records.pop(key, None)
+        self.learned.pop(key, None)
         self.dropped.add(key)
         self.dirty = True
 
     def save(self) -> None:
         """Write the index if it changed; silently not on a read-only cache (it is only a shortcut).
-        Records other processes wrote meanwhile are kept (read and merged under an flock), except those this one
-        dropped: a record only vouches for one exact stat, so a stale one can never make a changed file pass."""
+        Only what this instance learned or dropped changes the file (read and merged under an flock), so records
+        other processes wrote meanwhile are kept; a record only vouches for one exact stat, so even a stale one
+        can never make a changed file pass. Records of files that are gone are left out."""
         if not self.dirty or self.path is None:
             return
         with contextlib.suppress(OSError):
@@ -130,7 +133,7 @@ class VerifiedIndex:
                 theirs: dict[str, list] = {}
                 with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
                     theirs = _records(json.loads(self.path.read_text()))
-                merged = {k: v for k, v in theirs.items() if k not in self.dropped} | self.records
+                merged = {k: v for k, v in theirs.items() if k not in self.dropped} | self.learned
                 merged = {k: v for k, v in merged.items() if (self.base / k).exists()}  # removed files go
                 atomic_write(self.path, json.dumps({"format": _FORMAT, "files": merged}, sort_keys=True).encode())
             self.dirty = False
