@@ -10,6 +10,7 @@ Layout under the cache root (default <project>/.cache):
   huggingface/hub/models--ORG--NAME/{blobs,snapshots,refs,trees}   standard huggingface_hub layout
   torch/hub/checkpoints/, nltk_data/                                 non-hub assets
   offline-speech.lock.json                                           what was provisioned: commits, files, hashes
+  offline-speech/verified.json                                       the verified index (verified.py)
 """
 
 from __future__ import annotations
