@@ -68,9 +68,7 @@ class VerifiedIndex:
             return False
         if size is not None and st.st_size != size:
             return False
-        if self.records.get(self._key(real)) == [file_id, _signature(st)]:
-            return True
-        return self.hash(real, file_id) == file_id
+        return self.known(real, file_id) or self.hash(real, file_id) == file_id
 
     def hash(self, path: Path, file_id: str) -> str | None:
         """Hash the file at `path` whatever the index says (--verify), as the kind `file_id` is, and record
