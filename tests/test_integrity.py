@@ -195,11 +195,12 @@ def test_leftovers_are_removed_only_when_no_live_process_owns_them(tmp_path):
         removed = orphans.clean_cache(root, assets)
         assert sorted(removed) == sorted(stale.values())
         assert all(p.exists() for p in (writing, importing, fresh, resumable, downloading, fetching))
-        assert orphans.clean_cache(root, assets, partials=True) == [resumable]  # --verify --repair: no resume is coming
+        assert orphans.clean_cache(root, assets, partials_of=["other/repo"]) == []
+        assert orphans.clean_cache(root, assets, partials_of=["org/name"]) == [resumable]  # repaired: no resume comes
         assert downloading.exists()
     hf_lock.close()
     entry_lock.close()
-    assert sorted(orphans.clean_cache(root, assets, partials=True)) == sorted([fetching, downloading])
+    assert sorted(orphans.clean_cache(root, assets, partials_of=["org/name"])) == sorted([fetching, downloading])
     orphans.remove_work_dir(importing)
     assert not importing.exists()
 

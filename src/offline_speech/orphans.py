@@ -17,8 +17,8 @@ Who owns what (checked without waiting, never guessed from a name alone):
 
 Partial downloads and resuming: a `blobs/*.incomplete` nobody is writing may still be resumed by the next fetch of
 its entry, so a fetch never deletes one when it starts. Ordinary runs remove only those untouched for RESUME_WINDOW;
-`--verify --repair` removes every unowned one after its repair (what the repair could resume, it has); `--clear`
-removes an entry's with the entry.
+`--verify --repair` removes every unowned one of the entries it verified once it has repaired them (what the
+repair could resume, it has); `--clear` removes an entry's with the entry.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterable
 
 from . import cache
 
@@ -136,19 +137,20 @@ def _sweep(folder: Path, pattern: re.Pattern, **rule) -> list[Path]:
 # ---- where each kind lives ------------------------------------------------------------------------------------
 
 
-def clean_cache(root: Path, assets: list[tuple[str, str]] = (), partials: bool = False) -> list[Path]:
+def clean_cache(root: Path, assets: list[tuple[str, str]] = (), partials_of: Iterable[str] = ()) -> list[Path]:
     """Remove the cache's leftovers (see the module docstring); `assets` are (key, dest) of the catalog's assets;
-    `partials` removes every unowned partial download, not only those older than RESUME_WINDOW. Silent where
-    the cache cannot be written. Returns what was removed."""
+    of the repos in `partials_of` every unowned partial download goes, of the others only those older than
+    RESUME_WINDOW. Silent where the cache cannot be written. Returns what was removed."""
     if not root.is_dir():
         return []
     removed = _sweep(root, _TEMP) + _sweep(root, re.compile(r"^\.import-"))
     for folder in (root / "offline-speech", *root.glob("offline-speech/*"), *root.glob("offline-speech/ct2/*")):
         removed += _sweep(folder, _TEMP)
     hub = cache.hub_dir(root)
+    done = {cache.repo_dir(root, repo).name for repo in partials_of}
     for repo in sorted(hub.glob("models--*")):
         removed += _sweep(repo / "refs", _TEMP) + _sweep(repo / "trees", _TEMP)
-        removed += _partial_blobs(repo, hub / ".locks" / repo.name, GRACE if partials else RESUME_WINDOW)
+        removed += _partial_blobs(repo, hub / ".locks" / repo.name, GRACE if repo.name in done else RESUME_WINDOW)
     for key, dest in assets:
         target = root / dest
         part = re.compile(rf"^\.{re.escape(target.name)}.*\.part$")

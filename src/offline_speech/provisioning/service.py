@@ -305,8 +305,9 @@ def verify_and_repair(request: Request, catalog: Catalog, entries: list[Entry], 
         bad_keys = {r.key for r in results if r.status != "ok"}
         fixed = {r.key: r for r in verify(root, [e for e in entries if keys_of(e) & bad_keys])}
         results = [fixed.get(r.key, r) for r in results]
-    if request.repair:  # what the repair could resume, it has: every unowned partial download is stale now
-        _report_leftovers(orphans.clean_cache(root, asset_dests(catalog), partials=True), listener)
+    if request.repair:  # what the repair could resume, it has: the entries' unowned partial downloads are stale now
+        repos = [e.item.repo for e in entries if isinstance(e.item, Model)]
+        _report_leftovers(orphans.clean_cache(root, asset_dests(catalog), partials_of=repos), listener)
     return Verified(root, tuple(results), tuple(repaired), request.repair)
 
 
