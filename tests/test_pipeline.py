@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from offline_speech.schema import read_transcript
+from offline_speech.verified import VerifiedIndex
 from support import ROOT
 from support import universe as hub_universe
 from support.sample import CLIP, SENTENCES, assert_monotonic, parse_srt, text_between
@@ -213,6 +214,9 @@ def test_a_failing_stage_exits_1_naming_the_stage_and_its_log(provisioned, tmp_p
     data = bytearray(blob.read_bytes())
     data[: 1 << 20] = bytes(1 << 20)  # same size, so the cache looks complete; the weights are garbage
     blob.write_bytes(bytes(data))
+    index = VerifiedIndex(cache)  # damage the cached check cannot see (bit rot changes no stat): the stage fails
+    index.record(blob, blob.name)
+    index.save()
     out = tmp_path / "out"
     job_id = prepare(out, cache, "-s", "en", "--no-align", "--end-time", "4")
     proc = run_pipeline(out, cache, job_id, code=1)

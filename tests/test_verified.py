@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 from offline_speech.verified import VerifiedIndex
@@ -55,3 +56,29 @@ def test_an_unwritable_index_is_no_error_the_check_still_holds(tmp_path):
     assert index.check(f, sha)
     index.save()  # cannot be written: no error, the index is only a shortcut
     assert index.dirty and VerifiedIndex(tmp_path).check(f, sha)
+
+
+def test_saves_merge_with_other_processes_but_a_dropped_or_removed_file_is_not_brought_back(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a" * 10)
+    b.write_bytes(b"b" * 10)
+    sha_a, sha_b = (hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b))
+    first = VerifiedIndex(tmp_path)
+    assert first.check(a, sha_a) and first.check(b, sha_b)
+    first.save()
+    other = VerifiedIndex(tmp_path)  # another process: finds b damaged, and records nothing else
+    b.write_bytes(b"B" * 10)
+    assert not other.check(b, sha_b)
+    late = VerifiedIndex(tmp_path)  # read before `other` saved: still holds b's old record
+    other.save()
+    late.record(a, sha_a)
+    late.save()
+    saved = json.loads((tmp_path / "offline-speech" / "verified.json").read_text())["files"]
+    assert "a" in saved and "b" not in saved  # `late` wrote only what it learned
+    check = VerifiedIndex(tmp_path)
+    assert not check.check(b, sha_b) and check.hashed == 1
+    a.unlink()
+    third = VerifiedIndex(tmp_path)
+    third.dirty = True
+    third.save()
+    assert json.loads((tmp_path / "offline-speech" / "verified.json").read_text())["files"] == {}

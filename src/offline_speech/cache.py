@@ -1,11 +1,16 @@
 """The project cache on disk: hub layout, tree listings, the lock file and local (network-free) status.
 
+"Complete" means every file an entry needs is there with its size AND its content: each file's hash is checked
+through the verified index (verified.py), which re-hashes only a file whose stat changed since it was last
+verified, so an unchanged cache costs a stat per file and a same-size corrupted blob is still caught.
+
 Standard library only: the pipeline's preflight and every backend venv can import it.
 
 Layout under the cache root (default <project>/.cache):
   huggingface/hub/models--ORG--NAME/{blobs,snapshots,refs,trees}   standard huggingface_hub layout
   torch/hub/checkpoints/, nltk_data/                                 non-hub assets
   offline-speech.lock.json                                           what was provisioned: commits, files, hashes
+  offline-speech/verified.json                                       the verified index (verified.py)
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ import contextlib
 import fcntl
 import fnmatch
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .util import atomic_write, git_sha1_file, sha256_file, utc_now  # noqa: F401 - sha256_file re-exported
 from .catalog import Asset, Item, Model
 from .errors import StateError
+from .verified import VerifiedIndex
 
 LOCK_NAME = "offline-speech.lock.json"
 LOCK_SCHEMA = 1
@@ -175,18 +182,29 @@ def _unreadable(path: Path, detail: str) -> StateError:
 
 
 @contextlib.contextmanager
-def cache_lock(root: Path, name: str = "offline-speech") -> Iterator[None]:
+def cache_lock(root: Path, name: str = "offline-speech", waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """Serialise across processes: writers of shared cache metadata (the lock file), or one entry's provisioning.
+    `waiting` is called once when another process holds it (then this one waits).
 
     An flock, so a provisioner killed with -9 releases it with its last file descriptor."""
     path = root / ".locks" / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def entry_lock(root: Path, key: str, waiting: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+    """The lock one entry is provisioned (or removed) under: a second run waits for it."""
+    return cache_lock(root, f"entry-{key}", waiting)
 
 
 def update_lock(root: Path, section: str, key: str, entry: dict | None) -> None:
@@ -211,7 +229,7 @@ def model_lock_entry(model: Model, commit: str, files: list[RemoteFile]) -> dict
     }
 
 
-# ---- local status (no network, no hashing) ---------------------------------------------------------------
+# ---- local status (no network; hashing only what changed since it was verified) ------------------------
 
 
 @dataclass(frozen=True)
@@ -223,7 +241,7 @@ class LocalState:
     commit: str | None
     location: Path
     needed: tuple[RemoteFile, ...] = ()
-    absent: tuple[str, ...] = ()  # needed files missing, or there with the wrong size
+    absent: tuple[str, ...] = ()  # needed files missing, or there but damaged (size, link, content)
     bytes_on_disk: int = 0
     detail: str = ""
 
@@ -246,8 +264,37 @@ def local_file_size(snapshot: Path, path: str) -> int | None:
         return None
 
 
-def model_state(root: Path, model: Model, lock: dict) -> LocalState:
-    """Complete when every file the loader needs is in the snapshot with its size and the refs are written."""
+def blob_problem(root: Path, repo: str, file: Path) -> str | None:
+    """Why a snapshot file is not one of the repo's own blobs, None when it is: its link must point straight at a
+    regular file in the repo's blobs/ (a blob replaced by a link, or a link leading out of the cache, is damage)."""
+    if not file.is_symlink():
+        return None if file.is_file() else "not a file"
+    target = Path(os.path.normpath(file.parent / os.readlink(file)))
+    if target.parent != Path(os.path.normpath(repo_dir(root, repo) / "blobs")):
+        return f"a link out of the cache's blobs ({target})"
+    if target.is_symlink():
+        return f"its blob is a link ({os.readlink(target)}), not a file"
+    return None
+
+
+def snapshot_damage(root: Path, repo: str, commit: str, files, index: VerifiedIndex) -> tuple[list[str], list[str], int]:
+    """(missing, damaged, bytes on disk) of these files in the snapshot: damaged = there, but with another size,
+    not a blob of the cache, or content that does not hash to its id (checked through `index`)."""
+    snapshot = snapshot_dir(root, repo, commit)
+    missing, damaged, on_disk = [], [], 0
+    for f in files:
+        size = local_file_size(snapshot, f.path)
+        on_disk += size or 0
+        if size is None:
+            missing.append(f.path)
+        elif size != f.size or blob_problem(root, repo, snapshot / f.path) or not index.check(snapshot / f.path, f.etag, f.size):
+            damaged.append(f.path)
+    return missing, damaged, on_disk
+
+
+def model_state(root: Path, model: Model, lock: dict, index: VerifiedIndex | None = None) -> LocalState:
+    """Complete when every file the loader needs is in the snapshot with its size and content, and the refs are
+    written. `index` (default: the cache's, saved afterwards) spares hashing files unchanged since verified."""
     location = repo_dir(root, model.repo)
     commit = known_commit(root, model, lock)
     if commit is None:
@@ -258,28 +305,27 @@ def model_state(root: Path, model: Model, lock: dict) -> LocalState:
         status = "incomplete" if snapshot.exists() else "missing"
         return LocalState(model.key, status, commit, location, detail="no tree listing cached")
     needed = needed_files(model, tree)
-    absent, damaged, on_disk = [], False, 0
-    for f in needed:
-        size = local_file_size(snapshot, f.path)
-        if size != f.size:
-            absent.append(f.path)
-            damaged = damaged or size is not None  # there, but not what the hub has
-        on_disk += size or 0
+    own = index or VerifiedIndex(root)
+    missing, damaged, on_disk = snapshot_damage(root, model.repo, commit, needed, own)
+    if index is None:
+        own.save()
     refs_ok = read_ref(root, model.repo, "main" if model.pinned else model.revision) == commit
     if damaged:
         status = "corrupt"
-    elif not absent and refs_ok and needed:
+    elif not missing and refs_ok and needed:
         status = "complete"
     elif on_disk:
         status = "incomplete"
     else:
         status = "missing"
-    detail = "" if refs_ok or status == "missing" else "ref not written"
-    return LocalState(model.key, status, commit, location, tuple(needed), tuple(absent), on_disk, detail)
+    detail = f"damaged: {', '.join(damaged)}" if damaged else ("" if refs_ok or status == "missing" else "ref not written")
+    absent = tuple(f.path for f in needed if f.path in missing or f.path in damaged)
+    return LocalState(model.key, status, commit, location, tuple(needed), absent, on_disk, detail)
 
 
-def asset_state(root: Path, asset: Asset, lock: dict) -> LocalState:
-    """Complete when the file (and for archives every unpacked member) is there with its recorded size."""
+def asset_state(root: Path, asset: Asset, lock: dict, index: VerifiedIndex | None = None) -> LocalState:
+    """Complete when the file (and for archives every unpacked member) is there with its recorded size and sha256
+    (checked through the verified index, as for models)."""
     dest = root / asset.dest
     entry = lock["assets"].get(asset.key)
     size = dest.stat().st_size if dest.is_file() else None
@@ -287,18 +333,25 @@ def asset_state(root: Path, asset: Asset, lock: dict) -> LocalState:
         return LocalState(asset.key, "missing", None, dest)
     if entry is None or entry.get("size") != size:
         return LocalState(asset.key, "incomplete", None, dest, bytes_on_disk=size, detail="not recorded in the lock")
-    absent = [m for m, info in entry.get("members", {}).items() if not _has_size(dest.parent / m, info["size"])]
-    on_disk = size + sum(info["size"] for info in entry.get("members", {}).values())
-    status = "incomplete" if absent else "complete"
-    return LocalState(asset.key, status, entry["sha256"], dest, absent=tuple(absent), bytes_on_disk=on_disk)
+    members = entry.get("members", {})
+    absent = [m for m, info in members.items() if not _has_size(dest.parent / m, info["size"])]
+    own = index or VerifiedIndex(root)
+    damaged = [str(p.relative_to(root)) for p, info in [(dest, entry), *((dest.parent / m, i) for m, i in members.items())]
+               if _has_size(p, info["size"]) and not own.check(p, info["sha256"], info["size"])]
+    if index is None:
+        own.save()
+    on_disk = size + sum(info["size"] for info in members.values())
+    status = "corrupt" if damaged else ("incomplete" if absent else "complete")
+    return LocalState(asset.key, status, entry["sha256"], dest, absent=tuple(absent + damaged), bytes_on_disk=on_disk,
+                      detail=f"damaged: {', '.join(damaged)}" if damaged else "")
 
 
 def _has_size(path: Path, size: int) -> bool:
     return path.is_file() and path.stat().st_size == size
 
 
-def item_state(root: Path, item: Item, lock: dict) -> LocalState:
-    return model_state(root, item, lock) if isinstance(item, Model) else asset_state(root, item, lock)
+def item_state(root: Path, item: Item, lock: dict, index: VerifiedIndex | None = None) -> LocalState:
+    return model_state(root, item, lock, index) if isinstance(item, Model) else asset_state(root, item, lock, index)
 
 
 # ---- derived artifacts: made here from a cached model (NLLB converted to CTranslate2) ---------------------------
@@ -321,8 +374,9 @@ def derived_dir(root: Path, model: Model, commit: str) -> Path:
     return derived_root(root, model) / f"{commit}-{CT2_QUANTIZATION}"
 
 
-def derived_state(root: Path, model: Model, lock: dict) -> LocalState:
-    """Complete when the lock records a conversion of the model's current commit and every file has its size."""
+def derived_state(root: Path, model: Model, lock: dict, index: VerifiedIndex | None = None) -> LocalState:
+    """Complete when the lock records a conversion of the model's current commit and every file has its size and
+    sha256 (checked through the verified index)."""
     key = derived_key(model)
     commit = known_commit(root, model, lock)
     entry = lock.get("derived", {}).get(key)
@@ -330,7 +384,12 @@ def derived_state(root: Path, model: Model, lock: dict) -> LocalState:
     if commit is None or not entry or entry.get("source_commit") != commit:
         return LocalState(key, "missing", commit, location)
     files = entry.get("files", {})
+    own = index or VerifiedIndex(root)
     absent = [name for name, info in files.items() if not _has_size(location / name, info["size"])]
+    damaged = [name for name, info in files.items()
+               if name not in absent and not own.check(location / name, info["sha256"], info["size"])]
+    if index is None:
+        own.save()
     on_disk = sum((location / n).stat().st_size for n in files if (location / n).is_file())
-    status = "complete" if files and not absent else ("incomplete" if on_disk else "missing")
-    return LocalState(key, status, commit, location, absent=tuple(absent), bytes_on_disk=on_disk)
+    status = "corrupt" if damaged else ("complete" if files and not absent else ("incomplete" if on_disk else "missing"))
+    return LocalState(key, status, commit, location, absent=tuple(absent + damaged), bytes_on_disk=on_disk)

@@ -45,6 +45,11 @@ def fetch_command(item: Item, name: str | None = None) -> str:
     return f"{CACHE_MODELS} {flags}"
 
 
+def fix_for(state: cache.LocalState, fetch: str) -> str:
+    """The command that mends an entry: its fetch command, and --verify --repair when its files are damaged."""
+    return f"{fetch} --verify --repair" if state.status == "corrupt" else fetch
+
+
 def asr_entry(catalog: Catalog, job: Job) -> Model:
     """The job's ASR model in its backend's group (CatalogError for a name the catalog lacks)."""
     return catalog.asr_model(job.asr_model, "mlx" if job.backend == "mlx" else "whisperx")
@@ -119,11 +124,11 @@ def resolve_diarization(catalog: Catalog, root: Path, lock: dict) -> tuple[Model
     state = cache.model_state(root, item, lock)
     entry = lock["models"].get(item.key)
     if state.status != "complete" or not entry or entry.get("commit") != state.commit:
-        return None, (f"{item.key} is {state.status} in the cache {root}: {fetch_command(item)} (it is gated: accept "
+        return None, (f"{item.key} is {state.status} in the cache {root}: {fix_for(state, fetch_command(item))} (it is gated: accept "
                       f"its licence at https://huggingface.co/{item.repo} and set HF_TOKEN once; loading it offline "
                       f"needs no token)")
     return {"key": item.key, "commit": state.commit, "path": str(cache.snapshot_dir(root, item.repo, state.commit)),
-            "files": entry["files"]}, ""
+            "files": entry["files"], "cache": str(root)}, ""
 
 
 # ---- resolved against the cache (run-pipeline) ----------------------------------------------------------------
@@ -134,7 +139,7 @@ def resolve_asr(catalog: Catalog, root: Path, lock: dict, job: Job) -> tuple[Mod
     model = asr_entry(catalog, job)
     state = cache.model_state(root, model, lock)
     if state.status != "complete":
-        return None, f"model {model.key} is {state.status} in the cache {root}: {fetch_command(model, job.asr_model)}"
+        return None, f"model {model.key} is {state.status} in the cache {root}: {fix_for(state, fetch_command(model, job.asr_model))}"
     if job.backend == "mlx" and host_platform() != APPLE_SILICON:
         return None, (f"the mlx backend needs Apple Silicon and this machine is {host_platform()}: "
                       "prepare the job with --backend whisperx")
@@ -151,10 +156,10 @@ def resolve_aligner(catalog: Catalog, root: Path, lock: dict, language: str) -> 
     fetch = fetch_command(item, language)
     state = cache.item_state(root, item, lock)
     if state.status != "complete":
-        return None, f"aligner {item.key} is {state.status} in the cache: {fetch}"
+        return None, f"aligner {item.key} is {state.status} in the cache: {fix_for(state, fetch)}"
     punkt_state = cache.item_state(root, punkt, lock)
     if punkt_state.status != "complete":
-        return None, f"{punkt.key} (sentence splitter for alignment) is {punkt_state.status} in the cache: {fetch}"
+        return None, f"{punkt.key} (sentence splitter for alignment) is {punkt_state.status} in the cache: {fix_for(punkt_state, fetch)}"
     if isinstance(item, Model):
         return {"key": item.key, "kind": "hub", "language": language, "commit": state.commit,
                 "path": str(cache.snapshot_dir(root, item.repo, state.commit)), "fetch": fetch}, ""
@@ -188,7 +193,7 @@ def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, languag
         state = cache.model_state(root, model, lock)
         if state.status != "complete":
             problems.append(f"translation model {model.key} ({source} -> {target}) is {state.status} in the cache: "
-                            f"{fetch_command(model)}")
+                            f"{fix_for(state, fetch_command(model))}")
             models[model.key] = {}
             continue
         ct2 = cache.derived_state(root, model, lock) if model.group == "nllb" else None

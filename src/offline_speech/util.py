@@ -6,6 +6,7 @@ Standard library only: stage processes in every venv import it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -21,10 +22,13 @@ CHUNK = 1 << 20
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[BinaryIO]:
     """A binary file that becomes `path` (fsynced, renamed into place) only when the block ends without an error;
-    readers see the old file or the new one, never a partial one, and a failure leaves no temp file."""
+    readers see the old file or the new one, never a partial one, and a failure leaves no temp file. The temp file
+    is flocked while it is written, so a later run can tell it from one a killed writer left (orphans.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    with contextlib.suppress(OSError):  # a file system without flock: writes still work
+        fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Protocol
 
 from .. import cache
 from ..catalog import Catalog
+from ..orphans import clean_out_dir, remove_work_dir, work_dir
 from ..settings import backend_python, offline_env
 from ..stages.base import ModelSpec, StageRequest
 from ..util import digest as value_digest, sha256_file, utc_now, write_json
@@ -138,7 +137,7 @@ class Runner:
         name = stage.name
         by_id = {run.id: (run, built, digest) for run, built, digest in batch.members}
         request = StageRequest(name, tuple(built.entry for _, built, _ in batch.members), batch.models)
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=batch.members[0][0].dir.parent))
+        tmpdir = work_dir(batch.members[0][0].dir.parent, f".{name}-")
         write_json(tmpdir / "request.json", request.to_dict())
         logs = Logs([run for run, _, _ in batch.members], name)
         started_at: dict[str, float] = {}
@@ -194,7 +193,7 @@ class Runner:
         finally:
             process.close()
             logs.close()
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            remove_work_dir(tmpdir)
         for run, _, _ in batch.members:
             if run.manifest["stages"][name]["status"] == "running":
                 why = f"the {name} process exited with code {process.returncode}" + ("" if finished else " before finishing")
@@ -253,6 +252,7 @@ def run_jobs(catalog: Catalog, root: Path, out_dir: Path, job_ids: list[str], re
         problems.extend(preflight(catalog, root, runs, venv_root, trust_remote_code, restart))
         if problems:
             raise PreflightError(problems)
+        clean_out_dir(out_dir, [run.dir for run in runs], [stage.name for stage in REGISTRY])
         try:
             with reporter:
                 Runner(catalog, root, venv_root, reporter, restart, trust_remote_code).run(runs)

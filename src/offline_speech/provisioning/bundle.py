@@ -84,6 +84,9 @@ def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | Non
     for key in keys:
         item = catalog.get(key)
         state = cache.item_state(root, item, lock)
+        if state.status == "corrupt":  # never exported as if it were right
+            raise StateError(f"{key}: {', '.join(state.absent)} does not match its recorded hash (cache damaged): run "
+                             "./cache-models.sh --verify --repair, then export again")
         if state.status != "complete":
             plan.skipped.append((key, f"{state.status} in this cache"))
             continue

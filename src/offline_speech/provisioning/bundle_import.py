@@ -14,14 +14,13 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import cache
 from ..catalog import COMMIT_RE, Asset, Catalog, CatalogError, Model
+from ..orphans import remove_work_dir, work_dir
 from ..util import place_file
 from ..verified import VerifiedIndex
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
@@ -44,7 +43,7 @@ def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progres
         raise BundleError(f"{archive}: no such file")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix=".import-"))
+        staging = work_dir(root, ".import-")
     except OSError as exc:
         raise BundleError(f"{root}: cannot write to the cache ({exc.strerror})") from None
     placed: list[tuple[Path, str]] = []
@@ -53,7 +52,7 @@ def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progres
         entries = _check_manifest(archive, catalog, manifest, staged)
         results = [_move_in(root, staged, placed, *entry) for entry in entries]
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_work_dir(staging)
     # Recorded once the staging links are gone: unlinking them changed the files' ctime.
     index = VerifiedIndex(root)
     for path, file_id in placed:

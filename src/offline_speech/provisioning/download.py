@@ -35,6 +35,7 @@ from .. import cache
 from ..cache import RemoteFile
 from ..errors import StateError
 from ..util import CHUNK, usable_cpus
+from ..verified import record_file
 from .plan import ItemPlan, ItemResult, Plan, cached
 from .pool import DaemonPool, Interrupted
 from .remote import Remote
@@ -169,7 +170,7 @@ def _provision_entry(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter
     """One entry, under its lock: re-judge it from disk (another run may have done it meanwhile), fetch, record
     (unless the run was stopped meanwhile)."""
     entry = p.entry
-    with cache.cache_lock(root, f"entry-{p.key}"):
+    with cache.entry_lock(root, p.key):
         if stop.is_set():
             return ItemResult(p.key, False, message="interrupted")
         state = entry.state(root, cache.read_lock(root))
@@ -208,14 +209,16 @@ def fetch_hub_file(root: Path, key: str, repo: str, commit: str, f: RemoteFile, 
         tqdm_class=_tqdm_for(reporter, key, f.path, hasher),
     )
     reporter.file_done(key, f.path)
-    if resumed:
-        return None  # its bytes were checked before it entered the cache
+    if resumed:  # its bytes were checked before it entered the cache
+        record_file(root, Path(local), f.etag)
+        return None
     actual = hasher.result()
     if actual != f.etag:  # not streamed (the blob was already there), or off: the file itself decides
         actual = cache.file_hash(Path(local), f.hash_kind)
     if actual != f.etag:
         drop_file(root, repo, commit, f.path)
         return f"{f.path}: downloaded {f.hash_kind} {actual[:12]} is not the hub's {f.etag[:12]}"
+    record_file(root, Path(local), f.etag)  # the cached check will not hash it again while it is unchanged
     return None
 
 
@@ -279,11 +282,13 @@ def _size_or_none(path: Path) -> int | None:
 
 
 def drop_file(root: Path, repo: str, commit: str, path: str) -> None:
-    """Remove a snapshot file and the blob it points to, so the next download fetches it afresh."""
+    """Remove a snapshot file and the blob it links to, so the next download fetches it afresh. Links are removed,
+    never followed further: a blob replaced by a link loses the link, and what it points to (another blob, a file
+    outside the cache) is left as it is."""
     link = cache.snapshot_dir(root, repo, commit) / path
-    with contextlib.suppress(FileNotFoundError):
-        blob = link.resolve(strict=True)
-        if cache.repo_dir(root, repo) in blob.parents:
+    with contextlib.suppress(OSError):
+        blob = Path(os.path.normpath(link.parent / os.readlink(link)))
+        if blob.parent == Path(os.path.normpath(cache.repo_dir(root, repo) / "blobs")):
             blob.unlink()
     with contextlib.suppress(FileNotFoundError):
         link.unlink()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .. import cache
 from ..cache import LocalState, RemoteFile
 from ..catalog import Model
+from ..verified import VerifiedIndex
 from .convert import Ct2Conversion, conversion_for
 from .download import Reporter, drop_file, fetch_hub_file
 from .hub_errors import describe_hub_error
@@ -89,9 +90,11 @@ class ModelEntry:
         return ItemPlan(self, state, commit, tuple(needed), to_fetch, tree)
 
     def _absent(self, root: Path, commit: str, files) -> tuple[RemoteFile, ...]:
-        """The files not in the snapshot with their listed size."""
-        snapshot = cache.snapshot_dir(root, self.item.repo, commit)
-        return tuple(f for f in files if cache.local_file_size(snapshot, f.path) != f.size)
+        """The files not in the snapshot with their listed size and content (a damaged one is fetched again)."""
+        index = VerifiedIndex(root)
+        missing, damaged, _ = cache.snapshot_damage(root, self.item.repo, commit, files, index)
+        index.save()
+        return tuple(f for f in files if f.path in missing or f.path in damaged)
 
     def remaining(self, root: Path, p: ItemPlan, state: LocalState) -> ItemPlan:
         if not p.commit:

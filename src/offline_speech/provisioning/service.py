@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from .. import cache
+from .. import cache, orphans
 from ..catalog import (
     DEFAULT_ASR_MODEL,
     DEFAULT_LANGUAGES,
@@ -149,6 +149,8 @@ def run(request: Request, listener: Listener) -> Outcome:
     for warning in selection.warnings:
         listener.warning(warning)
     entries = entries_for(selection.items)
+    if request.mode is not Mode.DRY_RUN:  # a fetch starting now deletes no partial download: it may resume it
+        _report_leftovers(orphans.clean_cache(request.root, asset_dests(catalog)), listener)
     if request.mode is Mode.VERIFY and request.repair:
         kept = heal.rebuild_broken_lock(request.root, catalog)
         if kept is not None:
@@ -303,7 +305,20 @@ def verify_and_repair(request: Request, catalog: Catalog, entries: list[Entry], 
         bad_keys = {r.key for r in results if r.status != "ok"}
         fixed = {r.key: r for r in verify(root, [e for e in entries if keys_of(e) & bad_keys])}
         results = [fixed.get(r.key, r) for r in results]
+    if request.repair:  # what the repair could resume, it has: the entries' unowned partial downloads are stale now
+        repos = [e.item.repo for e in entries if isinstance(e.item, Model)]
+        _report_leftovers(orphans.clean_cache(root, asset_dests(catalog), partials_of=repos), listener)
     return Verified(root, tuple(results), tuple(repaired), request.repair)
+
+
+def asset_dests(catalog: Catalog) -> list[tuple[str, str]]:
+    """(key, dest) of every asset: where an interrupted asset download leaves its partial file."""
+    return [(item.key, item.dest) for item in catalog.items if not isinstance(item, Model)]
+
+
+def _report_leftovers(removed: list[Path], listener: Listener) -> None:
+    if removed:
+        listener.status(f"removed {len(removed)} leftover(s) of interrupted runs (temp files, partial downloads)")
 
 
 def _known(catalog: Catalog, key: str) -> Item | None:
@@ -338,12 +353,15 @@ def info(root: Path, catalog: Catalog, entries: list[Entry], platform_id: str, h
 
 
 def clear(root: Path, entries: list[Entry], confirmed: bool, listener: Listener) -> Cleared:
-    """Remove exactly these entries (files, blobs, refs, lock entries, conversions), once confirmed."""
+    """Remove exactly these entries (files, blobs, refs, lock entries, conversions, partial downloads), once
+    confirmed, each under its entry lock."""
     if not confirmed and not listener.confirm_clear([e.key for e in entries], root):
         return Cleared(root, cancelled=True)
-    with cache.cache_lock(root):
-        lock = cache.read_lock(root)
-    return Cleared(root, tuple((e.key, e.remove(root, lock)) for e in entries))
+    removed = []
+    for e in entries:  # under the lock a download of the entry holds: a clear waits for it, never breaks it
+        with cache.entry_lock(root, e.key, waiting=lambda: listener.status(f"{e.key}: another run is provisioning it; waiting")):
+            removed.append((e.key, e.remove(root, cache.read_lock(root))))
+    return Cleared(root, tuple(removed))
 
 
 def _noting_local(outcome: Info | Verified, keys: list[str], listener: Listener) -> Info | Verified:

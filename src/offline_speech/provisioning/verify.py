@@ -1,7 +1,9 @@
 """Verify (offline) and repair: hash every file an entry must hold against the hub's ids, re-fetch only the damage.
 
 An entry's expected files come from the lock (what was provisioned), else from the cached tree listing; a
-conversion made here is checked against the sizes and sha256 the lock recorded when it was made.
+conversion made here is checked against the sizes and sha256 the lock recorded when it was made. A snapshot file
+must link straight to a regular blob of the cache: a blob replaced by a link (into the cache or out of it) is
+damage, and repair replaces the link with a downloaded, verified file without ever writing through it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from pathlib import Path
 
 from .. import cache
 from ..cache import RemoteFile
+from ..catalog import Model
+from ..verified import VerifiedIndex
 from .download import Reporter, fetch
 from .entry import Entry
 from .plan import ItemResult, Plan, free_bytes, plan
@@ -34,39 +38,46 @@ class VerifyResult:
 
 def verify(root: Path, entries: list[Entry]) -> list[VerifyResult]:
     """Hash every file of every entry (and of what was made from it) against the hub's ids: sha256 for LFS
-    files and conversions, git blob sha1 otherwise."""
+    files and conversions, git blob sha1 otherwise. Every file is hashed, whatever the verified index says (bit
+    rot changes no stat); what is found right is recorded there, so the cached check need not hash it again."""
     lock = cache.read_lock(root)
+    index = VerifiedIndex(root)
     results = []
     for entry in entries:
         commit, files = entry.expected_files(root, lock)
         if not files:
             results.append(VerifyResult(entry.key, "missing", 0, (FileProblem("*", "missing", "not provisioned"),)))
             continue
+        repo = entry.item.repo if isinstance(entry.item, Model) else None
         problems = tuple(
             FileProblem(f.path, *problem)
             for f in files
-            if (problem := check_file(entry.local_path(root, commit, f.path), f))
+            if (problem := check_file(entry.local_path(root, commit, f.path), f, index, root, repo))
         )
         results.append(VerifyResult(entry.key, "problems" if problems else "ok", len(files), problems))
         made = entry.conversion.expected_files(root, lock) if entry.conversion else None
         if made is not None:
             folder, made_files = made
-            bad = tuple(FileProblem(f.path, *problem) for f in made_files if (problem := check_file(folder / f.path, f)))
+            bad = tuple(FileProblem(f.path, *problem) for f in made_files if (problem := check_file(folder / f.path, f, index)))
             results.append(VerifyResult(entry.conversion.key, "problems" if bad else "ok", len(made_files), bad))
+    index.save()
     return results
 
 
-def check_file(path: Path, f: RemoteFile) -> tuple[str, str] | None:
-    """(kind, detail) of what is wrong with one file, None when it has the expected size and hash."""
+def check_file(path: Path, f: RemoteFile, index: VerifiedIndex, root: Path | None = None, repo: str | None = None) -> tuple[str, str] | None:
+    """(kind, detail) of what is wrong with one file, None when it has the expected size and hash (and, for a
+    snapshot file of `repo`, is a link straight to a regular blob of the cache)."""
     try:
         size = path.stat().st_size
     except (FileNotFoundError, NotADirectoryError):
         return ("missing", "dangling link" if path.is_symlink() else "")
     if size != f.size:
         return ("truncated" if size < f.size else "corrupt", f"{size} bytes, expected {f.size}")
-    actual = cache.file_hash(path, f.hash_kind)
+    if root is not None and repo is not None and (problem := cache.blob_problem(root, repo, path)):
+        return ("corrupt", problem)
+    actual = index.hash(path, f.etag)
     if actual != f.etag:
-        return ("corrupt", f"{f.hash_kind} {actual[:12]}…, expected {f.etag[:12]}…")
+        return ("corrupt", f"{f.hash_kind} {(actual or 'unreadable')[:12]}…, expected {f.etag[:12]}…")
     return None
 
 

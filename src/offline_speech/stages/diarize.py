@@ -5,7 +5,8 @@ Request (stage protocol of `base.py`):
 
     "models": {"diarization": {"key": CATALOG_KEY, "commit": SHA, "path": SNAPSHOT_DIR,
                                "files": [{"path": "config.yaml", "size": N, "git-sha1": HEX},
-                                         {"path": "embedding/pytorch_model.bin", "size": N, "sha256": HEX}, ...]}}
+                                         {"path": "embedding/pytorch_model.bin", "size": N, "sha256": HEX}, ...],
+                               "cache": CACHE_ROOT (where the verified index is; optional)}}
     job: "inputs":  {"audio": 16 kHz mono wav of the clip, "transcript": aligned.json}
          "outputs": {"transcript": diarized.json, "speakers": speakers.json}
          "diarize": {"min_speakers": int|null, "max_speakers": int|null, "speakers_dir": DIR|null,
@@ -13,8 +14,9 @@ Request (stage protocol of `base.py`):
 
 Only a verified snapshot is loaded: pyannote unpickles its checkpoints (`weights_only=False`), so before the
 pipeline is built every file of the lock's list must be a regular file under the snapshot with the recorded size
-and hash (sha256 for LFS files, git blob sha1 for the others). All 32 MB are hashed, not only the small files:
-the pickles are the large ones, and hashing them costs about a tenth of a second beside a load of seconds.
+and hash (sha256 for LFS files, git blob sha1 for the others), checked through the cache's verified index
+(`verified.py`, the request's "cache"): a file whose stat is unchanged since it was hashed and found right is
+trusted, any other is hashed again, so a same-size rewrite (which changes the ctime) is caught.
 
 The pipeline is built once per process; its own embedding model (community-1's `embedding` subfolder) also embeds
 the enrolled samples, so enrolment and diarization share one space and one load. A speaker is assigned to each
@@ -36,7 +38,8 @@ import time
 from pathlib import Path
 
 from ..schema import read_transcript, write_json
-from ..util import git_sha1_file, sha256_file
+from ..util import sha256_file
+from ..verified import VerifiedIndex
 from .audio_decode import SAMPLE_RATE, decode_audio
 from .base import Events, StageFailure, for_each_job, main
 
@@ -51,11 +54,14 @@ SAMPLE_NAME = re.compile(r"^(?P<name>.+?)(?:_\d+)?$")
 
 
 # ---- the snapshot --------------------------------------------------------------------------------------------
-def verify_snapshot(snapshot: Path, files: list[dict]) -> float:
-    """Raise StageFailure unless every listed file matches its size and hash; returns the seconds it took."""
+def verify_snapshot(snapshot: Path, files: list[dict], index: VerifiedIndex | None = None) -> float:
+    """Raise StageFailure unless every listed file matches its size and hash; returns the seconds it took.
+    Hashes go through `index` (the cache's verified index): a file unchanged since it was verified is not hashed
+    again, any other is; without an index every file is hashed."""
     t0 = time.monotonic()
     if not files:
         raise StageFailure(f"{snapshot}: the request lists no files to verify; refusing to unpickle an unverified snapshot")
+    index = index or VerifiedIndex(None)
     for entry in files:
         rel = entry["path"]
         path = snapshot / rel
@@ -66,8 +72,7 @@ def verify_snapshot(snapshot: Path, files: list[dict]) -> float:
             raise StageFailure(f"diarization model file {rel} has {size} bytes, the lock says {entry['size']}: "
                                "./cache-models.sh --diarization --repair")
         kind = "sha256" if "sha256" in entry else "git-sha1"
-        actual = sha256_file(path) if kind == "sha256" else git_sha1_file(path)
-        if actual != entry[kind]:
+        if not index.check(path, entry[kind], size):
             raise StageFailure(f"diarization model file {rel} does not match its {kind} in the lock (modified?): "
                                "./cache-models.sh --diarization --repair")
     return time.monotonic() - t0
@@ -76,7 +81,10 @@ def verify_snapshot(snapshot: Path, files: list[dict]) -> float:
 def load_pipeline(spec: dict, events: Events):
     """Verify, then build the pyannote pipeline from the snapshot folder (offline: the runner's environment)."""
     snapshot = Path(spec["path"])
-    verified = verify_snapshot(snapshot, spec.get("files") or [])
+    index = VerifiedIndex(Path(spec["cache"])) if spec.get("cache") else None
+    verified = verify_snapshot(snapshot, spec.get("files") or [], index)
+    if index is not None:
+        index.save()  # not on a read-only cache: there the next run hashes again
     import torch
     from pyannote.audio import Pipeline
 
