@@ -16,8 +16,8 @@ from support.hub import HubRepo
 from support.shell import Cli
 from support.universe import TINY_EN_COMMIT
 
-SPEAKER = "speechbrain-spkrec-ecapa-voxceleb"
-SPEAKER_REPO = "speechbrain/spkrec-ecapa-voxceleb"
+SPEAKER = "align-hi"  # an unpinned repo that follows main
+SPEAKER_REPO = "theainerd/Wav2Vec2-large-xlsr-hindi"
 TINY = "faster-whisper-tiny.en"
 
 
@@ -46,7 +46,7 @@ def resolved_commits(universe, repo: str) -> set[str]:
 @pytest.fixture()
 def team_lock(cli, universe, tmp_path) -> Path:
     """tiny.en and the speaker model provisioned, the cache's lock copied out as a team would commit it."""
-    cli.run("--whisperx", "--asr-model", "tiny.en", "--speaker")
+    cli.run("--whisperx", "--asr-model", "tiny.en", SPEAKER)
     copy = tmp_path / "team.lock"
     shutil.copy(cli.cache / cache.LOCK_NAME, copy)
     return copy
@@ -73,7 +73,7 @@ def test_lock_file_provisions_the_locked_commit_after_main_moved(cli, universe, 
     assert elsewhere.json("--verify")["problems"] == 0
     # with a selection, only that selection, still at the lock's commit
     third = other_cache(cli, "third")
-    assert [r["key"] for r in third.json("--speaker", "--lock-file", str(team_lock))["results"]] == [SPEAKER]
+    assert [r["key"] for r in third.json(SPEAKER, "--lock-file", str(team_lock))["results"]] == [SPEAKER]
     assert lock_of(third)["models"][SPEAKER]["commit"] == old
 
 
@@ -82,7 +82,7 @@ def test_update_moves_on_purpose_and_says_what_changed(cli, universe, team_lock)
     new = move_main(universe, SPEAKER_REPO)
     # the seed behaviour: a complete cached entry is never re-checked against the network
     universe.hub.reset_requests()
-    result = cli.json("--whisperx", "--asr-model", "tiny.en", "--speaker")
+    result = cli.json("--whisperx", "--asr-model", "tiny.en", SPEAKER)
     assert [r["message"] for r in result["results"]] == ["cached", "cached"]
     assert universe.hub.requests == []
     assert lock_of(cli)["models"][SPEAKER]["commit"] == old
@@ -110,7 +110,7 @@ def test_update_with_the_hub_unreachable_says_so_and_keeps_what_is_cached(cli, u
     proc = cli.run("--update", SPEAKER, check_code=1)
     assert f"cannot reach {cli.endpoint} for {SPEAKER_REPO}" in proc.stdout, proc.stdout
     assert lock_of(cli)["models"][SPEAKER]["commit"] == old
-    assert cli.json("--speaker", netns=True)["results"][0]["message"] == "cached"
+    assert cli.json(SPEAKER, netns=True)["results"][0]["message"] == "cached"
 
 
 def test_a_commit_the_hub_no_longer_has_fails_that_key_only(cli, universe, team_lock):
@@ -149,12 +149,12 @@ def test_a_key_this_catalog_does_not_know_is_one_line_and_the_rest_go_on(cli, un
 def test_same_commit_other_bytes_is_caught(cli, universe, team_lock):
     """A mirror serving other files under the locked commit: the lock's hashes disagree, that key fails."""
     old = universe.commits[SPEAKER_REPO]
-    files = dict(universe.files[SPEAKER_REPO], **{"classifier.ckpt": b"not the locked bytes" * 100})
+    files = dict(universe.files[SPEAKER_REPO], **{"config.json": b'{"not": "the locked bytes"}'})
     universe.hub.add_repo(HubRepo(SPEAKER_REPO, files, commit=old))
     elsewhere = other_cache(cli, "elsewhere")
     result = elsewhere.json("--lock-file", str(team_lock), check_code=1)
     row = next(r for r in result["results"] if r["key"] == SPEAKER)
-    assert not row["ok"] and "classifier.ckpt differ from the lock's" in row["message"], row
+    assert not row["ok"] and "config.json differ from the lock's" in row["message"], row
 
 
 @pytest.mark.parametrize("content, says", [

@@ -17,9 +17,9 @@ from .hub import TestHub
 from .hub_repo import MIB, sha256_hex
 from .shell import shim_env
 
-KEY = "speechbrain-spkrec-ecapa-voxceleb"
-REPO = "speechbrain/spkrec-ecapa-voxceleb"
-BIG = "embedding_model.ckpt"
+KEY = "align-hi"
+REPO = "theainerd/Wav2Vec2-large-xlsr-hindi"
+BIG = "pytorch_model.bin"
 # huggingface_hub writes a download in 1 MiB pieces: at 10.5 MiB the partial on disk reaches 95 % before the end.
 SIZE = 10 * MIB + MIB // 2
 
@@ -28,11 +28,12 @@ def repo_files(size: int = SIZE, seed: int = 11) -> dict[str, bytes]:
     """Every file KEY's loader requests, BIG of `size` random bytes."""
     rng = random.Random(seed)
     return {
-        "hyperparams.yaml": b"pretrained_path: speechbrain/spkrec-ecapa-voxceleb\n",
+        "config.json": b'{"model_type": "wav2vec2"}',
+        "preprocessor_config.json": b"{}",
+        "vocab.json": b'{"<pad>": 0}',
+        "special_tokens_map.json": b"{}",
+        "tokenizer_config.json": b"{}",
         BIG: rng.randbytes(size),
-        "mean_var_norm_emb.ckpt": rng.randbytes(2_000),
-        "classifier.ckpt": rng.randbytes(50_000),
-        "label_encoder.txt": b"'id10001' => 0\n",
     }
 
 
