@@ -95,7 +95,7 @@ def test_update_moves_on_purpose_and_says_what_changed(cli, universe, team_lock)
     assert cli.json("--verify", SPEAKER)["problems"] == 0
 
     # a group name, a comma list: already newest; a commit the catalog pins is not moved
-    proc = cli.run("--update", "speaker," + TINY)
+    proc = cli.run("--update", "align," + TINY, "--languages", "hi")
     assert f"already newest ({new[:12]})" in proc.stdout and "pinned by the catalog: nothing to move" in proc.stdout
 
     # and the team's lock takes the cache back to the commit it pins
