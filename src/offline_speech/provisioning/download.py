@@ -112,6 +112,7 @@ def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, worker
     stop = threading.Event()
     files, pool = DaemonPool(workers, "download"), DaemonPool(len(todo), "entry")
     stoppable = StoppableReporter(reporter, stop)
+    previous = _interrupt_once()
     try:
         for p in the_plan.items:
             if p.action == "error":
@@ -128,7 +129,23 @@ def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, worker
     finally:
         files.shutdown(wait=False)
         pool.shutdown(wait=False)
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
     return [results[p.key] for p in the_plan.items]
+
+
+def _raise_once(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # first thing: a second Ctrl-C is ignored by the OS from here on
+    raise KeyboardInterrupt
+
+
+def _interrupt_once():
+    """While fetching, Ctrl-C raises KeyboardInterrupt exactly once: two Ctrl-C back to back (a terminal's process
+    group, an impatient user) used to raise a second one inside the wind-down, leaving the run hung on a lock
+    the first one had half released. Returns the handler to restore, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, _raise_once)
 
 
 def _wind_down(root: Path, stop: threading.Event, files: DaemonPool, entries: DaemonPool) -> None:
