@@ -15,19 +15,10 @@ from pathlib import Path
 
 from support import ROOT
 from support.sample import CLIP
-from support.shell import prepare, run_pipeline, shim_env
+from support.shell import one_line, prepare, run_pipeline, shim_env
 
 NAME_MAX = 255
 
-
-def one_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def in_namespace(cache: Path, script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -73,7 +64,7 @@ def test_a_second_run_of_a_running_job_refuses_and_kill_9_releases_the_lock(prov
     while _stage_status(folder, "demux") is None and time.monotonic() < deadline:
         time.sleep(0.02)
     second = run_pipeline(out, provisioned, job_id, code=None)
-    one_line(second, 2, f"job {job_id} is being run by another run-pipeline (pid {first.pid})")
+    one_line(second, f"job {job_id} is being run by another run-pipeline (pid {first.pid})")
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
     third = run_pipeline(out, provisioned, job_id)  # the kernel released the flock with the process
@@ -123,12 +114,12 @@ def test_read_only_out_dirs_are_one_line_and_change_nothing(provisioned, tmp_pat
     out.mkdir()
     prep = in_namespace(provisioned, READ_ONLY, str(out), str(ROOT / "prepare-job.sh"), "--media", str(CLIP),
                         "--asr-model", "tiny.en", "--out-dir", str(out))
-    one_line(prep, 2, f"cannot write in {out}", "Read-only file system", "--out-dir")
+    one_line(prep, f"cannot write in {out}", "Read-only file system", "--out-dir")
     assert list(out.iterdir()) == []
     job_id = prepare(out, provisioned, "-s", "en", "--no-align", "--end-time", "3")
     before = sorted(p.name for p in (out / job_id).iterdir())
     run = in_namespace(provisioned, READ_ONLY, str(out), str(ROOT / "run-pipeline.sh"), "-j", job_id, "--out-dir", str(out))
-    one_line(run, 2, f"cannot write in {out / job_id}", "Read-only file system")
+    one_line(run, f"cannot write in {out / job_id}", "Read-only file system")
     assert sorted(p.name for p in (out / job_id).iterdir()) == before
     run_pipeline(out, provisioned, job_id)  # writable again: it runs
 
@@ -163,10 +154,10 @@ def test_a_full_out_dir_is_one_line_with_the_space_needed_and_the_next_run_heals
     assert read("prepared.rc").strip() == "0", read("prepared.err")
     job_id = read("prepared.out").strip().splitlines()[-1]
     full = subprocess.CompletedProcess([], int(read("full.rc")), read("full.out"), read("full.err"))
-    one_line(full, 1, f"no space left in {out}", "needs about")
+    one_line(full, f"no space left in {out}", "needs about", code=1)
     assert read("full.ls").split() == [job_id, "filler"]  # no half-made job folder
     small = subprocess.CompletedProcess([], int(read("small.rc")), "", read("small.err"))
-    one_line(small, 2, f"free in {out}: the jobs need about 1.1 MB there")
+    one_line(small, f"free in {out}: the jobs need about 1.1 MB there")
     assert read("small.ls").split() == [".run.lock", "job.json"]  # nothing ran: no manifest, no temp files
     assert read("healed.rc").strip() == "0", read("healed.err")
     assert f"{job_id}: done" in read("healed.out")

@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from support.shell import prepare, shim
+from support.shell import one_line, prepare, shim
 
 LOCK = "offline-speech.lock.json"
 TINY = "faster-whisper-tiny.en"
@@ -44,15 +43,6 @@ def commands(out: Path, job: str) -> dict[str, tuple[str, ...]]:
         "run-pipeline": ("run-pipeline.sh", "-j", job, "--out-dir", str(out)),
     }
 
-
-def one_line(proc, *needles: str) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("how", list(BROKEN_LOCKS))

@@ -16,14 +16,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import ROOT
+from support.shell import Cli, one_line, prepare, run_pipeline, shim, venv_python
+from support.universe import TINY_EN_COMMIT, TINY_EN_REPO
 
 from offline_speech import cache
 from offline_speech.catalog import COMMIT_RE, load_catalog
 from offline_speech.settings import offline_env
 from offline_speech.stages.translate import remote_code_refusal
-from support import ROOT
-from support.shell import Cli, prepare, run_pipeline, shim, venv_python
-from support.universe import TINY_EN_COMMIT, TINY_EN_REPO
 
 CATALOG = load_catalog()
 TINY = "faster-whisper-tiny.en"
@@ -31,15 +31,6 @@ TINY_MULTI = "faster-whisper-tiny"  # follows "main": nothing pins its files
 IT2 = "indictrans2-en-indic-1B"
 MADE_UP = "e" * 40
 
-
-def one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def folder(path: Path, files: dict[str, bytes]) -> Path:

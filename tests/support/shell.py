@@ -121,3 +121,14 @@ class Cli:
 
     def popen(self, *args: str, **extra: str) -> subprocess.Popen:
         return subprocess.Popen(self.args(*args), env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def one_line(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """The command failed with exit `code` and said exactly one `error:` line holding every needle, no traceback."""
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
