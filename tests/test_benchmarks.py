@@ -65,8 +65,15 @@ MEDIA = [
 ]
 BUNDLE = [
     (rf"^bundle of {N} MB, (\d+) paired rounds", positive),
-    (rf"^export throughput / plain tar: {N} \(ours {N} MB/s", positive),
-    (rf"^import throughput / plain tar: {N} \(ours {N} MB/s", positive),
+    (rf"^fixed cost of one run, in every time of ours below \(process start \+ planning: --export --dry-run\): "
+     rf"{N} s$", positive),
+    (r"^into the page cache \(each side timed until it exits", None),
+    (r"^to disk \(each side timed until what it wrote is on disk", None),
+    (rf"^  export throughput / plain tar: {N} \(ours {N} MB/s", positive),
+    (rf"^  export hashing every byte \(no verified index\) / plain tar: {N} \(ours {N} MB/s", positive),
+    (rf"^  import throughput / plain tar: {N} \(ours {N} MB/s", positive),
+    (rf"^  the most any tool that hashes every byte on one core can reach: plain tar -x / sha256 of the files "
+     rf"alone: {N} \(sha256 {N} MB/s\)$", positive),
     (rf"^Ctrl-C to exit: {N} s median of (\d+) {ANY} \(target <= 1.5 s\)$", positive),
     (rf"^bytes fetched after a kill at 90 % / file size: {N} \(file of {N} MB; target <= 0.15\)$",
      lambda fraction, mb: 0 <= fraction <= 1 and mb > 0),

@@ -34,3 +34,8 @@ class WorkFailed(OfflineSpeechError):
     """Requested work was attempted and failed (a download, a conversion, a stage)."""
 
     exit_code = FAILED
+
+
+class Interrupted(Exception):
+    """The run was stopped (Ctrl-C): raised in download threads and set on the futures still unfinished (not an
+    OfflineSpeechError: it is never shown as a message; the run ends as interrupted)."""

@@ -20,10 +20,11 @@ CHUNK = 1 << 20
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that becomes `path` (fsynced, renamed into place) only when the block ends without an error;
-    readers see the old file or the new one, never a partial one, and a failure leaves no temp file. The temp file
-    is flocked while it is written, so a later run can tell it from one a killed writer left (orphans.py)."""
+def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
+    """A binary file that becomes `path` (fsynced unless not `durable`, renamed into place) only when the block ends
+    without an error; readers see the old file or the new one, never a partial one, and a failure leaves no temp
+    file. The temp file is opened read-write (its descriptor can read back what was written) and flocked while it
+    is written, so a later run can tell it from one a killed writer left (orphans.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
@@ -33,7 +34,8 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

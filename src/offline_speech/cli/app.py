@@ -6,6 +6,7 @@ done), 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -59,10 +60,12 @@ def run(command, args: list[str], prog_name: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point; a shim's command runs under the shim's own name so --help and errors show what users type."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SHIMS:  # only that command's module is imported: each loads what only it needs
+        importlib.import_module(f"{__package__}.{argv[0].replace('-', '_')}")
+        group = typer.main.get_command(app)
+        sys.exit(run(group.commands[argv[0]], argv[1:], SHIMS[argv[0]]))  # type: ignore[attr-defined]
     from . import cache_models, prepare_job, run_pipeline  # noqa: F401 - registers the commands
 
-    argv = sys.argv[1:] if argv is None else argv
     group = typer.main.get_command(app)
-    if argv and argv[0] in SHIMS:
-        sys.exit(run(group.commands[argv[0]], argv[1:], SHIMS[argv[0]]))  # type: ignore[attr-defined]
     sys.exit(run(group, argv, "offline-speech"))

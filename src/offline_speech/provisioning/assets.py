@@ -11,10 +11,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +25,8 @@ from .plan import ItemPlan, ItemResult
 from .remote import Remote
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     from .verify import VerifyResult
 
 HEAD_TIMEOUT = 30
@@ -61,6 +60,9 @@ class AssetEntry:
 
     def plan(self, root: Path, state: LocalState, remote: Remote) -> ItemPlan:
         """One HEAD: is the URL there, and how big is it."""
+        import urllib.error  # here, as in _download: a fast start for runs that reach no URL
+        import urllib.request
+
         asset = self.item
         url = asset.url(remote.asset_mirror)
         try:
@@ -79,6 +81,8 @@ class AssetEntry:
 
     def _download(self, root: Path, remote: Remote, reporter: Reporter) -> None:
         """Fetch the file (checked against the catalog's or the lock's sha256), unpack it, record it in the lock."""
+        import urllib.request
+
         asset = self.item
         url = asset.url(remote.asset_mirror)
         dest = root / asset.dest

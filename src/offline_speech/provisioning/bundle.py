@@ -9,9 +9,10 @@ An archive holds content-addressed files and, last, a manifest:
     offline-speech-bundle/manifest.json       what to rebuild: per catalog key its lock entry, and for models
                                               the commit, the tree listing and every file's path and id
 
-Export reads each file once, checks it against its id while it is written (a corrupt cache never leaves as a
-"verified" archive) and writes no links. A file whose stat is unchanged since its hash was last checked (the
-cache's verified index) is not hashed again: the kernel copies it. NAME.tar.zst compresses with zstd. Import
+Export checks each file against its id as it is written (a corrupt cache never leaves as a "verified" archive):
+the kernel copies it into the archive and a second thread hashes the bytes that landed there (bundle_stream.py). It
+writes no links. A file whose stat is unchanged since its hash was last checked (the cache's verified index) is not
+hashed again; planning never hashes (writing does). NAME.tar.zst compresses with zstd. Import
 streams the archive into a staging folder inside the cache, checks every file against its id, checks the
 manifest against the catalog (known keys, the catalog's repos and destinations, relative paths only), and only
 then moves each entry into place and merges the lock; any problem leaves the cache as it was. Importing an
@@ -75,15 +76,29 @@ class ExportPlan:
 # ---- export ---------------------------------------------------------------------------------------------------
 
 
+class _HashedWhenWritten(VerifiedIndex):
+    """The check an export plans with: a file passes on its size and blob link alone (the state check's own tests),
+    because writing the archive hashes every byte the cache's verified index does not vouch for: hashing here too
+    would read each such file twice. Damage the hash shows still stops the export (write_bundle)."""
+
+    def __init__(self):
+        super().__init__(None)  # empty, never saved
+
+    def check(self, path: Path, file_id: str, size: int | None = None) -> bool:
+        return True
+
+
+
 def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | None = None) -> ExportPlan:
     """The bundle of `keys` (catalog keys; their NLLB conversions come along), less what the lock `since` has."""
     lock = cache.read_lock(root)
     since_lock = since or {"models": {}, "assets": {}, "derived": {}}
     manifest = {"kind": KIND, "schema": SCHEMA, "created": utc_now(), "models": {}, "assets": {}, "derived": {}}
     plan = ExportPlan(root, manifest)
+    unhashed = _HashedWhenWritten()
     for key in keys:
         item = catalog.get(key)
-        state = cache.item_state(root, item, lock)
+        state = cache.item_state(root, item, lock, unhashed)
         if state.status == "corrupt":  # never exported as if it were right
             raise StateError(f"{key}: {', '.join(state.absent)} does not match its recorded hash (cache damaged): run "
                              "./cache-models.sh --verify --repair, then export again")
@@ -102,7 +117,7 @@ def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | Non
             if (since_lock["models"].get(key) or {}).get("commit") != state.commit:
                 _add_model(root, plan, item, entry, state.commit)
             derived_key = cache.derived_key(item)
-            if cache.derived_state(root, item, lock).status == "complete":
+            if cache.derived_state(root, item, lock, unhashed).status == "complete":
                 if (since_lock.get("derived", {}).get(derived_key) or {}).get("source_commit") != state.commit:
                     _add_derived(root, plan, derived_key, lock["derived"][derived_key])
         else:
@@ -177,8 +192,8 @@ def _write_header(out, name: str, size: int) -> None:
 
 
 def _write_member(out, name: str, f: BundleFile, progress: Progress, index: VerifiedIndex, kernel: bool) -> None:
-    """Header, the file's bytes (checked against its id as they are copied unless the index vouches for them),
-    padding."""
+    """Header, the file's bytes (checked against its id as they land in the archive unless the index vouches for
+    them), padding."""
     _write_header(out, name, f.size)
     known = index.known(f.source, f.id)
     hasher = None if known else Hasher(f.id, f.size)

@@ -24,7 +24,7 @@ from ..orphans import remove_work_dir, work_dir
 from ..util import place_file
 from ..verified import VerifiedIndex
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
-from .bundle_stream import Hasher, Progress, archive_kind, decode_errors, open_archive, pump, zstandard
+from .bundle_stream import Hasher, Progress, archive_kind, decode_errors, kernel_copy, open_archive, pump, zstandard
 
 _ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _MAX_MANIFEST = 64 << 20
@@ -63,13 +63,15 @@ def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progres
 
 def _stream_in(archive: Path, staging: Path, progress: Progress) -> tuple[dict, dict[str, Path]]:
     """Every member into `staging`, each checked against its id; (manifest, {id: staged path})."""
-    if archive_kind(archive) == "zstd" and zstandard() is None:
+    kind = archive_kind(archive)
+    if kind == "zstd" and zstandard() is None:
         raise BundleError(f"{archive}: zstd-compressed, and the zstandard module is missing (./venv-setup core)")
     staged: dict[str, Path] = {}
     manifest = None
     try:
         with contextlib.ExitStack() as stack:
             stream = open_archive(stack, archive)
+            plain = stream.fileno() if kind == "tar" else None  # a member's bytes are then at a known offset
             # Headers through tarfile (every header format, its checks); each member's bytes read here, in one pass.
             tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r:"))
             for member in tar:
@@ -88,7 +90,8 @@ def _stream_in(archive: Path, staging: Path, progress: Progress) -> tuple[dict, 
                     raise BundleError(f"{archive}: unexpected member {name!r} (absolute, outside the bundle, or not a file id)")
                 if file_id in staged:
                     raise BundleError(f"{archive}: {name!r} appears twice")
-                staged[file_id] = _stage(archive, stream, member.size, file_id, staging, progress)
+                at = (plain, member.offset_data) if plain is not None else None
+                staged[file_id] = _stage(archive, stream, at, member.size, file_id, staging, progress)
     except (tarfile.TarError, *decode_errors()) as exc:
         raise BundleError(f"{archive}: truncated or not a tar archive ({exc})") from None
     if manifest is None:
@@ -100,12 +103,17 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "link" if member.issym() or member.islnk() else "folder" if member.isdir() else "special file"
 
 
-def _stage(archive: Path, stream, size: int, file_id: str, staging: Path, progress: Progress) -> Path:
-    """The member's bytes from `stream` into staging/<id>, hashed as they are written."""
+def _stage(archive: Path, stream, at: tuple[int, int] | None, size: int, file_id: str, staging: Path,
+           progress: Progress) -> Path:
+    """The member's bytes into staging/<id>, hashed as they are written. In a plain archive (`at`: its descriptor
+    and the member's offset) the kernel copies them and the staged bytes are read back and hashed; else (or where
+    the kernel cannot copy) they are read from `stream`, which stands at the member's first byte."""
     path = staging / file_id
     hasher = Hasher(file_id, size)
-    with open(path, "wb") as out:
-        got = pump(stream.readinto, size, out.write, hasher, progress)
+    with open(path, "w+b", buffering=0) as out:
+        got = kernel_copy(*at, size, out.fileno(), hasher, progress) if at is not None else None
+        if got is None:
+            got = pump(stream.readinto, size, out.write, hasher, progress)
     if got != size:
         raise BundleError(f"{archive}: {file_id} is truncated ({got} of {size} bytes)")
     if hasher.hexdigest() != file_id:

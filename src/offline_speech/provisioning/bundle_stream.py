@@ -1,16 +1,20 @@
-"""How a bundle's bytes move: the archive written plain or through zstd, each file copied in large blocks and hashed
-in the same pass (or copied by the kernel when nothing needs hashing), an archive's compression told by its magic
-bytes, and a member's bytes streamed into a staging file while they are hashed.
+"""How a bundle's bytes move: the archive written plain or through zstd, each file copied by the kernel while a
+second thread hashes what landed (or in large blocks, hashed in the same pass, where the kernel cannot copy), an
+archive's compression told by its magic bytes, and a member's bytes moved into a staging file while they are hashed.
 
 Apart from bundle.py and bundle_import.py, which decide what goes in and what may come out, because throughput
-lives here (scripts/bench_bundle.py measures it against plain tar). Big copies overlap reading, hashing and
-writing in three threads: file reads and writes and hashlib's updates of large buffers all release the GIL.
+lives here (scripts/bench_bundle.py measures it against plain tar). sha256 runs at about the speed plain tar copies,
+so the copy must not also cost the hashing core: between plain files the kernel copies (copy_file_range, else
+sendfile: no pass through Python) while a second thread reads back the bytes already written to the destination and
+hashes them, so what is checked is exactly what was written. Through a compressor or decompressor, reading, hashing
+and writing overlap in three threads: file reads and writes and hashlib's updates of large buffers release the GIL.
 """
 
 from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import hashlib
 import lzma
@@ -25,7 +29,10 @@ from ..util import atomic_output
 
 BLOCK = 4 << 20  # per read, hash and write: large enough that per-call overhead vanishes
 _BUFFERS = 4  # blocks in flight between the reader, the hasher and the writer
-_SEND = 64 << 20  # per sendfile call, so progress moves on a big file
+_SEND = 16 << 20  # per kernel copy call: progress moves on a big file, and the read-back hash trails closely
+# What a kernel copy raises where it cannot copy between two files (macOS: sendfile only to sockets; a pipe).
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.ENOTSUP, errno.ENOTSOCK,
+                   errno.ESPIPE}
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_SUFFIXES = (".zst", ".tzst")
 ZSTD_LEVEL = 1  # weights barely compress: a fast level, so compression never slows the export much
@@ -71,8 +78,9 @@ class Hasher:
 @contextlib.contextmanager
 def open_output(dest: Path, zstd: bool) -> Iterator[BinaryIO]:
     """The archive being written: renamed to `dest` only when the block ends without an error; through a
-    multi-threaded zstd compressor when `zstd`."""
-    with atomic_output(dest) as raw:
+    multi-threaded zstd compressor when `zstd`. Not fsynced (as tar and cp do not): an archive a crash cut short
+    fails --import's checks (each member is hashed, the manifest comes last), so it is never taken for whole."""
+    with atomic_output(dest, durable=False) as raw:
         if not zstd:
             yield raw
             return
@@ -83,34 +91,126 @@ def open_output(dest: Path, zstd: bool) -> Iterator[BinaryIO]:
 
 def copy_file(out: BinaryIO, source: Path, size: int, hasher: Hasher | None, progress: Progress,
               kernel: bool) -> int:
-    """Copy `source` to `out`, feeding `hasher` every byte; the bytes copied. With no hasher and `kernel` (a plain
-    file out), the kernel copies (sendfile: no pass through Python)."""
+    """Copy `source` to `out`, `hasher` (if any) seeing every byte; the bytes copied. With `kernel` (`out` a plain
+    file opened read-write), the kernel copies and `hasher` is fed what landed in `out`."""
     with open(source, "rb", buffering=0) as src:
-        if hasher is None and kernel:
-            sent = _sendfile(out, src, size, progress)
+        if kernel:
+            out.flush()
+            sent = kernel_copy(src.fileno(), 0, size, out.fileno(), hasher, progress)
             if sent is not None:
                 return sent
         return pump(src.readinto, size, out.write, hasher, progress)
 
 
-def _sendfile(out: BinaryIO, src, size: int, progress: Progress) -> int | None:
-    """sendfile(2) from `src` to `out`'s descriptor; None where the system cannot (nothing was written then)."""
-    if not hasattr(os, "sendfile"):
+def kernel_copy(src: int, offset: int, size: int, dst: int, hasher: Hasher | None, progress: Progress) -> int | None:
+    """Copy `size` bytes of descriptor `src` from `offset` to descriptor `dst` at its position (which moves on),
+    by the kernel; while it copies, a second thread reads back from `dst` what has landed (so `dst` must be open for
+    reading too) and feeds `hasher`. The bytes copied (fewer when `src` ends early); None, with nothing written,
+    where the kernel cannot copy between these two files."""
+    if hasher is not None and not hasattr(os, "preadv"):
         return None
-    out.flush()
-    offset = 0
-    while offset < size:
-        try:
-            sent = os.sendfile(out.fileno(), src.fileno(), offset, min(_SEND, size - offset))
-        except OSError:
-            if offset == 0:
+    start = os.lseek(dst, 0, os.SEEK_CUR)
+    copy = _kernel_copier(src, dst)
+    readback = _ReadBack(dst, start, hasher) if hasher is not None else None
+    done = 0
+    try:
+        while done < size:
+            n = copy(offset + done, min(_SEND, size - done))
+            if n is None:
                 return None
-            raise
-        if sent == 0:
-            break
-        offset += sent
-        progress(sent)
-    return offset
+            if n == 0:
+                break
+            done += n
+            if readback is not None:
+                readback.advance(n)
+            progress(n)
+        if readback is not None:
+            readback.finish()
+    finally:
+        if readback is not None:
+            readback.stop()
+    return done
+
+
+def _kernel_copier(src: int, dst: int) -> Callable[[int, int], int | None]:
+    """copy(offset, count) -> bytes copied from `src` at `offset` to `dst` at its position: copy_file_range (which
+    may share extents on file systems that can), else sendfile; None when neither works here (nothing copied)."""
+    ways = [lambda off, n: os.copy_file_range(src, dst, n, off)] if hasattr(os, "copy_file_range") else []
+    if hasattr(os, "sendfile"):
+        ways.append(lambda off, n: os.sendfile(dst, src, off, n))
+    copied = False
+
+    def copy(offset: int, count: int) -> int | None:
+        nonlocal copied
+        while ways:
+            try:
+                n = ways[0](offset, count)
+            except OSError as exc:
+                if copied or exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                ways.pop(0)  # this way cannot copy between these files: the next one, or None
+                continue
+            if n == 0 and not copied:  # some file systems answer a first copy with 0: try the next way
+                ways.pop(0)
+                continue
+            copied = True
+            return n
+        return None
+
+    return copy
+
+
+class _ReadBack:
+    """A thread that hashes `dst` from `start` as far as the copier has written (advance), reading it back in blocks
+    (from the page cache: the bytes just written); finish() waits until every written byte is hashed."""
+
+    def __init__(self, dst: int, start: int, hasher: Hasher):
+        self.dst, self.start, self.hasher = dst, start, hasher
+        self.written = 0
+        self.closing = self.stopped = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="bundle-readback", daemon=True)
+        self.thread.start()
+
+    def advance(self, n: int) -> None:
+        with self.cond:
+            self.written += n
+            self.cond.notify()
+
+    def finish(self) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify()
+        self.thread.join()
+
+    def _run(self) -> None:
+        view = memoryview(bytearray(BLOCK))
+        hashed = 0
+        try:
+            while True:
+                with self.cond:
+                    while self.written == hashed and not (self.closing or self.stopped):
+                        self.cond.wait()
+                    if self.stopped or self.written == hashed:
+                        return
+                    limit = self.written
+                while hashed < limit:
+                    n = os.preadv(self.dst, [view[: min(BLOCK, limit - hashed)]], self.start + hashed)
+                    if n == 0:
+                        raise OSError(errno.EIO, "the bytes just written cannot be read back")
+                    self.hasher.update(view[:n])
+                    hashed += n
+        except BaseException as exc:  # noqa: BLE001 - raised by finish() in the copier's thread
+            self.error = exc
 
 
 def archive_kind(archive: Path) -> str:

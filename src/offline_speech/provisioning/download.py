@@ -27,18 +27,21 @@ import hashlib
 import os
 import signal
 import threading
-from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import cache
 from ..cache import RemoteFile
-from ..errors import StateError
+from ..errors import Interrupted, StateError
 from ..util import CHUNK, usable_cpus
 from ..verified import record_file
 from .plan import ItemPlan, ItemResult, Plan, cached
-from .pool import DaemonPool, Interrupted
 from .remote import Remote
+
+if TYPE_CHECKING:  # concurrent.futures is imported only by a run that downloads (a fast start elsewhere)
+    from concurrent.futures import Executor, Future
+
+    from .pool import DaemonPool
 
 # Seconds a Ctrl-C waits for entries being recorded (refs, lock: milliseconds) before the run ends.
 WIND_DOWN_SECONDS = 1.0
@@ -104,6 +107,8 @@ def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, worker
     cache-models run waits for the entry, then finds it complete. A Ctrl-C (KeyboardInterrupt) winds down as the
     module's docstring says, then propagates.
     """
+    from .pool import DaemonPool
+
     tune_downloads()
     workers = workers or default_workers()
     results: dict[str, ItemResult] = {}

@@ -8,7 +8,6 @@ the `Entry` protocol below.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Protocol
 
@@ -18,6 +17,8 @@ from .assets import AssetEntry
 from .hub_models import ModelEntry
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     from .convert import Ct2Conversion
     from .download import Reporter
     from .plan import ItemPlan, ItemResult

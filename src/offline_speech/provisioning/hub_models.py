@@ -8,7 +8,6 @@ entry listing every file with its size and hash.
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +23,8 @@ from .plan import ItemPlan, ItemResult
 from .remote import Remote
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     from .verify import VerifyResult
 
 

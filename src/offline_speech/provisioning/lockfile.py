@@ -14,7 +14,6 @@ cached is ever re-checked against the network: a complete entry stays what it is
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -163,6 +162,8 @@ def move_to_newest(root: Path, entries: list[Entry], keys: set[str], remote: Rem
     key, side by side); the others as they are."""
     lock = cache.read_lock(root)
     asked = [e for e in entries if e.key in keys and isinstance(e, ModelEntry) and not e.item.pinned]
+    from concurrent.futures import ThreadPoolExecutor  # here: a fast start for runs that plan nothing
+
     with ThreadPoolExecutor(max_workers=PLANNERS) as pool:
         answers = dict(zip([e.key for e in asked], pool.map(lambda e: _newest(e.item, remote), asked)))
     kept, refused, moves = [], [], []

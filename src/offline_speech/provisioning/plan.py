@@ -8,7 +8,6 @@ entry that is complete on disk is judged from local files only: no request, no h
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +98,8 @@ def free_bytes(root: Path) -> int:
 def plan(root: Path, entries: list[Entry], remote: Remote | None, warnings: tuple[str, ...] = ()) -> Plan:
     """Per entry: cached (judged locally), or the exact files to fetch (asked of the remote only then)."""
     lock = cache.read_lock(root)
+    from concurrent.futures import ThreadPoolExecutor  # here: a fast start for runs that plan nothing
+
     with ThreadPoolExecutor(max_workers=PLANNERS) as pool:
         plans = list(pool.map(lambda entry: plan_entry(root, entry, lock, remote), entries))
     return Plan(tuple(plans), free_bytes(root), warnings)

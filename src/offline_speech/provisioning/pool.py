@@ -13,9 +13,7 @@ import queue
 import threading
 from concurrent.futures import Executor, Future
 
-
-class Interrupted(Exception):
-    """The run was stopped (Ctrl-C): raised in download threads and set on the futures still unfinished."""
+from ..errors import Interrupted
 
 
 class DaemonPool(Executor):
