@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -236,7 +237,8 @@ def test_failed_uv_install_names_venv_and_step_and_leaves_no_stamp(core_venv_dir
     assert failure == ["whisperx: FAILED at uv pip install -r " + str(reqs / "whisperx.txt") + ": exit 1"]
     assert "offline-speech-no-such-package-3f9c" in proc.stderr  # uv's own words follow the line
     assert not (core_venv_dir / "whisperx" / STAMP_NAME).exists()
-    assert (core_venv_dir / ".uv-cache").is_dir()  # beside the venvs, so its files hard-link into them
+    # Beside the venvs, so its files hard-link into them (or where the caller's UV_CACHE_DIR says).
+    assert Path(os.environ.get("UV_CACHE_DIR") or core_venv_dir / ".uv-cache").is_dir()
 
 
 def test_installer_uv_without_uv_fails_before_creating_the_venv(tmp_path):
