@@ -63,17 +63,16 @@ def run(*cmd: str) -> float:
     return time.perf_counter() - started
 
 
-def with_cpu(fn, outputs: tuple[Path, ...] = (), durable: bool = False) -> tuple[float, float]:
+def timed(fn, output: Path | None, durable: bool) -> tuple[float, float]:
     """(seconds, CPU seconds of the processes it ran): on a shared machine the CPU figure is the steadier one.
     Each side starts alike: what it writes removed beforehand (replacing a file whose pages are still being written
     back waits for them) and the page cache's dirty pages written out (else a side pays for the one before it).
     `durable`: the time runs until what it wrote is on disk (a sync after it, timed)."""
-    for path in outputs:
-        if path.is_dir():
-            shutil.rmtree(path)
-            path.mkdir()
-        else:
-            path.unlink(missing_ok=True)
+    if output is not None and output.is_dir():
+        shutil.rmtree(output)
+        output.mkdir()
+    elif output is not None:
+        output.unlink(missing_ok=True)
     os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -182,7 +181,7 @@ def rounds_of(cm: list[str], work: Path, source: Path, snapshot: Path, rounds: i
 
     def export_hashing_every_byte() -> float:
         index.unlink(missing_ok=True)
-        return run(*cm, "--export", str(archive), KEY, "--cache-dir", str(source))
+        return export(archive)()
 
     blobs = [str(p.resolve()) for p in sorted(snapshot.iterdir())]
     for r in range(rounds):
@@ -193,9 +192,9 @@ def rounds_of(cm: list[str], work: Path, source: Path, snapshot: Path, rounds: i
         # "hashed" first: it also records what "export" then trusts. Paired sides in alternating order.
         sides = [("hashed", export_hashing_every_byte, archive), *(exports if r % 2 == 0 else exports[::-1]),
                  ("zstd", export(zst), zst), *(imports if r % 2 == 0 else imports[::-1]),
-                 ("sha256", lambda: run(sys.executable, "-c", SHA256, *blobs), work / "nothing")]
+                 ("sha256", lambda: run(sys.executable, "-c", SHA256, *blobs), None)]
         for name, fn, out in sides:
-            seconds, cpu = with_cpu(fn, (out,), durable)
+            seconds, cpu = timed(fn, out, durable)
             figures.setdefault(name, []).append(seconds)
             figures.setdefault(f"{name} cpu", []).append(cpu)
     figures["zstd size"] = [zst.stat().st_size / archive.stat().st_size]

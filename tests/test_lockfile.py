@@ -16,8 +16,8 @@ from support.hub import HubRepo
 from support.shell import Cli
 from support.universe import TINY_EN_COMMIT
 
-SPEAKER = "align-hi"  # an unpinned repo that follows main
-SPEAKER_REPO = "theainerd/Wav2Vec2-large-xlsr-hindi"
+FOLLOWER = "align-hi"  # an unpinned repo: it follows main
+FOLLOWER_REPO = "theainerd/Wav2Vec2-large-xlsr-hindi"
 TINY = "faster-whisper-tiny.en"
 
 
@@ -45,27 +45,27 @@ def resolved_commits(universe, repo: str) -> set[str]:
 
 @pytest.fixture()
 def team_lock(cli, universe, tmp_path) -> Path:
-    """tiny.en and the speaker model provisioned, the cache's lock copied out as a team would commit it."""
-    cli.run("--whisperx", "--asr-model", "tiny.en", SPEAKER)
+    """tiny.en and align-hi (unpinned) provisioned, the cache's lock copied out as a team would commit it."""
+    cli.run("--whisperx", "--asr-model", "tiny.en", FOLLOWER)
     copy = tmp_path / "team.lock"
     shutil.copy(cli.cache / cache.LOCK_NAME, copy)
     return copy
 
 
 def test_lock_file_provisions_the_locked_commit_after_main_moved(cli, universe, team_lock):
-    old = universe.commits[SPEAKER_REPO]
-    new = move_main(universe, SPEAKER_REPO)
+    old = universe.commits[FOLLOWER_REPO]
+    new = move_main(universe, FOLLOWER_REPO)
     assert new != old
     elsewhere = other_cache(cli, "elsewhere")
     universe.hub.reset_requests()
     result = elsewhere.json("--lock-file", str(team_lock))
     assert result["failed"] == 0
-    assert {r["key"] for r in result["results"]} == {TINY, SPEAKER}
+    assert {r["key"] for r in result["results"]} == {TINY, FOLLOWER}
     lock = lock_of(elsewhere)
-    assert lock["models"][SPEAKER]["commit"] == old and lock["models"][SPEAKER]["revision"] == "main"
+    assert lock["models"][FOLLOWER]["commit"] == old and lock["models"][FOLLOWER]["revision"] == "main"
     assert lock["models"][TINY]["commit"] == TINY_EN_COMMIT
-    assert cache.read_ref(elsewhere.cache, SPEAKER_REPO, "main") == old
-    assert resolved_commits(universe, SPEAKER_REPO) == {old}
+    assert cache.read_ref(elsewhere.cache, FOLLOWER_REPO, "main") == old
+    assert resolved_commits(universe, FOLLOWER_REPO) == {old}
     # the same lock again: all cached, no request; and it verifies
     universe.hub.reset_requests()
     assert [r["message"] for r in elsewhere.json("--lock-file", str(team_lock))["results"]] == ["cached", "cached"]
@@ -73,26 +73,26 @@ def test_lock_file_provisions_the_locked_commit_after_main_moved(cli, universe, 
     assert elsewhere.json("--verify")["problems"] == 0
     # with a selection, only that selection, still at the lock's commit
     third = other_cache(cli, "third")
-    assert [r["key"] for r in third.json(SPEAKER, "--lock-file", str(team_lock))["results"]] == [SPEAKER]
-    assert lock_of(third)["models"][SPEAKER]["commit"] == old
+    assert [r["key"] for r in third.json(FOLLOWER, "--lock-file", str(team_lock))["results"]] == [FOLLOWER]
+    assert lock_of(third)["models"][FOLLOWER]["commit"] == old
 
 
 def test_update_moves_on_purpose_and_says_what_changed(cli, universe, team_lock):
-    old = universe.commits[SPEAKER_REPO]
-    new = move_main(universe, SPEAKER_REPO)
+    old = universe.commits[FOLLOWER_REPO]
+    new = move_main(universe, FOLLOWER_REPO)
     # the seed behaviour: a complete cached entry is never re-checked against the network
     universe.hub.reset_requests()
-    result = cli.json("--whisperx", "--asr-model", "tiny.en", SPEAKER)
+    result = cli.json("--whisperx", "--asr-model", "tiny.en", FOLLOWER)
     assert [r["message"] for r in result["results"]] == ["cached", "cached"]
     assert universe.hub.requests == []
-    assert lock_of(cli)["models"][SPEAKER]["commit"] == old
+    assert lock_of(cli)["models"][FOLLOWER]["commit"] == old
 
-    result = cli.json("--update", SPEAKER)
+    result = cli.json("--update", FOLLOWER)
     [row] = result["results"]
     assert row["ok"] and row["message"].startswith(f"updated {old[:12]} -> {new[:12]}"), row
-    assert lock_of(cli)["models"][SPEAKER]["commit"] == new
-    assert cache.read_ref(cli.cache, SPEAKER_REPO, "main") == new
-    assert cli.json("--verify", SPEAKER)["problems"] == 0
+    assert lock_of(cli)["models"][FOLLOWER]["commit"] == new
+    assert cache.read_ref(cli.cache, FOLLOWER_REPO, "main") == new
+    assert cli.json("--verify", FOLLOWER)["problems"] == 0
 
     # a group name, a comma list: already newest; a commit the catalog pins is not moved
     proc = cli.run("--update", "align," + TINY, "--languages", "hi")
@@ -100,30 +100,30 @@ def test_update_moves_on_purpose_and_says_what_changed(cli, universe, team_lock)
 
     # and the team's lock takes the cache back to the commit it pins
     assert cli.json("--lock-file", str(team_lock))["failed"] == 0
-    assert lock_of(cli)["models"][SPEAKER]["commit"] == old
-    assert cache.read_ref(cli.cache, SPEAKER_REPO, "main") == old
+    assert lock_of(cli)["models"][FOLLOWER]["commit"] == old
+    assert cache.read_ref(cli.cache, FOLLOWER_REPO, "main") == old
 
 
 def test_update_with_the_hub_unreachable_says_so_and_keeps_what_is_cached(cli, universe, team_lock):
-    old = universe.commits[SPEAKER_REPO]
+    old = universe.commits[FOLLOWER_REPO]
     universe.hub.stop()
-    proc = cli.run("--update", SPEAKER, check_code=1)
-    assert f"cannot reach {cli.endpoint} for {SPEAKER_REPO}" in proc.stdout, proc.stdout
-    assert lock_of(cli)["models"][SPEAKER]["commit"] == old
-    assert cli.json(SPEAKER, netns=True)["results"][0]["message"] == "cached"
+    proc = cli.run("--update", FOLLOWER, check_code=1)
+    assert f"cannot reach {cli.endpoint} for {FOLLOWER_REPO}" in proc.stdout, proc.stdout
+    assert lock_of(cli)["models"][FOLLOWER]["commit"] == old
+    assert cli.json(FOLLOWER, netns=True)["results"][0]["message"] == "cached"
 
 
 def test_a_commit_the_hub_no_longer_has_fails_that_key_only(cli, universe, team_lock):
-    move_main(universe, SPEAKER_REPO, keep_history=False)  # history rewritten: the locked commit is gone
-    old = universe.commits[SPEAKER_REPO]
+    move_main(universe, FOLLOWER_REPO, keep_history=False)  # history rewritten: the locked commit is gone
+    old = universe.commits[FOLLOWER_REPO]
     elsewhere = other_cache(cli, "elsewhere")
     proc = elsewhere.run("--lock-file", str(team_lock), check_code=1)
-    assert f"{SPEAKER_REPO} has no commit {old[:12]}" in proc.stdout
-    assert f"--update {SPEAKER}" in proc.stdout
-    assert f"1 of 2 failed: {SPEAKER}" in proc.stderr
+    assert f"{FOLLOWER_REPO} has no commit {old[:12]}" in proc.stdout
+    assert f"--update {FOLLOWER}" in proc.stdout
+    assert f"1 of 2 failed: {FOLLOWER}" in proc.stderr
     assert "Traceback" not in proc.stderr
     lock = lock_of(elsewhere)
-    assert lock["models"][TINY]["commit"] == TINY_EN_COMMIT and SPEAKER not in lock["models"]
+    assert lock["models"][TINY]["commit"] == TINY_EN_COMMIT and FOLLOWER not in lock["models"]
 
 
 def test_a_key_this_catalog_does_not_know_is_one_line_and_the_rest_go_on(cli, universe, team_lock):
@@ -143,17 +143,17 @@ def test_a_key_this_catalog_does_not_know_is_one_line_and_the_rest_go_on(cli, un
     assert list(errors) == ["whisper-from-the-future"] and "not in this catalog" in errors["whisper-from-the-future"]
     assert not rows["whisper-from-the-future"]["ok"]
     assert "not in this catalog" in rows["whisper-from-the-future"]["message"]
-    assert rows[TINY]["ok"] and rows[SPEAKER]["ok"] and result["failed"] == 1
+    assert rows[TINY]["ok"] and rows[FOLLOWER]["ok"] and result["failed"] == 1
 
 
 def test_same_commit_other_bytes_is_caught(cli, universe, team_lock):
     """A mirror serving other files under the locked commit: the lock's hashes disagree, that key fails."""
-    old = universe.commits[SPEAKER_REPO]
-    files = dict(universe.files[SPEAKER_REPO], **{"config.json": b'{"not": "the locked bytes"}'})
-    universe.hub.add_repo(HubRepo(SPEAKER_REPO, files, commit=old))
+    old = universe.commits[FOLLOWER_REPO]
+    files = dict(universe.files[FOLLOWER_REPO], **{"config.json": b'{"not": "the locked bytes"}'})
+    universe.hub.add_repo(HubRepo(FOLLOWER_REPO, files, commit=old))
     elsewhere = other_cache(cli, "elsewhere")
     result = elsewhere.json("--lock-file", str(team_lock), check_code=1)
-    row = next(r for r in result["results"] if r["key"] == SPEAKER)
+    row = next(r for r in result["results"] if r["key"] == FOLLOWER)
     assert not row["ok"] and "config.json differ from the lock's" in row["message"], row
 
 
@@ -175,8 +175,8 @@ def test_a_broken_lock_file_is_one_line_naming_it(cli, tmp_path, content, says):
 
 @pytest.mark.parametrize("args, says", [
     (["--lock-file", "x.lock", "--verify"], "--lock-file goes with provisioning"),
-    (["--update", SPEAKER, "--info"], "--update goes with provisioning"),
-    (["--update", SPEAKER, "--lock-file", "x.lock"], "--update and --lock-file pull opposite ways"),
+    (["--update", FOLLOWER, "--info"], "--update goes with provisioning"),
+    (["--update", FOLLOWER, "--lock-file", "x.lock"], "--update and --lock-file pull opposite ways"),
     (["--update", "no-such-group"], "unknown model key 'no-such-group'"),
 ])
 def test_lock_file_and_update_usage_errors(cli, args, says):
@@ -187,11 +187,11 @@ def test_lock_file_and_update_usage_errors(cli, args, says):
 def test_what_the_lock_cannot_give_here_is_refused_before_any_request(cli, universe, team_lock):
     data = json.loads(team_lock.read_text())
     data["models"][TINY]["commit"] = "1" * 40  # another version of the catalog pinned another commit
-    data["models"][SPEAKER]["repo"] = "someone/else"
+    data["models"][FOLLOWER]["repo"] = "someone/else"
     team_lock.write_text(json.dumps(data))
     elsewhere = other_cache(cli, "elsewhere")
     result = elsewhere.json("--lock-file", str(team_lock), check_code=1, netns=True)  # no network at all
     rows = {r["key"]: r["message"] for r in result["results"]}
     assert f"this catalog pins {TINY_EN_COMMIT[:12]}" in rows[TINY]
-    assert f"from someone/else, this catalog from {SPEAKER_REPO}" in rows[SPEAKER]
+    assert f"from someone/else, this catalog from {FOLLOWER_REPO}" in rows[FOLLOWER]
     assert result["failed"] == 2 and not (elsewhere.cache / cache.LOCK_NAME).exists()

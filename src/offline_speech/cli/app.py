@@ -61,11 +61,12 @@ def run(command, args: list[str], prog_name: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; a shim's command runs under the shim's own name so --help and errors show what users type."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in SHIMS:  # only that command's module is imported: each loads what only it needs
-        importlib.import_module(f"{__package__}.{argv[0].replace('-', '_')}")
-        group = typer.main.get_command(app)
-        sys.exit(run(group.commands[argv[0]], argv[1:], SHIMS[argv[0]]))  # type: ignore[attr-defined]
-    from . import cache_models, prepare_job, run_pipeline  # noqa: F401 - registers the commands
-
+    shim = argv[0] if argv and argv[0] in SHIMS else None
+    # Importing a command's module registers it: a shim's command imports only its own (each loads what only it
+    # needs, a fast start); the bare command line lists them all.
+    for command in [shim] if shim else SHIMS:
+        importlib.import_module(f"{__package__}.{command.replace('-', '_')}")
     group = typer.main.get_command(app)
+    if shim:
+        sys.exit(run(group.commands[shim], argv[1:], SHIMS[shim]))  # type: ignore[attr-defined]
     sys.exit(run(group, argv, "offline-speech"))

@@ -88,7 +88,6 @@ class _HashedWhenWritten(VerifiedIndex):
         return True
 
 
-
 def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | None = None) -> ExportPlan:
     """The bundle of `keys` (catalog keys; their NLLB conversions come along), less what the lock `since` has."""
     lock = cache.read_lock(root)

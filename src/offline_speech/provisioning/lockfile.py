@@ -160,10 +160,10 @@ def _file_id(f: dict) -> str | None:
 def move_to_newest(root: Path, entries: list[Entry], keys: set[str], remote: Remote) -> Pinned:
     """--update: the entries named by `keys` at the commit their branch points to on the hub now (asked once per
     key, side by side); the others as they are."""
-    lock = cache.read_lock(root)
-    asked = [e for e in entries if e.key in keys and isinstance(e, ModelEntry) and not e.item.pinned]
     from concurrent.futures import ThreadPoolExecutor  # here: a fast start for runs that plan nothing
 
+    lock = cache.read_lock(root)
+    asked = [e for e in entries if e.key in keys and isinstance(e, ModelEntry) and not e.item.pinned]
     with ThreadPoolExecutor(max_workers=PLANNERS) as pool:
         answers = dict(zip([e.key for e in asked], pool.map(lambda e: _newest(e.item, remote), asked)))
     kept, refused, moves = [], [], []

@@ -97,9 +97,9 @@ def free_bytes(root: Path) -> int:
 
 def plan(root: Path, entries: list[Entry], remote: Remote | None, warnings: tuple[str, ...] = ()) -> Plan:
     """Per entry: cached (judged locally), or the exact files to fetch (asked of the remote only then)."""
-    lock = cache.read_lock(root)
     from concurrent.futures import ThreadPoolExecutor  # here: a fast start for runs that plan nothing
 
+    lock = cache.read_lock(root)
     with ThreadPoolExecutor(max_workers=PLANNERS) as pool:
         plans = list(pool.map(lambda entry: plan_entry(root, entry, lock, remote), entries))
     return Plan(tuple(plans), free_bytes(root), warnings)
