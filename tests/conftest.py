@@ -17,8 +17,10 @@ def tiny_en_files() -> dict[str, bytes]:
 
 
 @pytest.fixture()
-def universe(tiny_en_files):
-    u = hub_universe.build_universe(tiny_en_files)
+def universe(tiny_en_files, request):
+    """The test hub serving the catalog; it speaks Xet as the Hub does, or plain HTTP only (a mirror without Xet) for
+    a test marked `plain_http` (one that paces, cuts or counts the HTTP bodies of large files)."""
+    u = hub_universe.build_universe(tiny_en_files, xet=request.node.get_closest_marker("plain_http") is None)
     u.hub.start()
     try:
         yield u

@@ -225,8 +225,9 @@ def test_export_hashes_a_file_only_when_its_stat_changed_since_it_was_verified(c
     lock = json.loads((cli.cache / "offline-speech.lock.json").read_text())
     commit = lock["models"][TINY]["commit"]
     snapshot = cli.cache / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots" / commit
-    blob = (snapshot / "model.bin").resolve()
-    assert index[str(blob.relative_to(cli.cache))][0] == blob.name  # recorded when its bytes were hashed
+    blob = (snapshot / "model.bin").resolve()  # the repo blob, or the shared store payload it links to (Xet)
+    sha256 = next(f["sha256"] for f in lock["models"][TINY]["files"] if f["path"] == "model.bin")
+    assert index[str(blob.relative_to(cli.cache))][0] == sha256  # recorded when its bytes were hashed
     again = tmp_path / "again.tar"
     cli.run("--export", str(again))  # copied unhashed (by the kernel): the same files
     assert bundled_files(again) == bundled_files(exported)

@@ -136,6 +136,7 @@ def _read_pty(master: int, proc: subprocess.Popen, deadline: float) -> list[tupl
     return lines
 
 
+@pytest.mark.plain_http
 def test_term_dumb_on_a_terminal_shows_progress_lines_as_they_happen(cli, universe):
     """A terminal with TERM=dumb cannot draw bars: it gets the plain progress lines a pipe gets, while the download
     runs (not all at the end), and no escape sequences."""

@@ -1,4 +1,5 @@
-"""Real huggingface_hub calls against tests/support/hub.py: cache layout, patterns, gating, faults and shutdown."""
+"""Real huggingface_hub calls against tests/support/hub.py as a mirror without Xet (plain HTTP): cache layout, patterns,
+gating, faults and shutdown. The hub's Xet mode (the default, as on the Hub) is tested in test_xet.py."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def _no_server_threads_left() -> Iterator[None]:
 @pytest.fixture
 def hub() -> Iterator[TestHub]:
     """A started hub with a small public repo and a gated one."""
-    with TestHub([HubRepo(TINY, dict(TINY_FILES)),
+    with TestHub(xet=False, repos=[HubRepo(TINY, dict(TINY_FILES)),
                   HubRepo(GATED, {"config.json": b"{}", "model.bin": _bytes(4096, 3)}, gated=True,
                           tokens=frozenset({TOKEN}))]) as server:
         yield server
@@ -193,7 +194,7 @@ def test_dry_run_reports_sizes_without_downloading(hub: TestHub, tmp_path: Path)
 # -- API endpoints --------------------------------------------------------------------------------------
 def test_model_info_tree_pagination_and_typed_errors(tmp_path: Path) -> None:
     """model_info fields, paginated recursive tree with folders, and the X-Error-Code → exception mapping."""
-    with TestHub([HubRepo(TINY, dict(TINY_FILES))], tree_page_size=2) as hub:
+    with TestHub([HubRepo(TINY, dict(TINY_FILES))], tree_page_size=2, xet=False) as hub:
         api = HfApi(endpoint=hub.url, token=False)
         info = api.model_info(TINY, files_metadata=True)
         assert (info.id, info.private, info.gated, info.downloads) == (TINY, False, False, 0)
@@ -288,7 +289,7 @@ def test_cut_connection_small_file_is_refetched_whole(hub: TestHub, tmp_path: Pa
 def test_cut_connection_large_file_resumes_with_range(tmp_path: Path) -> None:
     """Past the client's 10 MiB chunk, a cut is resumed with `Range: bytes=10485760-` and a 206."""
     data = _bytes(12 * 1024 * 1024, 4)
-    with TestHub([HubRepo("org/large", {"model.bin": data})]) as hub:
+    with TestHub([HubRepo("org/large", {"model.bin": data})], xet=False) as hub:
         hub.cut_after("org/large", "model.bin", 11 * 1024 * 1024)
         path = hf_hub_download("org/large", "model.bin", cache_dir=tmp_path, endpoint=hub.url, token=False)
         gets = [(r.status, r.range) for r in hub.requests if r.method == "GET"]
@@ -352,7 +353,7 @@ def test_throttle_paces_bodies_and_applies_in_flight(hub: TestHub) -> None:
 
 def test_stop_refuses_new_connections_and_closes_open_ones() -> None:
     """After stop(), connecting is refused and an idle keep-alive connection has been closed."""
-    hub = TestHub([HubRepo(TINY, dict(TINY_FILES))]).start()
+    hub = TestHub([HubRepo(TINY, dict(TINY_FILES))], xet=False).start()
     port = int(hub.url.rsplit(":", 1)[1])
     idle = socket.create_connection(("127.0.0.1", port), timeout=5)
     idle.sendall(f"HEAD /{TINY}/resolve/main/config.json HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -426,7 +427,7 @@ def test_real_faster_whisper_tiny_en(faster_whisper_files: dict[str, bytes], tmp
     """faster-whisper's file patterns fetch all four real files; model.bin's blob is named by its sha256."""
     files = faster_whisper_files
     assert sorted(files) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
-    with TestHub([HubRepo(FW_REPO, files, commit=FW_COMMIT)]) as hub:
+    with TestHub([HubRepo(FW_REPO, files, commit=FW_COMMIT)], xet=False) as hub:
         folder = Path(snapshot_download(FW_REPO, revision=FW_COMMIT, cache_dir=tmp_path, endpoint=hub.url,
                                         token=False, allow_patterns=FW_PATTERNS))
     assert folder == tmp_path / "models--Systran--faster-whisper-tiny.en" / "snapshots" / FW_COMMIT

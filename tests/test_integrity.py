@@ -92,6 +92,7 @@ def test_a_same_size_corrupted_blob_is_caught_and_an_unchanged_cache_is_not_hash
     assert state.status == "complete" and hashed == 0  # verify and the repair's download recorded it
 
 
+@pytest.mark.plain_http
 def test_a_plain_fetch_fetches_a_corrupted_file_again_instead_of_calling_it_cached(cli, universe):
     cli.run("--whisperx", "--asr-model", "tiny.en")
     flip_keeping_size_and_mtime(cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT).joinpath("tokenizer.json").resolve())
@@ -281,6 +282,7 @@ def test_a_kill_between_the_ref_and_the_lock_heals_on_the_next_fetch(cli, univer
     assert cli.json("--verify", netns=True)["problems"] == 0
 
 
+@pytest.mark.plain_http
 def test_partial_downloads_are_kept_for_a_resume_and_removed_by_verify_repair(cli, universe):
     universe.hub.throttle(2_000_000)
     proc = cli.popen("--whisperx", "--asr-model", "tiny.en")
@@ -301,6 +303,7 @@ def test_partial_downloads_are_kept_for_a_resume_and_removed_by_verify_repair(cl
 # ---- 3. --clear takes the entry's lock -------------------------------------------------------------------------
 
 
+@pytest.mark.plain_http
 def test_clear_waits_for_a_download_of_the_same_model(cli, universe):
     universe.hub.throttle(2_000_000)
     fetch = cli.popen("--whisperx", "--asr-model", "tiny.en")

@@ -8,6 +8,9 @@ Standard library only: the pipeline's preflight and every backend venv can impor
 
 Layout under the cache root (default <project>/.cache):
   huggingface/hub/models--ORG--NAME/{blobs,snapshots,refs,trees}   standard huggingface_hub layout
+  huggingface/hub/blobs/<2 hex>/<xet hash>[.refs|.lock]              huggingface_hub's shared blob store (Xet files):
+                                                                     a repo's blobs/<etag> may be a relative link here
+  huggingface/xet/                                                   hf-xet's chunk cache and logs (HF_XET_CACHE)
   torch/hub/checkpoints/, nltk_data/                                 non-hub assets
   offline-speech.lock.json                                           what was provisioned: commits, files, hashes
   offline-speech/verified.json                                       the verified index (verified.py)
@@ -20,6 +23,7 @@ import fcntl
 import fnmatch
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -51,6 +55,101 @@ def snapshot_dir(root: Path, repo: str, commit: str) -> Path:
     return repo_dir(root, repo) / "snapshots" / commit
 
 
+# ---- huggingface_hub's shared blob store (utils/_shared_blobs.py): where Xet downloads keep their bytes -------
+
+SHARED_MARKER = ".huggingface-shared-blobs"
+_XET_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def shared_store(root: Path) -> Path:
+    """The cache-wide store of Xet files: `hub/blobs/<2 hex>/<xet hash>`, linked from each repo's `blobs/<etag>`."""
+    return hub_dir(root) / "blobs"
+
+
+def is_store_file(root: Path, path: Path) -> bool:
+    """Whether `path` (normalised, not resolved) names a payload of the shared store: `blobs/<2 hex>/<64 hex>`."""
+    path = Path(os.path.normpath(path))
+    return (path.parent.parent == Path(os.path.normpath(shared_store(root))) and _XET_HASH.fullmatch(path.name) is not None
+            and path.parent.name == path.name[:2])
+
+
+def link_target(link: Path) -> Path:
+    """Where a symlink points, normalised but not resolved further (a link to a link stays visible)."""
+    return Path(os.path.normpath(link.parent / os.readlink(link)))
+
+
+def store_target(root: Path, blob: Path) -> Path | None:
+    """The shared store payload a repo blob links to, None when the blob is not such a link."""
+    try:
+        target = link_target(blob)
+    except OSError:
+        return None
+    return target if is_store_file(root, target) else None
+
+
+def repo_blobs(root: Path) -> list[Path]:
+    """Every repo blob entry of the cache (`models--*/blobs/*`), files and links alike."""
+    return [p for p in hub_dir(root).glob("models--*/blobs/*") if not p.name.endswith(".incomplete")]
+
+
+def store_users(root: Path, payload: Path, besides: Path | None = None) -> list[Path]:
+    """The repo blobs that link to this shared store payload (the `.refs` manifests are only hints: every link is
+    checked), leaving out those under `besides` (a repo being removed)."""
+    payload = Path(os.path.normpath(payload))
+    users = []
+    for blob in repo_blobs(root):
+        if besides is not None and besides in blob.parents:
+            continue
+        if blob.is_symlink() and store_target(root, blob) == payload:
+            users.append(blob)
+    return users
+
+
+@contextlib.contextmanager
+def store_lock(payload: Path) -> Iterator[None]:
+    """huggingface_hub's own lock for one shared payload (`<hash>.lock`, flock), so publishing, linking and removing
+    it never race with a download in another process."""
+    fd = os.open(payload.with_name(payload.name + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def release_store_payloads(root: Path, payloads: set[Path], besides: Path | None = None) -> int:
+    """Remove the shared payloads no repo blob (outside `besides`) links to any more, with their `.refs` and `.lock`;
+    bytes freed. A payload still in use is never removed."""
+    freed = 0
+    for payload in sorted(payloads):
+        if not payload.is_file():
+            continue
+        with store_lock(payload):
+            if store_users(root, payload, besides):
+                continue
+            freed += payload.stat().st_size
+            payload.unlink()
+            payload.with_name(payload.name + ".refs").unlink(missing_ok=True)
+        payload.with_name(payload.name + ".lock").unlink(missing_ok=True)
+    return freed
+
+
+def counted_twice(root: Path, repos: list[str]) -> int:
+    """Bytes that per-repo sizes of these repos count more than once: a shared payload that n of them link to is on
+    disk once but in n sizes."""
+    seen: dict[Path, int] = {}
+    for repo in dict.fromkeys(repos):
+        for payload in repo_store_payloads(root, repo):
+            seen[payload] = seen.get(payload, 0) + 1
+    return sum((n - 1) * payload.stat().st_size for payload, n in seen.items() if n > 1 and payload.is_file())
+
+
+def repo_store_payloads(root: Path, repo: str) -> set[Path]:
+    """The shared store payloads a repo's blobs link to."""
+    folder = repo_dir(root, repo) / "blobs"
+    return {t for b in (folder.iterdir() if folder.is_dir() else ()) if (t := store_target(root, b)) is not None}
+
+
 def read_ref(root: Path, repo: str, ref: str) -> str | None:
     """The commit a ref points to in the cache, if written."""
     try:
@@ -78,6 +177,7 @@ class RemoteFile:
     size: int
     blob_id: str  # git blob sha1
     lfs_sha256: str | None = None
+    xet_hash: str | None = None  # for a Xet-backed file: its name in the shared blob store
 
     @property
     def etag(self) -> str:
@@ -100,20 +200,28 @@ def read_tree(root: Path, repo: str, commit: str) -> dict[str, RemoteFile] | Non
         if data.get("format_version") != TREE_FORMAT_VERSION:
             return None
         return {
-            p: RemoteFile(p, int(i["size"]), i["blob_id"], i.get("lfs_sha256")) for p, i in data["files"].items()
+            p: RemoteFile(p, int(i["size"]), i["blob_id"], i.get("lfs_sha256"), _xet_hash(i.get("xet_hash")))
+            for p, i in data["files"].items()
         }
     except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
         return None
 
 
+def _xet_hash(value: object) -> str | None:
+    return value if isinstance(value, str) and _XET_HASH.fullmatch(value) else None
+
+
 def write_tree(root: Path, repo: str, commit: str, files: dict[str, RemoteFile]) -> None:
-    """Write the tree listing in huggingface_hub's format, so hub 1.x+ loaders can tell complete from partial."""
+    """Write the tree listing in huggingface_hub's format, so hub 1.x+ loaders can tell complete from partial (and
+    huggingface_hub downloads a Xet file it lists without asking the hub for its metadata first)."""
     entries = {}
     for p in sorted(files):
         f = files[p]
         entry: dict = {"size": f.size, "blob_id": f.blob_id}
         if f.lfs_sha256:
             entry.update(lfs_sha256=f.lfs_sha256, lfs_size=f.size)
+        if f.xet_hash:
+            entry["xet_hash"] = f.xet_hash
         entries[p] = entry
     data = {"format_version": TREE_FORMAT_VERSION, "files": entries}
     atomic_write(tree_path(root, repo, commit), json.dumps(data, indent=1).encode())
@@ -265,15 +373,22 @@ def local_file_size(snapshot: Path, path: str) -> int | None:
 
 
 def blob_problem(root: Path, repo: str, file: Path) -> str | None:
-    """Why a snapshot file is not one of the repo's own blobs, None when it is: its link must point straight at a
-    regular file in the repo's blobs/ (a blob replaced by a link, or a link leading out of the cache, is damage)."""
+    """Why a snapshot file is not one of the repo's own blobs, None when it is: its link must point at the repo's
+    blobs/, and that blob be a regular file or huggingface_hub's link into the shared store (a Xet file) whose
+    payload is a regular file. A link leading out of the cache, a blob linked anywhere else, a store entry that is
+    missing or itself a link: damage."""
     if not file.is_symlink():
         return None if file.is_file() else "not a file"
-    target = Path(os.path.normpath(file.parent / os.readlink(file)))
+    target = link_target(file)
     if target.parent != Path(os.path.normpath(repo_dir(root, repo) / "blobs")):
         return f"a link out of the cache's blobs ({target})"
-    if target.is_symlink():
-        return f"its blob is a link ({os.readlink(target)}), not a file"
+    if not target.is_symlink():
+        return None
+    payload = store_target(root, target)
+    if payload is None:
+        return f"its blob is a link out of the shared blob store ({os.readlink(target)})"
+    if payload.is_symlink() or not payload.is_file():
+        return f"its shared blob {payload.name[:12]}… is {'a link' if payload.is_symlink() else 'missing'}"
     return None
 
 

@@ -4,7 +4,8 @@ A run killed with -9 (or with SIGTERM, which skips `finally`) leaves its tempora
 writes (`.offline-speech.lock.json*.tmp`, `.manifest.json*.tmp`, refs, tree listings, the verified index), a
 stage's `.NAME.PID.tmp*`, stage work folders (`out/.asr-XXXXXXXX`), prepare-job's staging folder (`out/.ID.tmp`),
 a bundle import's staging folder (`<cache>/.import-XXXXXXXX`), partial downloads (`blobs/*.incomplete`, an asset's
-`.NAME*.part`). The next run that looks after the place removes them: cache-models (every mode but --dry-run)
+`.NAME*.part`), huggingface_hub's temp files in its shared blob store and the `.refs`/`.lock` of payloads that are gone.
+The next run that looks after the place removes them: cache-models (every mode but --dry-run)
 the cache's, run-pipeline those of its out dir and of the job folders it runs.
 
 Who owns what (checked without waiting, never guessed from a name alone):
@@ -41,6 +42,8 @@ RESUME_WINDOW = 7 * 24 * 3600.0  # seconds a partial download nobody writes is k
 _TEMP = re.compile(r"^\..+\.tmp(?:\.[A-Za-z0-9]+)?$")  # .NAME<random>.tmp, .NAME.PID.tmp, .NAME.PID.tmp.wav
 _PID = re.compile(r"\.(\d+)\.tmp(?:\.[A-Za-z0-9]+)?$")
 _BLOB_ID = re.compile(r"^\.?([0-9a-f]{64}|[0-9a-f]{40})")
+_SHARED_LINK = re.compile(r"^\..+\.[0-9a-f]{8}\.shared$")  # huggingface_hub's temp link before it is renamed into place
+_STORE_TEMP = re.compile(r"^(?:\.huggingface-shared-blobs|[0-9a-f]{64}\.refs)\.[0-9a-f]{8}\.tmp$")
 _held: dict[Path, int] = {}  # work folders this process owns -> the descriptor holding their flock
 
 
@@ -149,12 +152,28 @@ def clean_cache(root: Path, assets: list[tuple[str, str]] = (), partials_of: Ite
     hub = cache.hub_dir(root)
     done = {cache.repo_dir(root, repo).name for repo in partials_of}
     for repo in sorted(hub.glob("models--*")):
-        removed += _sweep(repo / "refs", _TEMP) + _sweep(repo / "trees", _TEMP)
+        removed += _sweep(repo / "refs", _TEMP) + _sweep(repo / "trees", _TEMP) + _sweep(repo / "blobs", _SHARED_LINK)
         removed += _partial_blobs(repo, hub / ".locks" / repo.name, GRACE if repo.name in done else RESUME_WINDOW)
+    removed += _shared_store(cache.shared_store(root))
     for key, dest in assets:
         target = root / dest
         part = re.compile(rf"^\.{re.escape(target.name)}.*\.part$")
         removed += _sweep(target.parent, part, owner_lock=root / ".locks" / f"entry-{key}.lock")
+    return removed
+
+
+def _shared_store(store: Path) -> list[Path]:
+    """huggingface_hub's shared blob store: its temp files (marker, `.refs` rewrites), and the `.refs` and `.lock`
+    of payloads that are gone (a payload itself is removed only by --clear or --prune, which check its links)."""
+    removed = _sweep(store, _STORE_TEMP)
+    for prefix in sorted(store.glob("[0-9a-f][0-9a-f]")):
+        removed += _sweep(prefix, _STORE_TEMP)
+        for meta in sorted(p for p in prefix.glob("*.refs") if not p.with_suffix("").exists()):
+            if stale(meta, GRACE, meta.with_suffix(".lock")) and _remove(meta):
+                removed.append(meta)
+        for lock in sorted(p for p in prefix.glob("*.lock") if not p.with_suffix("").exists()):
+            if not lock.with_suffix(".refs").exists() and stale(lock) and _remove(lock):
+                removed.append(lock)
     return removed
 
 

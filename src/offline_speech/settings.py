@@ -1,6 +1,7 @@
 """Settings read from the environment, default paths, and the environment of every process that touches models.
 
-The only module that reads `os.environ`: HF_*, OFFLINE_SPEECH_*, TORCH_HOME, NLTK_DATA. Libraries read their
+The only module that reads `os.environ` (HF_*, OFFLINE_SPEECH_*, TORCH_HOME, NLTK_DATA), and the only one that
+writes it: prepare_hub_client, before huggingface_hub is imported. Libraries read their
 variables once, at import, so a stage gets them in its process environment before it starts (never by
 assigning os.environ after imports). Standard library only: every venv imports it, and venv-setup loads it
 before any venv exists.
@@ -12,7 +13,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, MutableMapping
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VENV_ROOT = PROJECT_ROOT / "venv"  # venv/<name> per backend (./venv-setup)
@@ -91,9 +92,35 @@ def cache_variables(root: Path) -> dict[str, str]:
     return {
         "HF_HOME": str(root / "huggingface"),
         "HF_HUB_CACHE": str(root / "huggingface" / "hub"),
+        "HF_XET_CACHE": str(root / "huggingface" / "xet"),
         "TORCH_HOME": str(root / "torch"),
         "NLTK_DATA": str(root / "nltk_data"),
     }
+
+
+def hub_client_variables(root: Path) -> dict[str, str]:
+    """What huggingface_hub and hf-xet read when this process downloads into the cache at `root`: hf-xet's chunk
+    cache and logs go under the project cache (not ~/.cache/huggingface/xet), and no telemetry, which also spares
+    huggingface_hub's daily `/api/agent-harnesses` request and the file it leaves in HF_HOME. HF_HOME itself stays
+    the user's: their token is found there (user_token), and the cache is always passed explicitly."""
+    return {
+        "HF_XET_CACHE": cache_variables(root)["HF_XET_CACHE"],
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def prepare_hub_client(root: Path, environ: MutableMapping[str, str] = os.environ,
+                       modules: Mapping[str, object] = sys.modules) -> bool:
+    """Set hub_client_variables(root) in this process's environment, which is only right before huggingface_hub and
+    hf_xet are imported (both read it once, then); False, changing nothing, when either already is (a caller that
+    imported them first keeps its own settings). The one place that writes os.environ: cache-models calls it first
+    thing, before anything imports the hub library."""
+    if "huggingface_hub" in modules or "hf_xet" in modules:
+        return False
+    environ.update(hub_client_variables(root))
+    return True
 
 
 def offline_env(root: Path, base: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -2,11 +2,17 @@
 
 It answers the HTTP subset huggingface_hub 2.4 uses for model repos (model info, tree listing, HEAD/GET resolve
 with ranges, typed errors via `X-Error-Code`) plus plain `/assets/...` files, logs every request, and injects
-faults (cut connections, error statuses, bandwidth limits). It never sends `X-Xet-*` headers, so clients use
-plain HTTP. Run it by hand with `python tests/support/hub.py --serve-dir DIR --repo ORG/NAME`.
+faults (cut connections, error statuses, bandwidth limits).
+
+Like the Hub, it announces its LFS files as Xet-backed by default (`xet=True`): their HEAD carries `X-Xet-Hash` and
+a refresh route, the tree listing their `xetHash`, and the refresh route points hf-xet's own client at a local CAS
+that hf-xet's own upload filled (hub_xet.py); huggingface_hub then downloads through hf-xet and leaves the shared
+blob store layout real users get. `xet=False` is a mirror without Xet (plain HTTP for every file), as is a client
+with `HF_HUB_DISABLE_XET=1`: GET still serves every file's bytes.
+Run it by hand with `python tests/support/hub.py --serve-dir DIR --repo ORG/NAME [--no-xet]`.
 
 This module is TestHub (lifecycle, request log, the faults it arms) and that command line; what a repo serves is
-hub_repo.py, the HTTP handler hub_http.py, the faults hub_faults.py.
+hub_repo.py, the HTTP handler hub_http.py, the faults hub_faults.py, the Xet store hub_xet.py.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ class TestHub:
         assets: dict[str, bytes] | None = None,
         *,
         tree_page_size: int = 1000,
+        xet: bool = True,
     ) -> None:
         self._lock = threading.Lock()
+        self.xet = xet
+        self._xet_hashes: dict[str, str] = {}  # sha256 -> Xet hash of the LFS files served
         self._repos: dict[str, HubRepo] = {}
         self._history: dict[tuple[str, str | None], HubRepo] = {}  # (repo, commit) -> an older main
         self._assets: dict[str, bytes] = dict(assets or {})
@@ -62,6 +71,8 @@ class TestHub:
         """Serve (or replace) a repo. Replacing moves `main` to the new commit; with keep_history the commit it
         replaces stays reachable by its id (a branch that moved on), otherwise that commit is gone (history
         rewritten)."""
+        if self.xet:
+            self._announce_xet(repo)
         with self._lock:
             old = self._repos.get(repo.repo_id)
             if keep_history and old is not None and old.commit != repo.commit:
@@ -69,6 +80,35 @@ class TestHub:
             self._repos[repo.repo_id] = repo
             self._history.pop((repo.repo_id, repo.commit), None)
         return repo
+
+    def _announce_xet(self, repo: HubRepo) -> None:
+        """Store the repo's LFS files in the Xet CAS (hf-xet's own upload), so they can be announced as Xet files."""
+        from .hub_xet import shared_store
+
+        lfs = {meta.sha256: meta.data for path in repo.files if (meta := repo.file(path)) and meta.sha256}
+        hashes = shared_store().add(lfs)
+        with self._lock:
+            self._xet_hashes.update(hashes)
+
+    def xet_hash(self, sha256: str | None) -> str | None:
+        """The Xet hash the hub announces for an LFS file (by its sha256); None for plain files or without Xet."""
+        if not self.xet or sha256 is None:
+            return None
+        with self._lock:
+            return self._xet_hashes.get(sha256)
+
+    def is_xet(self, repo_id: str, path: str) -> bool:
+        """Whether the hub announces this file as Xet-backed."""
+        repo = self._repo(repo_id)
+        meta = repo.file(path) if repo is not None else None
+        return meta is not None and self.xet_hash(meta.sha256) is not None
+
+    @property
+    def xet_endpoint(self) -> str:
+        """The CAS URL the refresh route answers (`local://DIR`)."""
+        from .hub_xet import shared_store
+
+        return shared_store().endpoint
 
     def add_asset(self, path: str, data: bytes) -> None:
         """Serve data at `{url}/assets/{path}` (a stand-in for non-hub mirrors)."""
@@ -195,6 +235,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", required=True, help="repo id, ORG/NAME")
     parser.add_argument("--commit", help="40-hex commit (default: derived from the files)")
     parser.add_argument("--port", type=int, default=0, help="port (default: ephemeral)")
+    parser.add_argument("--no-xet", action="store_true", help="a mirror without Xet: plain HTTP for every file")
     args = parser.parse_args(argv)
     root: Path = args.serve_dir
     files = {
@@ -203,7 +244,7 @@ def _main(argv: list[str] | None = None) -> int:
         if p.is_file() and ".git" not in p.relative_to(root).parts
     }
     repo = HubRepo(args.repo, files, commit=args.commit)
-    hub = TestHub([repo]).start(args.port)
+    hub = TestHub([repo], xet=not args.no_xet).start(args.port)
     print(hub.url, flush=True)  # stdout carries only the URL, so a script can read the port
     print(f"serving {repo.repo_id} at {repo.commit} ({len(files)} files); HF_ENDPOINT={hub.url}; Ctrl-C stops",
           file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
 """The test hub's HTTP side: a threading server whose connections the hub can find and close, and the handler
 that routes the subset of the Hugging Face Hub API huggingface_hub uses (model info, tree listing, HEAD/GET
-resolve with ranges, typed errors via `X-Error-Code`) plus plain `/assets/...` files.
+resolve with ranges, typed errors via `X-Error-Code`, the Xet headers and the Xet token refresh route) plus plain
+`/assets/...` files.
 
 Standard library only (hub.py also runs by path in other venvs). It serves what hub_repo.py describes, logs a
 Request per answer and applies the faults of hub_faults.py; hub.py's TestHub owns the state it reads.
@@ -13,6 +14,7 @@ import re
 import socket
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,9 +192,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes -------------------------------------------------------------------------------------
     def _api(self, segs: list[str], query: str) -> None:
-        """/api/models/ORG/NAME[/revision/REV | /tree/REV[/PATH]]."""
+        """/api/models/ORG/NAME[/revision/REV | /tree/REV[/PATH] | /xet-read-token/REV]."""
         org, name, *rest = segs
-        if not (rest == [] or (len(rest) == 2 and rest[0] == "revision") or (len(rest) >= 2 and rest[0] == "tree")):
+        two = len(rest) == 2 and rest[0] in ("revision", "xet-read-token")
+        if not (rest == [] or two or (len(rest) >= 2 and rest[0] == "tree")):
             return self._error(404, None, f"Not found: {self._rec.path}")
         repo = self._find_repo(org, name)
         if repo is None:
@@ -203,11 +206,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if rest and rest[0] == "tree":
             return self._tree(repo, unquote("/".join(rest[2:])), query)
+        if rest and rest[0] == "xet-read-token":
+            return self._xet_token(repo)
         self._send(200, {"Content-Type": "application/json"}, json.dumps(repo.model_info(_flag(query, "blobs"))).encode())
 
     def _tree(self, repo: HubRepo, prefix: str, query: str) -> None:
         params = parse_qs(query)
-        entries = repo.tree_entries(prefix.strip("/"), _flag(query, "recursive"))
+        entries = repo.tree_entries(prefix.strip("/"), _flag(query, "recursive"), self.server.hub.xet_hash)
         if entries is None:
             return self._error(404, "EntryNotFound", f"{prefix} does not exist on {repo.commit}")
         cursor = int(params.get("cursor", ["0"])[0])
@@ -221,22 +226,44 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Link"] = f'<{next_url}>; rel="next"'
         self._send(200, headers, json.dumps(entries[cursor:end]).encode())
 
+    def _refused(self, repo: HubRepo) -> bool:
+        """Answer (and True) when a gated repo is asked without a token that has access to it."""
+        if not repo.gated:
+            return False
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        if token in repo.tokens:
+            return False
+        # Like the hub: 401 when anonymous, 403 when the token has no access; GatedRepo either way.
+        message = (f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
+                   "authenticated to access it. Please log in.")
+        self._error(401 if token is None else 403, "GatedRepo", message)
+        return True
+
+    def _xet_token(self, repo: HubRepo) -> None:
+        """The Xet token refresh route: where the CAS is, with a short-lived token (headers only, as on the Hub)."""
+        if self._refused(repo):
+            return
+        hub = self.server.hub
+        if not hub.xet:
+            return self._error(404, None, f"Not found: {self._rec.path}")
+        headers = {
+            "X-Xet-Cas-Url": hub.xet_endpoint,
+            "X-Xet-Access-Token": "xet_" + uuid.uuid4().hex,
+            "X-Xet-Token-Expiration": str(int(time.time()) + 3600),
+            "Content-Type": "application/json",
+        }
+        self._send(200, headers, json.dumps({"casUrl": hub.xet_endpoint}).encode())
+
     def _resolve(self, segs: list[str]) -> None:
-        """/ORG/NAME/resolve/REV/PATH: the file, with the headers hf_hub_download reads on HEAD."""
+        """/ORG/NAME/resolve/REV/PATH: the file, with the headers hf_hub_download reads on HEAD (the Xet ones for a
+        Xet-backed file: its hash and the token refresh route, in a header and as a `Link` rel="xet-auth")."""
         org, name, _, rev, *path_segs = segs
         repo = self._find_repo(org, name)
         repo = repo and self._at_revision(repo, unquote(rev))
-        if repo is None:
+        if repo is None or self._refused(repo):
             return
         assert repo.commit is not None
-        if repo.gated:
-            auth = self.headers.get("Authorization", "")
-            token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
-            if token not in repo.tokens:
-                # Like the hub: 401 when anonymous, 403 when the token has no access; GatedRepo either way.
-                message = (f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
-                           "authenticated to access it. Please log in.")
-                return self._error(401 if token is None else 403, "GatedRepo", message)
         path = unquote("/".join(path_segs))
         meta = repo.file(path)
         if meta is None:
@@ -252,6 +279,12 @@ class _Handler(BaseHTTPRequestHandler):
         if meta.sha256 is not None:
             headers["X-Linked-Etag"] = f'"{meta.sha256}"'
             headers["X-Linked-Size"] = str(len(meta.data))
+        if (xet_hash := self.server.hub.xet_hash(meta.sha256)) is not None:
+            host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+            refresh = f"http://{host}/api/models/{repo.repo_id}/xet-read-token/{repo.commit}"
+            headers["X-Xet-Hash"] = xet_hash
+            headers["X-Xet-Refresh-Route"] = refresh
+            headers["Link"] = f'<{refresh}>; rel="xet-auth"'
         self._send_bytes(headers, meta.data, (repo.repo_id, path))
 
     def _serve_asset(self, path: str) -> None:

@@ -56,10 +56,12 @@ class RepoFile:
     def etag(self) -> str:
         return self.sha256 or self.blob_id
 
-    def tree_entry(self, path: str) -> dict:
+    def tree_entry(self, path: str, xet_hash: str | None = None) -> dict:
         entry: dict = {"type": "file", "oid": self.blob_id, "size": len(self.data), "path": path}
         if self.sha256 is not None:
             entry["lfs"] = {"oid": self.sha256, "size": len(self.data), "pointerSize": self.pointer_size}
+        if xet_hash is not None:
+            entry["xetHash"] = xet_hash
         return entry
 
 
@@ -126,8 +128,9 @@ class HubRepo:
             "usedStorage": sum(len(m.data) for m in self._meta.values()),
         }
 
-    def tree_entries(self, prefix: str, recursive: bool) -> list[dict] | None:
-        """Tree listing under prefix ("" = root); None if prefix is not a folder."""
+    def tree_entries(self, prefix: str, recursive: bool, xet_hash=lambda sha256: None) -> list[dict] | None:
+        """Tree listing under prefix ("" = root); None if prefix is not a folder. `xet_hash(sha256)` gives the Xet
+        hash a Xet-backed file is listed with (the hub lists `xetHash`)."""
         base = f"{prefix}/" if prefix else ""
         files: list[dict] = []
         folders: set[str] = set()
@@ -139,7 +142,7 @@ class HubRepo:
                 folders.add(base + parts[0])
                 continue
             folders.update(base + "/".join(parts[:i]) for i in range(1, len(parts)))
-            files.append(meta.tree_entry(path))
+            files.append(meta.tree_entry(path, xet_hash(meta.sha256)))
         if prefix and not files and not folders:
             return None
         dirs = [{"type": "directory", "oid": hashlib.sha1(f"tree {d}".encode()).hexdigest(), "size": 0, "path": d}

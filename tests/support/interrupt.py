@@ -37,9 +37,10 @@ def repo_files(size: int = SIZE, seed: int = 11) -> dict[str, bytes]:
     }
 
 
-def serve(files: dict[str, bytes]) -> TestHub:
-    """A test hub (not started) serving the catalog with REPO holding `files`."""
-    return hub_universe.build_universe(hub_universe.tiny_en_files(), overrides={REPO: files}).hub
+def serve(files: dict[str, bytes], xet: bool = False) -> TestHub:
+    """A test hub (not started) serving the catalog with REPO holding `files`. Without Xet by default: the hub
+    paces and cuts HTTP bodies, while hf-xet reads a local CAS the hub cannot slow down (hub_xet.py)."""
+    return hub_universe.build_universe(hub_universe.tiny_en_files(), overrides={REPO: files}, xet=xet).hub
 
 
 def hub_env(hub: TestHub, cache_root: Path) -> dict[str, str]:

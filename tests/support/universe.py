@@ -122,12 +122,14 @@ GATED_TOKEN = "hf_testtoken_0123456789abcdefABCDEF"
 
 
 def build_universe(
-    tiny_en_files: dict[str, bytes], scale: int = 1, overrides: dict[str, dict[str, bytes]] | None = None
+    tiny_en_files: dict[str, bytes], scale: int = 1, overrides: dict[str, dict[str, bytes]] | None = None,
+    xet: bool = True,
 ) -> Universe:
-    """Serve every catalog repo; `overrides` replaces a repo's stand-in with real files (all of them wanted)."""
+    """Serve every catalog repo; `overrides` replaces a repo's stand-in with real files (all of them wanted).
+    The hub announces LFS files as Xet-backed, as the Hub does; xet=False is a mirror without Xet (plain HTTP)."""
     catalog = load_catalog()
     rng = random.Random(1234)
-    hub = TestHub()
+    hub = TestHub(xet=xet)
     wanted: dict[str, set[str]] = {}
     commits: dict[str, str] = {}
     files: dict[str, dict[str, bytes]] = {}

@@ -80,7 +80,7 @@ def find(hub: Path, model: Model, commit: str | None = None) -> Found | None:
         if not blob.is_file():
             missing.append(rel)
             continue
-        etag, size = Path(os.path.realpath(blob)).name, blob.stat().st_size
+        etag, size = _blob_name(blob), blob.stat().st_size
         if tree is not None:
             f = tree[rel]
             if (f.etag, f.size) != (etag, size):
@@ -95,6 +95,16 @@ def find(hub: Path, model: Model, commit: str | None = None) -> Found | None:
             continue
         files.append(f)
     return Found(model, commit, snapshot, tuple(files), tuple(missing))
+
+
+def _blob_name(file: Path) -> str:
+    """The repo blob a snapshot file links to (`blobs/<etag>`), named by its hub id. Its link is followed one step
+    only: in huggingface_hub's shared store layout (Xet files) the blob is itself a link to `blobs/<2 hex>/<xet
+    hash>`, a name that is not the file's hub id."""
+    try:
+        return cache.link_target(file).name
+    except OSError:
+        return file.name
 
 
 def complete_elsewhere(hub: Path, root: Path, models: Iterable[Model], lock: dict) -> list[Found]:

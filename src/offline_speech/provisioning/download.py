@@ -186,6 +186,12 @@ class StoppableReporter:
         self._check()
         self.reporter.file_done(key, path)
 
+    def transferred(self, key: str, path: str, nbytes: int) -> None:
+        """Bytes received from the network (a reporter may count them: a Xet download fetches only the chunks it
+        lacks)."""
+        if (count := getattr(self.reporter, "transferred", None)) is not None:
+            count(key, path, nbytes)
+
 
 def _provision_entry(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: Executor,
                      stop: threading.Event) -> ItemResult:
@@ -304,13 +310,18 @@ def _size_or_none(path: Path) -> int | None:
 
 
 def drop_file(root: Path, repo: str, commit: str, path: str) -> None:
-    """Remove a snapshot file and the blob it links to, so the next download fetches it afresh. Links are removed,
-    never followed further: a blob replaced by a link loses the link, and what it points to (another blob, a file
-    outside the cache) is left as it is."""
+    """Remove a damaged snapshot file and the blob it links to, so the next download fetches it afresh. Links are
+    removed, never followed further: a blob replaced by a link loses the link, and what it points to (another blob,
+    a file outside the cache) is left as it is. The one exception is huggingface_hub's own link into the shared
+    store: its payload is what was found damaged, and huggingface_hub would link it again by its size alone, so
+    it goes too (every repo linking it had the same damaged bytes)."""
     link = cache.snapshot_dir(root, repo, commit) / path
     with contextlib.suppress(OSError):
-        blob = Path(os.path.normpath(link.parent / os.readlink(link)))
+        blob = cache.link_target(link)
         if blob.parent == Path(os.path.normpath(cache.repo_dir(root, repo) / "blobs")):
+            if (payload := cache.store_target(root, blob)) is not None and payload.is_file():
+                with cache.store_lock(payload):
+                    payload.unlink(missing_ok=True)
             blob.unlink()
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
@@ -369,13 +380,31 @@ class StreamHasher:
         return self.digest.hexdigest() if self.read == self.size else None
 
 
+def abort_xet() -> None:
+    """Stop every Xet transfer of this process now (Ctrl-C): hf-xet's downloads then fail in their threads.
+    `abort_xet_session` is huggingface_hub's own Ctrl-C handling for Xet, a private name (utils/_xet.py);
+    tests/test_provision.py checks it is there in the pinned version, and without it the process still ends."""
+    try:
+        from huggingface_hub.utils._xet import abort_xet_session
+    except ImportError:
+        return
+    with contextlib.suppress(Exception):
+        abort_xet_session()
+
+
 def _tqdm_for(reporter: Reporter, key: str, path: str, hasher: StreamHasher | None = None) -> type:
     """A tqdm-compatible class that forwards huggingface_hub's byte counts to our reporter (and lets `hasher`
     hash what has been written). When the reporter raises `Interrupted` (Ctrl-C), the bytes written so far are
-    kept for resume before the download stops."""
+    kept for resume before the download stops.
+
+    `update` counts bytes of the file written; `update_transfer` bytes received from the network. Having the
+    latter tells huggingface_hub to report a Xet download on this one bar (without it, a Xet download opens a
+    second bar for its network bytes, and the file counted twice: progress reached 197 %)."""
 
     class Bar:
-        def __init__(self, *args, total=None, initial=0, **kwargs):
+        def __init__(self, *args, total=None, initial=0, name=None, **kwargs):
+            # hf-xet reports a Xet download from its own threads, through a callback that only prints what it raises
+            self.xet = str(name or "").startswith("huggingface_hub.xet_get")
             reporter.file_started(key, path, int(total or 0))
             if hasher is not None:
                 hasher.start()
@@ -390,9 +419,20 @@ def _tqdm_for(reporter: Reporter, key: str, path: str, hasher: StreamHasher | No
             except Interrupted:
                 if hasher is not None:
                     hasher.keep_partial()
+                if self.xet:  # raised into hf-xet it would be printed, not stop it: end the Xet session instead
+                    abort_xet()
+                    return
                 raise
             if hasher is not None:
                 hasher.catch_up()
+
+        def update_transfer(self, n=1):
+            transferred = getattr(reporter, "transferred", None)
+            if n and transferred is not None:
+                transferred(key, path, int(n))
+
+        def set_transfer_postfix_str(self, *args, **kwargs):
+            pass
 
         def __enter__(self):
             return self

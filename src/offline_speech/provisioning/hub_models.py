@@ -75,7 +75,7 @@ class ModelEntry:
         tree = cache.read_tree(root, model.repo, commit)
         if tree is None:
             tree = {
-                f.path: RemoteFile(f.path, f.size, f.blob_id, f.lfs.sha256 if f.lfs else None)
+                f.path: RemoteFile(f.path, f.size, f.blob_id, f.lfs.sha256 if f.lfs else None, f.xet_hash)
                 for f in api.list_repo_tree(model.repo, revision=commit, recursive=True)
                 if isinstance(f, RepoFile)
             }
@@ -149,8 +149,11 @@ class ModelEntry:
         return ItemPlan(self, self.state(root, lock), commit, needed, to_fetch, tree)
 
     def remove(self, root: Path, lock: dict) -> int:
+        """Remove the repo's folder and the shared store payloads (Xet files) no other cached repo links to."""
         target = cache.repo_dir(root, self.item.repo)
+        payloads = cache.repo_store_payloads(root, self.item.repo)
         size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file() and not p.is_symlink())
+        size += cache.release_store_payloads(root, payloads, besides=target)
         shutil.rmtree(target, ignore_errors=True)
         shutil.rmtree(cache.hub_dir(root) / ".locks" / target.name, ignore_errors=True)
         cache.update_lock(root, "models", self.key, None)

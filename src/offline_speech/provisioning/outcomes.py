@@ -76,6 +76,7 @@ class Info:
     rows: tuple[InfoRow, ...]
     hf_cache: Path | None = None
     elsewhere: tuple[str, ...] = ()
+    shared_bytes: int = 0  # what the rows count more than once: Xet files several repos link from the shared store
 
     @property
     def link_command(self) -> str:
@@ -88,7 +89,8 @@ class Info:
 
     @property
     def total_bytes(self) -> int:
-        return sum(r.bytes for r in self.rows)
+        """Bytes on disk, each shared file once."""
+        return sum(r.bytes for r in self.rows) - self.shared_bytes
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from ..catalog import (
     load_catalog,
 )
 from ..errors import BadInput
-from ..settings import host_platform
+from ..settings import host_platform, prepare_hub_client
 from .download import Reporter, fetch, require_writable
 from .entry import Entry, entries_for
 from .plan import ItemResult, plan
@@ -137,6 +137,7 @@ class Listener(Protocol):
 
 def run(request: Request, listener: Listener) -> Outcome:
     """Carry out one cache-models request."""
+    prepare_hub_client(request.root)  # before anything imports huggingface_hub: nothing lands in the user's HOME
     catalog = load_catalog()
     platform_id = request.platform_id or host_platform()
     for flag, given in (("--lock-file", request.lock_file), ("--update", request.wanted.update)):
@@ -346,10 +347,11 @@ def info(root: Path, catalog: Catalog, entries: list[Entry], platform_id: str, h
             d = made.state(root, lock)
             if d.status != "missing" or state.status == "complete":
                 rows.append(InfoRow(d.key, made.source, d.commit or "", d.bytes_on_disk, d.status, str(d.location)))
+    shared = cache.counted_twice(root, [e.item.repo for e in entries if isinstance(e.item, Model)])
     if hf_cache is None:
-        return Info(root, tuple(rows))
+        return Info(root, tuple(rows), shared_bytes=shared)
     found = adopt.complete_elsewhere(hf_cache, root, catalog.models, lock)
-    return Info(root, tuple(rows), hf_cache, tuple(f.model.key for f in found))
+    return Info(root, tuple(rows), hf_cache, tuple(f.model.key for f in found), shared)
 
 
 def clear(root: Path, entries: list[Entry], confirmed: bool, listener: Listener) -> Cleared:
