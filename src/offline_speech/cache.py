@@ -279,7 +279,61 @@ def read_lock(root: Path) -> dict:
     for section in ("models", "assets", "derived"):
         if not isinstance(data.setdefault(section, {}), dict):
             raise _unreadable(path, f"'{section}' is not a table")
+    if (problem := lock_problem(data)) is not None:
+        raise _unreadable(path, problem)
     return data
+
+
+# What a lock may name. Every commit, file and folder name it holds becomes a path: checked here, once, before
+# anything builds a path from it (a hand-edited or hostile lock must not reach outside the cache).
+_LOCK_COMMIT = re.compile(r"[0-9a-f]{40}|local-[0-9a-f]{34}")
+_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_HASHES = {"sha256": re.compile(r"[0-9a-f]{64}"), "git-sha1": re.compile(r"[0-9a-f]{40}")}
+
+
+def relative_path(path: object) -> bool:
+    """Whether `path` is a relative POSIX path that stays in its folder (no '..', '.', empty or absolute parts)."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or "\0" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def _file_record_ok(f: object) -> bool:
+    if not isinstance(f, dict) or not relative_path(f.get("path")) or not isinstance(f.get("size"), int):
+        return False
+    ids = [k for k in _HASHES if k in f]
+    return len(ids) >= 1 and all(isinstance(f[k], str) and _HASHES[k].fullmatch(f[k]) for k in ids)
+
+
+def _sized(info: object) -> bool:
+    return isinstance(info, dict) and isinstance(info.get("size"), int) and isinstance(info.get("sha256"), str) \
+        and _HASHES["sha256"].fullmatch(info["sha256"]) is not None
+
+
+def lock_problem(data: dict) -> str | None:
+    """What makes a lock's content unusable (one phrase naming the entry), None when every entry is well formed."""
+    for key, e in data["models"].items():
+        if not isinstance(e, dict) or not isinstance(e.get("repo"), str) or not _REPO.fullmatch(e["repo"]):
+            return f"model entry {key!r} names no repo"
+        if not isinstance(e.get("commit"), str) or not _LOCK_COMMIT.fullmatch(e["commit"]):
+            return f"model entry {key!r}: {e.get('commit')!r} is not a commit"
+        if not isinstance(e.get("files"), list) or not all(_file_record_ok(f) for f in e["files"]):
+            return f"model entry {key!r}: its 'files' are missing or malformed"
+    for key, e in data["assets"].items():
+        members = e.get("members", {}) if isinstance(e, dict) else None
+        if not _sized(e) or not relative_path(e.get("dest")) or not isinstance(members, dict) or \
+                not all(relative_path(m) and _sized(i) for m, i in members.items()):
+            return f"asset entry {key!r} is malformed"
+    for key, e in data["derived"].items():
+        if not isinstance(e, dict) or not isinstance(e.get("source_commit"), str) or \
+                not _LOCK_COMMIT.fullmatch(e["source_commit"]):
+            return f"conversion entry {key!r} names no source commit"
+        files = e.get("files")
+        dest = e.get("dest")
+        if not relative_path(dest) or not str(dest).startswith("offline-speech/ct2/") or not isinstance(files, dict) \
+                or not all(relative_path(n) and "/" not in n and _sized(i) for n, i in files.items()):
+            return f"conversion entry {key!r} is malformed"
+    return None
 
 
 def _unreadable(path: Path, detail: str) -> StateError:

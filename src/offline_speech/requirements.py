@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache
-from .catalog import APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog, Item, Model
+from .catalog import APPLE_SILICON, COMMIT_RE, DEFAULT_NLLB_MODEL, Catalog, Item, Model
 from .languages import AUTO, LanguageError, indictrans2_model, lookup, route, translation_models
 from .schema import Job
 from .settings import host_platform
@@ -167,6 +167,19 @@ def resolve_aligner(catalog: Catalog, root: Path, lock: dict, language: str) -> 
             "path": str(root / item.dest), "fetch": fetch}, ""
 
 
+def foreign_code(catalog: Catalog, root: Path, model: Model) -> dict[str, dict]:
+    """The other catalog repos whose code `model`'s auto_map could name: per repo, the snapshot transformers would
+    load it from (what `main` points to in the cache) and the code the catalog pins for that commit. A repo outside
+    the catalog is never here, so code named from it is refused."""
+    found = {}
+    for other in catalog.models:
+        commit = cache.read_ref(root, other.repo, "main")
+        if other.trust_remote_code and other.repo != model.repo and commit and COMMIT_RE.match(commit):
+            found[other.repo] = {"path": str(cache.snapshot_dir(root, other.repo, commit)),
+                                 "code_sha256": other.pinned_files(commit) or {}}
+    return found
+
+
 def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, language: str) -> tuple[list[dict], dict[str, ModelSpec], list[str]]:
     """For a job whose source is `language`: (targets with their route, model specs by key, problems with fixes).
 
@@ -201,6 +214,7 @@ def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, languag
             "key": model.key, "repo": model.repo, "commit": state.commit, "kind": r.model_group,
             "path": str(cache.snapshot_dir(root, model.repo, state.commit)), "trust_remote_code": model.trust_remote_code,
             "code_sha256": model.pinned_files(state.commit),
+            "foreign_code": foreign_code(catalog, root, model) if model.trust_remote_code else {},
             "ct2": str(ct2.location) if ct2 and ct2.status == "complete" else None,
         }
     return targets, models, problems

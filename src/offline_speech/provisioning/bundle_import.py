@@ -21,9 +21,10 @@ from pathlib import Path, PurePosixPath
 from .. import cache
 from ..catalog import COMMIT_RE, Asset, Catalog, CatalogError, Model
 from ..orphans import remove_work_dir, work_dir
-from ..util import place_file
+from ..util import place_file, sha256_file
 from ..verified import VerifiedIndex
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
+from .register import lfs_pointer_sha1
 from .bundle_stream import Hasher, Progress, archive_kind, decode_errors, kernel_copy, open_archive, pump, zstandard
 
 _ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -50,6 +51,7 @@ def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progres
     try:
         manifest, staged = _stream_in(archive, staging, progress)
         entries = _check_manifest(archive, catalog, manifest, staged)
+        _refuse_replacing_verified(root, archive, entries)
         results = [_move_in(root, staged, placed, *entry) for entry in entries]
     finally:
         remove_work_dir(staging)
@@ -177,6 +179,7 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
             for path, file_id, size in files:
                 if path not in tree or (tree[path].etag, tree[path].size) != (file_id, size):
                     raise BundleError(f"{archive}: {key}/{path} disagrees with its tree listing")
+            _check_model(archive, model, record, files, tree, staged)
             entries.append(("models", model, record, files, tree))
         for key, record in manifest["assets"].items():
             asset = catalog.get(key)
@@ -192,6 +195,8 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
             model = models.get(key)
             if model is None:
                 raise BundleError(f"{archive}: {key} is no conversion of a catalog model")
+            if not isinstance(record["lock"], dict) or cache.lock_problem({"models": {}, "assets": {}, "derived": {key: record["lock"]}}):
+                raise BundleError(f"{archive}: {key}: its lock entry is malformed (source commit, folder or files)")
             folder = Path(os.path.relpath(cache.derived_dir(Path("/"), model, record["lock"]["source_commit"]), "/"))
             files = _check_files(archive, record["files"], staged)
             if record["lock"].get("dest") != folder.as_posix() or any(
@@ -203,6 +208,53 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise BundleError(f"{archive}: manifest entry is malformed ({type(exc).__name__}: {exc})") from None
     return entries
+
+
+def _check_model(archive: Path, model: Model, record: dict, files: list[tuple[str, str, int]],
+                 tree: dict[str, cache.RemoteFile], staged: dict[str, Path]) -> None:
+    """A model entry holds to the rules a download and --from-dir hold to: the catalog's pinned commit and pinned
+    files, a tree listing whose ids are consistent, exactly the files the catalog's patterns select from it, and a
+    lock entry that says what the files are. BundleError naming the first thing that differs."""
+    key, commit = model.key, record["commit"]
+    if model.pinned and commit != model.revision:
+        raise BundleError(f"{archive}: {key}@{commit[:8]} is not the commit the catalog pins ({model.revision[:8]})")
+    for path, f in tree.items():
+        if f.lfs_sha256 and f.blob_id != lfs_pointer_sha1(f.lfs_sha256, f.size):
+            raise BundleError(f"{archive}: {key}/{path}: its tree listing's ids disagree with each other")
+    carried, wanted = {p for p, _, _ in files}, set(cache.select_paths(model, list(tree)))
+    if carried != wanted:
+        odd = sorted(carried - wanted) or sorted(wanted - carried)
+        how = "the catalog's patterns do not select" if carried - wanted else "the catalog's patterns need, missing"
+        raise BundleError(f"{archive}: {key}: {', '.join(odd)} ({how}); not imported")
+    pins = model.pinned_files(commit) or {}
+    for path, file_id, _ in files:
+        code = path.endswith(".py")
+        if (path in pins or (code and pins)) and pins.get(path) != (file_id if len(file_id) == 64 else sha256_file(staged[file_id])):
+            raise BundleError(f"{archive}: {key}/{path} is not the file the catalog pins for {commit[:8]}")
+    lock = record.get("lock")
+    ids = {(f.get("path"), f.get("size"), f.get("sha256") or f.get("git-sha1")) for f in (lock or {}).get("files", [])
+           if isinstance(f, dict)} if isinstance(lock, dict) else set()
+    if not isinstance(lock, dict) or lock.get("repo") != model.repo or lock.get("commit") != commit or \
+            ids != {(p, size, file_id) for p, file_id, size in files}:
+        raise BundleError(f"{archive}: {key}: its lock entry disagrees with its files (repo, commit or hashes)")
+
+
+def _refuse_replacing_verified(root: Path, archive: Path, entries: list[tuple]) -> None:
+    """A model complete here at one commit is never replaced by another commit nothing here can check (no catalog
+    pins, no tree listing the hub gave this cache): BundleError before anything moves."""
+    lock = cache.read_lock(root)
+    for section, model, record, _, tree in entries:
+        if section != "models":
+            continue
+        state = cache.model_state(root, model, lock)
+        commit = record["commit"]
+        if state.status != "complete" or state.commit == commit:
+            continue
+        known = cache.read_tree(root, model.repo, commit)
+        if model.pinned_files(commit) or (known and all(known.get(p) == f for p, f in tree.items())):
+            continue
+        raise BundleError(f"{archive}: {model.key} is cached here at {state.commit[:8]}, and nothing here can check the "
+                          f"bundle's {commit[:8]}: not replaced (./cache-models.sh --clear {model.key} first to take it)")
 
 
 def _move_in(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]], section: str, item, record: dict,

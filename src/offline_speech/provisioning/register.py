@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,7 @@ def register_dir(root: Path, model: Item, source: Path, revision: str | None = N
         raise ProvisionError(f"--from-dir {source}: not a directory")
     present = sorted(p.relative_to(source).as_posix() for p in source.rglob("*")
                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts))
+    _refuse_links_out(source, present)
     commit = claimed_commit(root, model, revision)
     known = known_ids(root, model, commit) if commit else None
     if known is None and model.pinned:
@@ -214,6 +216,17 @@ def _refuse_replacing_hub_snapshot(root: Path, model: Model, source: Path) -> No
                              f"are not it; unverified files never replace it (--clear {model.key} first to use them)")
 
 
+def _refuse_links_out(source: Path, present: list[str]) -> None:
+    """A file reached through a link that leaves the folder (`vocabulary.txt -> /etc/shadow`) is not the folder's:
+    refused in one line, before a byte is read."""
+    inside = source.resolve()
+    for rel in present:
+        real = (source / rel).resolve()
+        if real != inside and inside not in real.parents:
+            raise ProvisionError(f"--from-dir {source}: {rel} is a link to {real}, outside the folder; copy the file "
+                                 "into the folder to register it; nothing was changed")
+
+
 def download_mode() -> int:
     """The mode huggingface_hub gives a downloaded blob: 0666 less the umask."""
     umask = os.umask(0o022)
@@ -225,7 +238,10 @@ def _stage(src: Path, rel: str, blobs: Path, staged_so_far: list[Staged]) -> Sta
     """Copy `src` into a temporary blob, hashing it (sha256 and git blob sha1) in the same pass; the temporary blob
     joins `staged_so_far` first, so the caller removes it whatever happens."""
     blobs.mkdir(parents=True, exist_ok=True)
-    size = src.stat().st_size
+    st = src.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise ProvisionError(f"--from-dir: {src} is not a regular file; nothing was changed")
+    size = st.st_size
     sha256, git_sha1 = hashlib.sha256(), hashlib.sha1(f"blob {size}\0".encode())
     fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".from-dir-", suffix=".incomplete")
     staged = Staged(rel, Path(tmp), 0, "", "")
@@ -239,7 +255,7 @@ def _stage(src: Path, rel: str, blobs: Path, staged_so_far: list[Staged]) -> Sta
     if staged.size != size:  # the git id's header was made for the size before: the file changed while read
         raise ProvisionError(f"--from-dir: {src} changed while it was read; nothing was changed")
     staged.sha256, staged.git_sha1 = sha256.hexdigest(), git_sha1.hexdigest()
-    os.chmod(tmp, download_mode())
+    os.chmod(tmp, download_mode() & (stat.S_IMODE(st.st_mode) | 0o200))  # never readable by more than the source
     return staged
 
 

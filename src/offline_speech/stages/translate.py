@@ -7,7 +7,8 @@ length, batched), frees it, and goes on with the next model; so a run needs one 
 
 IndicTrans2 goes through IndicTransToolkit's IndicProcessor (pre- and post-processing) with the remote code of
 the exact commit in the lock (`trust_remote_code` only where the catalog says so). That code runs only when every
-.py file of the snapshot has the sha256 the catalog pins for its commit (reviewed code), or when the user allowed
+module it may import (each .py of the snapshot, each class its auto_map names, in this repo or another) has the
+sha256 the catalog pins for the commit it comes from (reviewed code), or when the user allowed
 it for this run (run-pipeline.sh --trust-remote-code); otherwise the model is refused before anything imports
 it (`remote_code_refusal`, which preflight asks too). NLLB runs on CTranslate2 int8
 when cache-models.sh has converted it (`ct2` in the spec), otherwise on transformers. Device: CUDA, then Apple
@@ -17,6 +18,7 @@ MPS (transformers only), then CPU.
 from __future__ import annotations
 
 import gc
+import json
 import time
 import traceback
 from pathlib import Path
@@ -145,15 +147,50 @@ class CTranslate2Translator(Translator):
         gc.collect()
 
 
+def remote_modules(snapshot: Path, repo: str) -> list[tuple[str, str]]:
+    """Every module transformers may import for this model, as (repo, file): each .py of the snapshot, and each
+    class its config.json and tokenizer_config.json `auto_map` name: `module.Class` from this repo, and
+    `org/name--module.Class` from another repo, which transformers loads from that repo's cached snapshot."""
+    modules = {(repo, p.relative_to(snapshot).as_posix()) for p in snapshot.rglob("*.py")}
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((snapshot / name).read_text())
+        except (OSError, ValueError):
+            continue
+        auto_map = data.get("auto_map") if isinstance(data, dict) else None
+        for value in auto_map.values() if isinstance(auto_map, dict) else ():
+            for ref in value if isinstance(value, list) else [value]:
+                if isinstance(ref, str) and "." in ref:
+                    source, _, dotted = ref.rpartition("--")
+                    modules.add((source or repo, dotted.rsplit(".", 1)[0].replace(".", "/") + ".py"))
+    return sorted(modules)
+
+
+def _pinned(folder: Path, rel: str, pins: dict) -> bool:
+    path = folder / rel
+    return path.is_file() and pins.get(rel) == sha256_file(path)
+
+
 def remote_code_refusal(spec: dict) -> str | None:
-    """Why the model's remote code must not run (one line naming the fix), None when it may: no remote code, every
-    .py file of the snapshot pinned by the catalog for this commit (`code_sha256`), or allowed for this run."""
+    """Why the model's remote code must not run (one line naming the fix), None when it may: no remote code, or
+    every module transformers may import for it (remote_modules) pinned by the catalog for the commit it comes
+    from (`code_sha256` for this repo's, `foreign_code` for another catalog repo's cached snapshot), or allowed
+    for this run."""
     if not spec.get("trust_remote_code") or spec.get("remote_code_allowed"):
         return None
     snapshot = Path(spec["path"])
+    repo = spec.get("repo") or ""
     pins = spec.get("code_sha256") or {}
-    code = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*.py"))
-    unpinned = [rel for rel in code if pins.get(rel) != sha256_file(snapshot / rel)]
+    foreign = spec.get("foreign_code") or {}
+    unpinned = []
+    for source, rel in remote_modules(snapshot, repo):
+        if source == repo:
+            ok = _pinned(snapshot, rel, pins)
+        else:
+            other = foreign.get(source) or {}
+            ok = bool(other) and _pinned(Path(other["path"]), rel, other.get("code_sha256") or {})
+        if not ok:
+            unpinned.append(rel if source == repo else f"{source}--{rel}")
     if not unpinned:
         return None
     why = "the catalog pins no reviewed code for this commit" if not pins else "not the code the catalog pins for it"
