@@ -206,3 +206,41 @@ def test_leftovers_of_the_shared_store_are_cleaned(cli, universe):
     assert not any(p.exists() for p in leftovers), proc.stdout + proc.stderr
     assert json.loads((cli.cache / "offline-speech.lock.json").read_text())["models"][TINY]
     assert cli.json("--verify", netns=True)["problems"] == 0
+
+
+def test_prune_removes_the_old_revision_unlinked_shared_blobs_and_stale_partials_and_nothing_in_use(tmp_path):
+    tiny_en = hub_universe.tiny_en_files()
+    u = hub_universe.build_universe(tiny_en, overrides={TINY_MULTI_REPO: tiny_en})
+    with u.hub:
+        cli = _hub_cli(tmp_path, u)
+        cli.run("--whisperx", "--asr-model", "tiny.en")
+        cli.run("--whisperx", "--asr-model", "tiny")
+        old = u.commits[TINY_MULTI_REPO]
+        newer = dict(tiny_en) | {"config.json": tiny_en["config.json"] + b"\n"}  # the branch moves on: one file differs
+        new = u.hub.add_repo(hub_universe.HubRepo(TINY_MULTI_REPO, newer), keep_history=True).commit
+        cli.run("--update", TINY_MULTI)
+    multi = cli.cache / "huggingface/hub/models--Systran--faster-whisper-tiny"
+    assert {p.name for p in (multi / "snapshots").iterdir()} == {old, new}
+    stray = store(cli.cache) / "ab" / ("ab" * 32)  # a payload nothing links (a repo removed by hand)
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"x" * 1000)
+    partial = multi / "blobs" / f"{'cd' * 32}.0123abcd.incomplete"
+    partial.write_bytes(b"y" * 500)
+    os.utime(partial, (1, 1))
+
+    before = sorted(str(p) for p in cli.cache.rglob("*"))
+    planned = cli.json("--prune", "--dry-run", netns=True)
+    assert sorted(str(p) for p in cli.cache.rglob("*")) == before  # a dry run changes nothing
+    whats = {i["what"]: i["bytes"] for i in planned["pruned"]}
+    assert whats[f"{TINY_MULTI_REPO}@{old[:12]}: a revision the lock no longer names"] == len(tiny_en["config.json"])
+    assert whats["a shared blob no cached repo links"] == 1000
+    assert whats["a partial download nobody is writing"] == 500
+    assert planned["freed_bytes"] == len(tiny_en["config.json"]) + 1500 and planned["dry_run"] is True, planned
+
+    pruned = cli.json("--prune", netns=True)
+    assert pruned["freed_bytes"] == planned["freed_bytes"]
+    assert {p.name for p in (multi / "snapshots").iterdir()} == {new}
+    assert not (multi / "trees" / f"{old}.json").exists() and not stray.exists() and not partial.exists()
+    assert len(payloads(cli.cache)) == 2  # model.bin and tokenizer.json: both repos still link them
+    assert cli.json("--verify", netns=True)["problems"] == 0
+    assert cli.json("--prune", netns=True)["pruned"] == []

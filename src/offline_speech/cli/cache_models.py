@@ -90,6 +90,7 @@ def cache_models(
     export: Annotated[Optional[Path], typer.Option("--export", metavar="FILE", help="Write the selected models (default: everything cached) into one verified tar for an offline machine; with --dry-run, only its size.")] = None,
     since: Annotated[Optional[Path], typer.Option("--since", metavar="LOCKFILE", help="With --export: leave out what this lock file (the target machine's .cache/offline-speech.lock.json) already has.")] = None,
     import_: Annotated[Optional[Path], typer.Option("--import", metavar="FILE", help="Check every file of a bundle made by --export, then move it into the cache.")] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove what nothing needs any more: revisions the lock no longer names (the old commit after --update), shared blobs no cached repo links, partial downloads nobody writes; with --dry-run, only say what it would free.")] = False,
     from_hf_cache: Annotated[bool, typer.Option("--from-hf-cache", help="Before downloading, link complete, verified snapshots of the selection from your own Hugging Face cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub; another one with --hf-cache).")] = False,
     hf_cache: Annotated[Optional[Path], typer.Option("--hf-cache", metavar="DIR", help="The hub cache --from-hf-cache reads (a folder of models--ORG--NAME).")] = None,
     lock_file: Annotated[Optional[Path], typer.Option("--lock-file", metavar="FILE", help="Provision exactly the commits this lock file pins (a cache's .cache/offline-speech.lock.json, or a copy in a team's repository): alone, every key it records; with a selection, those keys. A commit the hub no longer has fails that key only.")] = None,
@@ -99,7 +100,7 @@ def cache_models(
     flags = {"whisperx": whisperx, "mlx": mlx, "indictrans2": indictrans2, "nllb": nllb, "align": align,
              "diarization": diarization}
     mode = service.mode_of(dry_run=dry_run, verify=verify, info=info, clear=clear, from_dir=from_dir is not None,
-                           repair=repair, export=export is not None, import_=import_ is not None)
+                           repair=repair, export=export is not None, import_=import_ is not None, prune=prune)
     if since is not None and export is None:
         raise BadInput("--since goes with --export")
     if hf_cache is not None and not from_hf_cache:
@@ -184,6 +185,8 @@ def _render(outcome: service.Outcome, as_json: bool) -> int:
         _render_exported(outcome, as_json)
     elif isinstance(outcome, service.Imported):
         _render_imported(outcome, as_json)
+    elif isinstance(outcome, service.Pruned):
+        _render_pruned(outcome, as_json)
     else:
         _render_cleared(outcome, as_json)
     return 0 if outcome.ok else 1
@@ -288,6 +291,17 @@ def _render_cleared(cleared: service.Cleared, as_json: bool) -> None:
     else:
         for k, b in cleared.freed:
             out.print(f"removed {k} ({human(b)})")
+
+
+def _render_pruned(pruned: service.Pruned, as_json: bool) -> None:
+    verb = "would free" if pruned.dry_run else "freed"
+    if as_json:
+        _emit_json({"pruned": [{"what": i.what, "path": str(i.path), "bytes": i.size} for i in pruned.items],
+                    "freed_bytes": pruned.freed, "dry_run": pruned.dry_run})
+        return
+    print_table(f"prune {pruned.root}" + (" (dry run: nothing removed)" if pruned.dry_run else ""),
+                ["what", "bytes", "path"], [[i.what, human(i.size), str(i.path)] for i in pruned.items])
+    out.print(f"{verb} {human(pruned.freed)}" if pruned.items else "nothing to prune")
 
 
 def _render_exported(exported: service.Exported, as_json: bool) -> None:

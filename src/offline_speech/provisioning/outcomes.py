@@ -3,7 +3,7 @@ The command line renders them; provisioning/service.py makes them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundle_import import ImportResult
@@ -135,4 +135,29 @@ class Imported:
         return True
 
 
-Outcome = Provisioned | Planned | Verified | Info | Cleared | Exported | Imported
+@dataclass(frozen=True)
+class Prunable:
+    """One thing to remove: what it is, where, the bytes it frees."""
+
+    what: str
+    path: Path
+    size: int
+    blobs: tuple[Path, ...] = field(default=(), repr=False)  # repo blobs only this revision links
+
+
+@dataclass(frozen=True)
+class Pruned:
+    root: Path
+    items: tuple[Prunable, ...]
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def freed(self) -> int:
+        return sum(i.size for i in self.items)
+
+
+Outcome = Provisioned | Planned | Verified | Info | Cleared | Exported | Imported | Pruned

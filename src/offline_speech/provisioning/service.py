@@ -39,8 +39,9 @@ from .plan import ItemResult, plan
 from . import adopt, heal, lockfile
 from .bundle import plan_export, write_bundle
 from .bundle_import import import_bundle
-from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Verified  # noqa: F401 - the CLI reads them here
+from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Pruned, Verified  # noqa: F401 - the CLI reads them here
 from .hub_models import ModelEntry
+from .prune import prune
 from .register import local_notes, register_dir
 from .remote import Remote
 from .verify import keys_of, repair, verify
@@ -57,19 +58,23 @@ class Mode(str, Enum):
     FROM_DIR = "from-dir"
     EXPORT = "export"  # with --dry-run: only the bundle's size
     IMPORT = "import"
+    PRUNE = "prune"  # with --dry-run: only what it would free
 
 
 def mode_of(*, dry_run: bool, verify: bool, info: bool, clear: bool, from_dir: bool, repair: bool,
-            export: bool = False, import_: bool = False) -> Mode:
+            export: bool = False, import_: bool = False, prune: bool = False) -> Mode:
     """The one mode the flags ask for; BadInput when they ask for two (--repair goes with --verify, or alone;
-    --dry-run with --export shows the bundle's size)."""
-    if export and not (verify or info or clear or from_dir or repair or import_):
+    --dry-run with --export shows the bundle's size, with --prune what it would free)."""
+    others = verify or info or clear or from_dir or repair or import_
+    if export and not (others or prune):
         return Mode.EXPORT
+    if prune and not (others or export):
+        return Mode.PRUNE
     flags = ((Mode.DRY_RUN, dry_run), (Mode.VERIFY, verify), (Mode.INFO, info), (Mode.CLEAR, clear),
-             (Mode.FROM_DIR, from_dir), (Mode.EXPORT, export), (Mode.IMPORT, import_))
+             (Mode.FROM_DIR, from_dir), (Mode.EXPORT, export), (Mode.IMPORT, import_), (Mode.PRUNE, prune))
     chosen = [mode for mode, on in flags if on]
     if len(chosen) > 1:
-        raise BadInput("choose one of --dry-run, --verify, --info, --clear, --from-dir, --export, --import")
+        raise BadInput("choose one of --dry-run, --verify, --info, --clear, --from-dir, --export, --import, --prune")
     if repair and chosen not in ([], [Mode.VERIFY]):
         raise BadInput("--repair goes with --verify only")
     if repair:
@@ -108,7 +113,7 @@ class Request:
     key: str | None = None
     revision: str | None = None
     platform_id: str | None = None  # None: this machine's
-    dry_run: bool = False  # Mode.EXPORT: only the size
+    dry_run: bool = False  # Mode.EXPORT: only the size; Mode.PRUNE: only what it would free
     archive: Path | None = None  # Mode.EXPORT / Mode.IMPORT: the bundle
     since: Path | None = None  # Mode.EXPORT: leave out what this lock file has
     hf_cache: Path | None = None  # Mode.FETCH: take complete snapshots from this standard hub cache first;
@@ -150,7 +155,8 @@ def run(request: Request, listener: Listener) -> Outcome:
     for warning in selection.warnings:
         listener.warning(warning)
     entries = entries_for(selection.items)
-    if request.mode is not Mode.DRY_RUN:  # a fetch starting now deletes no partial download: it may resume it
+    if request.mode not in (Mode.DRY_RUN, Mode.PRUNE):  # --prune says itself what it removes
+        # a fetch starting now deletes no partial download: it may resume it
         _report_leftovers(orphans.clean_cache(request.root, asset_dests(catalog)), listener)
     if request.mode is Mode.VERIFY and request.repair:
         kept = heal.rebuild_broken_lock(request.root, catalog)
@@ -159,8 +165,10 @@ def run(request: Request, listener: Listener) -> Outcome:
     if request.mode in (Mode.FETCH, Mode.DRY_RUN, Mode.VERIFY, Mode.INFO, Mode.EXPORT):
         for key in heal.record_missing(request.root, [e.item for e in entries]):
             listener.status(f"{key}: complete on disk but missing from the lock (an interrupted run): recorded")
-    if request.mode in (Mode.FROM_DIR, Mode.IMPORT, Mode.CLEAR):
+    if request.mode in (Mode.FROM_DIR, Mode.IMPORT, Mode.CLEAR) or (request.mode is Mode.PRUNE and not request.dry_run):
         require_writable(request.root)
+    if request.mode is Mode.PRUNE:
+        return prune(request.root, catalog, request.dry_run)
     if request.mode is Mode.FROM_DIR:
         return register(request, catalog)
     if request.mode is Mode.IMPORT:
