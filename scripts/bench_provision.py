@@ -1,11 +1,16 @@
 """Provisioning benchmark: prints figures measured in one run against a local HF-compatible hub.
 
-    venv/core/bin/python scripts/bench_provision.py [--scale 400] [--rounds 8] [--work-dir /dev/shm] [--quick]
+    venv/core/bin/python scripts/bench_provision.py [--scale 400] [--rounds 8] [--mode both|xet|http] [--work-dir /dev/shm] [--quick]
 
+Each figure is measured twice, once per way the hub serves large files (each line starts with the mode):
+  [xet]   as the Hub does today: LFS files announced as Xet-backed, downloaded by hf-xet's own client from the test
+          hub's CAS (a local:// store: no network between them, so no transfer to count or slow down);
+  [http]  a mirror without Xet: every byte over plain HTTP.
 1. `cache-models.sh --all` when everything is cached: wall time and HTTP requests (target <= 1 s, 0 requests).
-2. Bytes the hub sent for files ÷ bytes the loaders need (target 1.00).
+2. Bytes the hub sent over plain HTTP for files ÷ bytes the loaders need of those files ([http]: all files, target
+   1.00; [xet]: the files not Xet-backed, target 1.00), and [xet] the plain-HTTP bytes of Xet-backed files (target 0).
 3. Download throughput of cache-models ÷ a bare `snapshot_download` of the same repos, same patterns, from the
-   same hub in the same run (target >= 0.95).
+   same hub in the same run, on the same path (Xet or HTTP) (target >= 0.95).
 The hub serves the real faster-whisper tiny.en and stand-ins for every other catalog repo (--scale grows them).
 Throughput rounds alternate which side goes first and start from the same state; the figure is the median of the
 per-round ratios (robust to one lucky round on either side), with best ÷ best beside it. At the default scale the
@@ -68,17 +73,30 @@ def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection, wan
     return time.perf_counter() - started
 
 
+def is_xet_file(hub, path: str) -> bool:
+    """Whether a `/ORG/NAME/resolve/REV/FILE` request is for a file the hub announces as Xet-backed."""
+    _, org, name, _, _, file = path.split("/", 5)
+    return hub.is_xet(f"{org}/{name}", file)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, help="stand-in file size multiplier (default 400: 845 MB for --all)")
     parser.add_argument("--rounds", type=int, help="paired throughput rounds (default 8)")
+    parser.add_argument("--mode", choices=("both", "xet", "http"), default="both", help="how the hub serves large files")
     parser.add_argument("--work-dir", type=Path, help="where the caches go (default: the system's temp folder)")
     parser.add_argument("--quick", action="store_true", help="small and short: --scale 4 --rounds 2 unless given")
     args = parser.parse_args()
     args.scale = args.scale or (4 if args.quick else 400)
     args.rounds = args.rounds or (2 if args.quick else 8)
+    for mode in ("xet", "http") if args.mode == "both" else (args.mode,):
+        measure(mode, args)
 
-    u = hub_universe.build_universe(hub_universe.tiny_en_files(), scale=args.scale)
+
+def measure(mode: str, args: argparse.Namespace) -> None:
+    """Every figure with the hub serving large files the `mode` way; lines prefixed with [mode]."""
+    xet = mode == "xet"
+    u = hub_universe.build_universe(hub_universe.tiny_en_files(), scale=args.scale, xet=xet)
     u.hub.start()
     work = Path(tempfile.mkdtemp(prefix="bench-provision-", dir=args.work_dir))
     try:
@@ -88,18 +106,20 @@ def main() -> None:
         groups = all_groups_for(PLATFORM)
         selection = catalog.select(groups, platform_id=PLATFORM).items
         # per unique blob: identical files of one repo share one blob, which the hub cache fetches once
-        needed = sum(
-            len(data)
-            for m in selection
-            if hasattr(m, "repo")
-            for data in {u.files[m.repo][p]: None for p in u.wanted[m.repo]}
-        )
-        needed += sum(len(u.assets[a.path]) for a in selection if not hasattr(a, "repo"))
+        unique = {(m.repo, p): u.files[m.repo][p] for m in selection if hasattr(m, "repo") for p in u.wanted[m.repo]}
+        by_blob = {}
+        for (repo, path), data in unique.items():
+            by_blob.setdefault((repo, data), u.hub.is_xet(repo, path))
+        assets = sum(len(u.assets[a.path]) for a in selection if not hasattr(a, "repo"))
+        needed = sum(len(data) for (_, data) in by_blob) + assets
+        needed_http = sum(len(data) for (_, data), is_xet in by_blob.items() if not is_xet) + assets
 
-        # 2. bytes fetched / bytes needed, on a full --all provisioning
+        # 2. bytes fetched over plain HTTP / bytes needed over plain HTTP, on a full --all provisioning
         u.hub.reset_requests()
         full = cache_models(work / "cache", env, "--all")
-        sent = sum(r.bytes_sent for r in u.hub.requests if r.method == "GET" and ("/resolve/" in r.path or r.path.startswith("/assets/")))
+        gets = [r for r in u.hub.requests if r.method == "GET" and ("/resolve/" in r.path or r.path.startswith("/assets/"))]
+        sent = sum(r.bytes_sent for r in gets)
+        xet_http = sum(r.bytes_sent for r in gets if "/resolve/" in r.path and is_xet_file(u.hub, r.path))
         # 1. the all-cached check
         u.hub.reset_requests()
         checks = [cache_models(work / "cache", env, "--all") for _ in range(5)]
@@ -125,16 +145,20 @@ def main() -> None:
 
     best_ours, best_bare = min(ours), min(bare)
     paired = [b / o for o, b in zip(ours, bare)]
-    print(f"catalog selection --all ({PLATFORM}): {len(selection)} entries, {needed / 1e6:.1f} MB the loaders need")
-    print(f"full --all provisioning: {full:.2f} s")
-    print(f"all-cached --all check: {min(checks):.3f} s best, {statistics.median(checks):.3f} s median, {requests} HTTP requests (target <= 1 s, 0)")
-    print(f"bytes fetched / bytes needed: {sent / needed:.3f} ({sent} / {needed}) (target 1.00)")
+    tag = f"[{mode}]"
+    print(f"{tag} catalog selection --all ({PLATFORM}): {len(selection)} entries, {needed / 1e6:.1f} MB the loaders need"
+          f" ({(needed - needed_http) / 1e6:.1f} MB of it Xet-backed)")
+    print(f"{tag} full --all provisioning: {full:.2f} s")
+    print(f"{tag} all-cached --all check: {min(checks):.3f} s best, {statistics.median(checks):.3f} s median, {requests} HTTP requests (target <= 1 s, 0)")
+    print(f"{tag} plain-HTTP bytes fetched / needed over plain HTTP: {sent / needed_http:.3f} ({sent} / {needed_http}) (target 1.00)")
+    if xet:
+        print(f"{tag} plain-HTTP bytes of Xet-backed files: {xet_http} (target 0: hf-xet fetched them)")
     print(
-        f"throughput: cache-models {model_bytes / best_ours / 1e6:.1f} MB/s (process start, plan, hash and lock included), "
+        f"{tag} throughput: cache-models {model_bytes / best_ours / 1e6:.1f} MB/s (process start, plan, hash and lock included), "
         f"bare snapshot_download {model_bytes / best_bare / 1e6:.1f} MB/s (best rounds)"
     )
     print(
-        f"throughput ratio: {statistics.median(paired):.2f} median of {len(paired)} rounds (target >= 0.95); "
+        f"{tag} throughput ratio: {statistics.median(paired):.2f} median of {len(paired)} rounds (target >= 0.95); "
         f"best / best {best_bare / best_ours:.2f}; per round {', '.join(f'{x:.2f}' for x in paired)}"
     )
 

@@ -22,13 +22,16 @@ def positive(*values: float) -> bool:
 
 # Per benchmark: (a line of its output, as a regex whose groups are its figures; what must hold of them).
 PROVISION = [
-    (rf"^catalog selection --all \(linux-x86_64\): {N} entries, {N} MB the loaders need$", positive),
-    (rf"^full --all provisioning: {N} s$", positive),
-    (rf"^all-cached --all check: {N} s best, {N} s median, (\d+) HTTP requests", lambda b, m, r: 0 < b <= m and r >= 0),
-    (rf"^bytes fetched / bytes needed: {N} \((\d+) / (\d+)\)", positive),
-    (rf"^throughput: cache-models {N} MB/s .*, bare snapshot_download {N} MB/s", positive),
-    (rf"^throughput ratio: {N} median of (\d+) rounds .*; best / best {N};", lambda r, n, b: r > 0 and n == 2 and b > 0),
-]
+    (rf"^\[{mode}\] {line}", check) for mode in ("xet", "http") for line, check in [
+        (rf"catalog selection --all \(linux-x86_64\): {N} entries, {N} MB the loaders need \({N} MB of it Xet-backed\)$",
+         (lambda n, mb, x: n > 0 and mb > 0 and x > 0) if mode == "xet" else (lambda n, mb, x: n > 0 and mb > 0 and x == 0)),
+        (rf"full --all provisioning: {N} s$", positive),
+        (rf"all-cached --all check: {N} s best, {N} s median, (\d+) HTTP requests", lambda b, m, r: 0 < b <= m and r == 0),
+        (rf"plain-HTTP bytes fetched / needed over plain HTTP: {N} \((\d+) / (\d+)\)", lambda r, s, n: r == 1),
+        (rf"throughput: cache-models {N} MB/s .*, bare snapshot_download {N} MB/s", positive),
+        (rf"throughput ratio: {N} median of (\d+) rounds .*; best / best {N};", lambda r, n, b: r > 0 and n == 2 and b > 0),
+    ]
+] + [(r"^\[xet\] plain-HTTP bytes of Xet-backed files: (\d+) ", lambda n: n == 0)]
 PIPELINE = [
     (rf"^clip: samples/speech-en.opus, {N} s, reference (\d+) words; 1 reps", positive),
     (rf"^1\. one job: run-pipeline.sh {N} s {ANY} ÷ bare batched faster-whisper {N} s {ANY} = {N} \(target <= 1.25\)",
