@@ -34,6 +34,7 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), default_mode())  # private while written, then what a plain open() would give
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -41,6 +42,19 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def default_mode() -> int:
+    """The mode a plain open() gives a new file: 0666 less the process's umask, read without changing it where the
+    OS tells it (Linux), so it is safe from threads; a team sharing a cache or out dir shares it through the umask."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .. import cache
 from ..cache import LocalState, RemoteFile
 from ..catalog import Asset
-from ..util import CHUNK, atomic_write
+from ..util import CHUNK, atomic_write, default_mode
 from .download import Reporter
 from .plan import ItemPlan, ItemResult
 from .remote import Remote
@@ -104,6 +104,7 @@ class AssetEntry:
                 raise OSError(f"{url}: got {size} of {total} bytes")
             if expected and digest.hexdigest() != expected:
                 raise OSError(f"{url}: sha256 {digest.hexdigest()} does not match the expected {expected}")
+            os.chmod(tmp, default_mode())  # private while written, then what a plain open() would give
             os.replace(tmp, dest)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

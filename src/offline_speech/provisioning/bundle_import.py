@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from .. import cache
 from ..catalog import COMMIT_RE, Asset, Catalog, CatalogError, Model
 from ..orphans import remove_work_dir, work_dir
-from ..util import place_file, sha256_file
+from ..util import default_mode, place_file, sha256_file
 from ..verified import VerifiedIndex
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
 from .register import lfs_pointer_sha1
@@ -272,7 +272,7 @@ def _move_in(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]]
         if same and state.status == "complete":
             return ImportResult(key, "cached")
         for path, file_id, _ in files:
-            place_file(staged[file_id], root / path, mode=0o644)
+            place_file(staged[file_id], root / path, mode=default_mode())
             placed.append((root / path, file_id))
         cache.update_lock(root, section, key, record["lock"])
         return ImportResult(key, "imported", f"{sum(s for _, _, s in files)} bytes")
@@ -289,7 +289,7 @@ def _move_model(root: Path, staged: dict[str, Path], placed: list[tuple[Path, st
     for path, file_id, size in files:
         blob = blobs / file_id
         if not (blob.is_file() and not blob.is_symlink() and blob.stat().st_size == size):
-            place_file(staged[file_id], blob, mode=0o644)
+            place_file(staged[file_id], blob, mode=default_mode())
             placed.append((blob, file_id))
         link = snapshot / path
         link.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from .. import cache
 from ..cache import RemoteFile
 from ..catalog import COMMIT_RE, Item, Model
 from ..errors import BadInput
-from ..util import CHUNK, digest
+from ..util import CHUNK, default_mode, digest
 from .hub_models import record_snapshot
 from .plan import ItemResult
 
@@ -227,13 +227,6 @@ def _refuse_links_out(source: Path, present: list[str]) -> None:
                                  "into the folder to register it; nothing was changed")
 
 
-def download_mode() -> int:
-    """The mode huggingface_hub gives a downloaded blob: 0666 less the umask."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _stage(src: Path, rel: str, blobs: Path, staged_so_far: list[Staged]) -> Staged:
     """Copy `src` into a temporary blob, hashing it (sha256 and git blob sha1) in the same pass; the temporary blob
     joins `staged_so_far` first, so the caller removes it whatever happens."""
@@ -255,7 +248,7 @@ def _stage(src: Path, rel: str, blobs: Path, staged_so_far: list[Staged]) -> Sta
     if staged.size != size:  # the git id's header was made for the size before: the file changed while read
         raise ProvisionError(f"--from-dir: {src} changed while it was read; nothing was changed")
     staged.sha256, staged.git_sha1 = sha256.hexdigest(), git_sha1.hexdigest()
-    os.chmod(tmp, download_mode() & (stat.S_IMODE(st.st_mode) | 0o200))  # never readable by more than the source
+    os.chmod(tmp, default_mode() & (stat.S_IMODE(st.st_mode) | 0o200))  # never readable by more than the source
     return staged
 
 
