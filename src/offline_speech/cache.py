@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .util import atomic_write, git_sha1_file, sha256_file, utc_now  # noqa: F401 - sha256_file re-exported
+from .util import atomic_write, git_sha1_file, path_kind, sha256_file, utc_now  # noqa: F401 - sha256_file re-exported
 from .catalog import Asset, Item, Model
 from .errors import StateError
 from .verified import VerifiedIndex
@@ -350,8 +350,13 @@ def cache_lock(root: Path, name: str = "offline-speech", waiting: Callable[[], N
 
     An flock, so a provisioner killed with -9 releases it with its last file descriptor."""
     path = root / ".locks" / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+    except (IsADirectoryError, NotADirectoryError, FileExistsError):
+        raise StateError(f"{path} is {path_kind(path) if path.exists() else 'blocked'}, not a lock file: remove it "
+                         "(nothing is kept in .locks/) and run again") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -188,6 +188,12 @@ def _partial_blobs(repo: Path, locks: Path, idle: float) -> list[Path]:
     return removed
 
 
+def sweep_temp_files(target: Path) -> list[Path]:
+    """Remove the temp files of writes of `target` that killed runs left beside it (`.NAME<random>.tmp`, see
+    util.atomic_output), none a live writer still holds."""
+    return _sweep(target.parent, re.compile(rf"^\.{re.escape(target.name)}.*\.tmp$"))
+
+
 def clean_out_dir(out_dir: Path, job_dirs: list[Path], stage_names: list[str]) -> list[Path]:
     """Remove the leftovers of killed runs in an out dir (stage work folders, prepare-job staging folders) and in
     the given job folders and their subfolders (temp files), none owned by a live process. Returns what was

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Mapping, MutableMapping
 
+from .errors import BadInput
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VENV_ROOT = PROJECT_ROOT / "venv"  # venv/<name> per backend (./venv-setup)
 DEFAULT_CACHE_ROOT = PROJECT_ROOT / ".cache"
@@ -31,9 +33,14 @@ _DROPPED_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TORCH_HOME", "NLTK
 
 
 def cache_root(explicit: str | os.PathLike | None = None, environ: Mapping[str, str] = os.environ) -> Path:
-    """The cache root: --cache-dir, else OFFLINE_SPEECH_CACHE, else <project>/.cache."""
+    """The cache root: --cache-dir, else OFFLINE_SPEECH_CACHE, else <project>/.cache; BadInput when something other
+    than a folder is there."""
     chosen = explicit or environ.get(CACHE_ENV) or DEFAULT_CACHE_ROOT
-    return Path(chosen).expanduser().resolve()
+    root = Path(chosen).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        given = "--cache-dir" if explicit else CACHE_ENV if environ.get(CACHE_ENV) else "the cache"
+        raise BadInput(f"{given} {root}: is a file, not a folder (the cache root holds the models): give a folder")
+    return root
 
 
 def hub_endpoint(environ: Mapping[str, str] = os.environ) -> str | None:

@@ -6,15 +6,19 @@ Standard library only: stage processes in every venv import it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from .errors import BadInput, OfflineSpeechError, StateError, WorkFailed
 
 CHUNK = 1 << 20
 
@@ -55,6 +59,68 @@ def default_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def path_kind(path: Path) -> str:
+    """What is at `path`, in words: "a file", "a folder", "a FIFO", "a device", "a socket", or "nothing"."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "nothing"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+def input_file(path: Path, flag: str, max_bytes: int | None = None) -> Path:
+    """`path` if it is a regular file to read (at most `max_bytes`), else BadInput saying what is there instead: a
+    FIFO or a device is never opened (it could block, or never end)."""
+    kind = path_kind(path)
+    if kind == "nothing":
+        raise BadInput(f"{flag} {path}: no such file")
+    if kind != "a file":
+        raise BadInput(f"{flag} {path}: is {kind}, not a file")
+    if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
+        raise BadInput(f"{flag} {path}: {size} bytes, more than such a file can be ({max_bytes})")
+    return path
+
+
+def output_file(path: Path, flag: str) -> Path:
+    """`path` if a file can be written there (new, or a regular file it replaces), else BadInput: never a folder, a
+    device or a FIFO, never in a folder that is missing or read-only."""
+    kind = path_kind(path)
+    if kind not in ("nothing", "a file"):
+        raise BadInput(f"{flag} {path}: is {kind}; give the path of a file to write")
+    parent = path.parent
+    if path_kind(parent) != "a folder":
+        raise BadInput(f"{flag} {path}: {parent} is {path_kind(parent)}, not a folder")
+    if not os.access(parent, os.W_OK) or os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise BadInput(f"{flag} {path}: cannot write in {parent} (read-only or not yours); choose another place")
+    return path
+
+
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def human_bytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{max(n, 1) / 1e3:.0f} kB"
+
+
+def write_problem(exc: OSError, where: Path, needed: int, elsewhere: str) -> OfflineSpeechError | None:
+    """One line for a folder that cannot be written (read-only: exit 2; no space left: exit 1, with the space
+    needed), naming the way out (`elsewhere`: "use another --out-dir"); None for any other error."""
+    if exc.errno in READ_ONLY:
+        return StateError(f"cannot write in {where} ({exc.strerror}): make it writable or {elsewhere}")
+    if exc.errno in NO_SPACE:
+        free = shutil.disk_usage(where).free if where.exists() else 0
+        return WorkFailed(f"no space left in {where} ({human_bytes(free)} free; needs about {human_bytes(needed)}): "
+                          f"free some space or {elsewhere}, then run again")
+    return None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

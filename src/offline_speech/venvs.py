@@ -32,7 +32,7 @@ from pathlib import Path
 if not __package__:
     # Run as a script by ./venv-setup, before any venv exists: register this folder as the package by its path
     # (not from sys.path), so that the imports below work as they do inside the package. The modules venv-setup
-    # imports (this one, venv_select, venv_build, settings, util, __init__) are standard library only.
+    # imports (this one, venv_select, venv_build, settings, util, errors, __init__) are standard library only.
     import importlib.util
 
     _here = Path(__file__).resolve().parent

@@ -12,7 +12,6 @@ that cannot be written (read-only, no space left) is one line naming it and, for
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -23,10 +22,10 @@ from typing import Iterator
 
 from .. import cache
 from ..catalog import Catalog
-from ..errors import BadInput, OfflineSpeechError, StateError, WorkFailed
+from ..errors import BadInput, OfflineSpeechError, StateError
 from ..schema import JOB_ID_RE, Job, SchemaError, read_job
 from ..settings import backend_python
-from ..util import sha256_file, utc_now, write_json
+from ..util import NO_SPACE, human_bytes, sha256_file, utc_now, write_json, write_problem
 from .registry import Context, stages_of
 
 MANIFEST_KIND = "offline-speech/manifest"
@@ -35,8 +34,6 @@ WORK = "work"  # intermediate files inside the job folder
 RUN_LOCK = ".run.lock"
 WAV_BYTES_PER_SECOND = 16000 * 2  # the clip as 16 kHz mono 16-bit WAV (demux)
 JOB_MARGIN = 1 << 20  # transcripts, subtitles, logs and the manifest of one job
-READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class PreflightError(BadInput):
@@ -134,20 +131,9 @@ def _valid(manifest: object) -> bool:
     return True
 
 
-def human_bytes(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{max(n, 1) / 1e3:.0f} kB"
-
-
 def disk_error(exc: OSError, where: Path, needed: int) -> OfflineSpeechError | None:
-    """One line for a folder that cannot be written (read-only: exit 2; no space left: exit 1, with the space
-    needed), None for any other error."""
-    if exc.errno in READ_ONLY:
-        return StateError(f"cannot write in {where} ({exc.strerror}): make it writable or use another --out-dir")
-    if exc.errno in NO_SPACE:
-        free = shutil.disk_usage(where).free if where.exists() else 0
-        return WorkFailed(f"no space left in {where} ({human_bytes(free)} free; needs about {human_bytes(needed)}): "
-                          "free some space or use another --out-dir, then run again")
-    return None
+    """One line for an out dir or job folder that cannot be written (util.write_problem), None for another error."""
+    return write_problem(exc, where, needed, "use another --out-dir")
 
 
 def space_needed(run: JobRun, restart: bool = False) -> int:

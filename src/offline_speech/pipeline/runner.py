@@ -20,9 +20,8 @@ from ..catalog import Catalog
 from ..orphans import clean_out_dir, remove_work_dir, work_dir
 from ..settings import backend_python, offline_env
 from ..stages.base import ModelSpec, StageRequest
-from ..util import digest as value_digest, sha256_file, utc_now, write_json
-from .manifest import (NO_SPACE, WORK, JobRun, PreflightError, disk_error, human_bytes, load_job, preflight, run_lock,
-                       space_needed)
+from ..util import NO_SPACE, digest as value_digest, human_bytes, sha256_file, utc_now, write_json
+from .manifest import WORK, JobRun, PreflightError, disk_error, load_job, preflight, run_lock, space_needed
 from .process import StageProcess
 from .registry import REGISTRY, Built, Context, Stage, StageInputError
 

@@ -29,7 +29,8 @@ from pathlib import Path, PurePosixPath
 from .. import cache
 from ..catalog import Asset, Catalog, Model
 from ..errors import BadInput, StateError
-from ..util import utc_now
+from ..orphans import sweep_temp_files
+from ..util import output_file, utc_now, write_problem
 from ..verified import VerifiedIndex
 from .register import is_local
 from .bundle_stream import Hasher, Progress, copy_file, open_output, wants_zstd, zstandard
@@ -160,12 +161,11 @@ def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: No
     """Write the archive (atomically: a temp file renamed at the end; zstd for NAME.tar.zst); the bytes written."""
     if not plan.keys:
         raise BundleError("nothing to export: every selected model is missing here or already in the --since lock")
-    dest = dest.expanduser().resolve()
-    if not dest.parent.is_dir():
-        raise BundleError(f"{dest.parent}: no such folder")
+    dest = output_file(dest.expanduser().absolute(), "--export")
     zstd = wants_zstd(dest)
     if zstd and zstandard() is None:
         raise BundleError(f"{dest.name}: zstd needs the zstandard module (./venv-setup core), or export to a .tar")
+    sweep_temp_files(dest)  # what an export killed here before left
     index = VerifiedIndex(plan.root)
     try:
         with open_output(dest, zstd) as out:
@@ -175,6 +175,13 @@ def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: No
             _write_header(out, MANIFEST, len(data))
             out.write(data + _padding(len(data)))
             out.write(b"\0" * (tarfile.BLOCKSIZE * 2))
+    except FileNotFoundError as exc:
+        raise BundleError(f"{exc.filename} vanished while it was exported (removed by another run?): nothing was "
+                          "written; export again") from None
+    except OSError as exc:
+        if (problem := write_problem(exc, dest.parent, plan.total_bytes, "export elsewhere")) is not None:
+            raise problem from None
+        raise
     finally:
         index.save()  # what this export hashed is not hashed again by the next one
     return dest.stat().st_size

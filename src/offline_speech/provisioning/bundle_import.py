@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from .. import cache
 from ..catalog import COMMIT_RE, Asset, Catalog, CatalogError, Model
 from ..orphans import remove_work_dir, work_dir
-from ..util import default_mode, place_file, sha256_file
+from ..util import default_mode, input_file, place_file, sha256_file, write_problem
 from ..verified import VerifiedIndex
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
 from .register import lfs_pointer_sha1
@@ -40,8 +40,7 @@ class ImportResult:
 
 def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progress = lambda n: None) -> list[ImportResult]:
     """Check everything in `archive`, then move it into the cache; BundleError (cache untouched) on any problem."""
-    if not archive.is_file():
-        raise BundleError(f"{archive}: no such file")
+    input_file(archive, "--import")
     try:
         root.mkdir(parents=True, exist_ok=True)
         staging = work_dir(root, ".import-")
@@ -53,6 +52,11 @@ def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progres
         entries = _check_manifest(archive, catalog, manifest, staged)
         _refuse_replacing_verified(root, archive, entries)
         results = [_move_in(root, staged, placed, *entry) for entry in entries]
+    except OSError as exc:  # staged files are removed below: a full disk leaves nothing half imported
+        needed = sum(p.stat().st_size for p in staging.iterdir() if p.is_file()) + archive.stat().st_size
+        if (problem := write_problem(exc, root, needed, "import into another --cache-dir")) is not None:
+            raise problem from None
+        raise
     finally:
         remove_work_dir(staging)
     # Recorded once the staging links are gone: unlinking them changed the files' ctime.

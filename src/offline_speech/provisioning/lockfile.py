@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .. import cache
 from ..catalog import COMMIT_RE, Catalog, CatalogError, Item, Model
-from ..errors import BadInput, StateError
+from ..errors import StateError
+from ..util import input_file
 from .entry import Entry
 from .hub_errors import describe_hub_error
 from .hub_models import ModelEntry
@@ -27,15 +28,15 @@ from .plan import PLANNERS, ItemResult
 from .remote import Remote
 
 SECTIONS = ("models", "assets", "derived")
+MAX_LOCK_BYTES = 64 << 20  # a lock of every catalog entry is tens of kB
 
 
 def read_lock_file(path: Path, flag: str) -> dict:
     """A lock file given to `flag` (--since, --lock-file): its models, assets and derived sections. One line naming
     the file when it is missing (BadInput) or not a readable offline-speech lock (StateError); exit 2 either way."""
+    input_file(path, flag, MAX_LOCK_BYTES)  # a FIFO or /dev/zero is refused, never read
     try:
         data = json.loads(path.read_text())
-    except (FileNotFoundError, IsADirectoryError):
-        raise BadInput(f"{flag} {path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StateError(f"{flag} {path}: not a readable lock file ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(s, {}), dict) for s in SECTIONS):

@@ -10,6 +10,7 @@ provides.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -264,12 +265,12 @@ def provision(request: Request, entries: list[Entry], warnings: tuple[str, ...],
         # The common case, and the one that must be instant: no network, no huggingface_hub import.
         results = [ItemResult(e.key, True, 0, "cached") for e in entries]
         return Provisioned(conversions(root, entries, results, listener) if request.convert else tuple(results), "all cached")
+    started = time.monotonic()  # planning included: asking the hub (and its retries) is part of the time
     remote = Remote.from_settings(request.asset_mirror)
     the_plan = plan(root, entries, remote, warnings)
     if request.mode is Mode.DRY_RUN or not the_plan.fits:
         return Planned(the_plan, root, refused=request.mode is not Mode.DRY_RUN)
     with listener.progress(the_plan.bytes_to_fetch, bars=True) as reporter:
-        started = time.monotonic()
         results = fetch(root, the_plan, remote, reporter, request.workers)
     done = conversions(root, entries, results, listener) if request.convert else tuple(results)
     return Provisioned(done, "provisioned", time.monotonic() - started)
@@ -422,7 +423,9 @@ def export(request: Request, catalog: Catalog, entries: list[Entry], listener: L
     written = 0
     if not request.dry_run:
         listener.status(f"exporting {len(the_plan.keys)} entries, {the_plan.total_bytes} bytes to {request.archive}")
-        with listener.progress(the_plan.total_bytes, bars=True) as bar:
+        with listener.progress(the_plan.total_bytes, bars=True) as bar, contextlib.ExitStack() as held:
+            for key in the_plan.keys:  # a --clear of an entry being exported waits for the export
+                held.enter_context(cache.entry_lock(request.root, key))
             written = write_bundle(the_plan, request.archive, progress=lambda n: bar.advance("", "", n))
     return Exported(request.archive, tuple(the_plan.keys), len(the_plan.files), the_plan.total_bytes, written,
                     tuple(the_plan.skipped), request.dry_run)

@@ -142,7 +142,8 @@ def label_transcript(doc: dict, turns: list[tuple[float, float, str]], names: di
 def enrolled_samples(folder: Path) -> dict[str, list[Path]]:
     """person -> sample files; the name is the stem up to an optional `_N`. Refuses what cannot be told apart."""
     if not folder.is_dir():
-        raise StageFailure(f"speakers folder {folder} does not exist")
+        what = "does not exist" if not folder.exists() else "is a file, not a folder (one sub-folder per person)"
+        raise StageFailure(f"speakers folder {folder} {what}")
     people: dict[str, list[Path]] = {}
     seen: dict[str, str] = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
