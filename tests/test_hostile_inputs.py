@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -220,3 +223,91 @@ def test_from_dir_refuses_a_link_that_leaves_the_folder(cli, tiny_en_files, tmp_
     (source / "alias.txt").symlink_to(source / "vocabulary.txt")  # a link inside the folder is the folder's
     assert cli.json("--from-dir", str(source), "--key", TINY, netns=True)["results"][0]["ok"]
     assert TINY_EN_REPO in cache.read_lock(cli.cache)["models"][TINY]["repo"]
+
+
+# ---- paths that are not files, places that cannot be written ---------------------------------------------------
+
+
+def in_namespace(setup: str, command: list[str]) -> list[str]:
+    """`command` in a private mount namespace after the shell `setup` ($0 is the first word of the command line)."""
+    return ["unshare", "-m", "sh", "-c", f"{setup} && exec \"$@\"", "sh", *command]
+
+
+def run_one_line(cli, command: list[str], *needles: str, code: int = 2) -> None:
+    proc = subprocess.run(command, env=cli.env(), capture_output=True, text=True, timeout=600)
+    one_line(proc, *needles, code=code)
+
+
+def test_export_outputs_that_are_not_files_or_cannot_be_written(cli, universe, tmp_path):
+    cli.run("--whisperx", "--asr-model", "tiny.en")
+    universe.hub.stop()
+    (tmp_path / "a-folder").mkdir()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target, says in (("/dev/full", "is a device"), (str(tmp_path / "a-folder"), "is a folder"),
+                         (str(fifo), "is a FIFO"), (str(tmp_path / "nowhere" / "x.tar"), "is nothing, not a folder")):
+        one_line(cli.run("--export", target, check_code=None, netns=True), says)
+    assert Path("/dev/full").is_char_device()
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    run_one_line(cli, in_namespace(f"mount --bind {readonly} {readonly} && mount -o remount,bind,ro {readonly}",
+                                   cli.args("--export", str(readonly / "b.tar"))), "cannot write in", "read-only")
+    small = tmp_path / "small"
+    small.mkdir()
+    run_one_line(cli, in_namespace(f"mount -t tmpfs -o size=4m tmpfs {small}", cli.args("--export", str(small / "b.tar"))),
+                 f"no space left in {small}", "needs about", code=1)  # a plain tar's size is known: refused up front
+    proc = subprocess.run(in_namespace(f"mount -t tmpfs -o size=4m tmpfs {small}", cli.args("--export", str(small / "b.tar.zst"))),
+                          env=cli.env(), capture_output=True, text=True, timeout=600)
+    last = proc.stderr.strip().splitlines()[-1]  # compressed: found full while writing, after the "exporting" line
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and last.startswith(f"error: no space left in {small}")
+    assert list(small.iterdir()) == []
+
+
+def test_state_file_paths_that_are_not_files(cli, universe, tmp_path):
+    cli.run("--whisperx", "--asr-model", "tiny.en")
+    universe.hub.stop()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for flag in ("--lock-file", "--import"):
+        for path, says in (("/dev/zero", "is a device, not a file"), (str(fifo), "is a FIFO, not a file"),
+                           (str(tmp_path), "is a folder, not a file")):
+            args = (flag, path) if flag == "--import" else (flag, path, "--whisperx")
+            one_line(cli.run(*args, check_code=None, netns=True), f"{flag} {path}: {says}")
+    one_line(cli.run("--export", str(tmp_path / "x.tar"), "--since", "/dev/zero", check_code=None, netns=True),
+             "--since /dev/zero: is a device")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "offline_speech", "cache-models", "--info", "--cache-dir", str(a_file)],
+                          env=cli.env(), capture_output=True, text=True)
+    one_line(proc, f"--cache-dir {a_file}: is a file, not a folder")
+    locks = cli.cache / ".locks" / f"entry-{TINY}.lock"
+    locks.unlink()
+    locks.mkdir()
+    one_line(cli.run("--clear", TINY, "--yes", check_code=None, netns=True), f"{locks} is a folder, not a lock file")
+
+
+def test_import_onto_a_full_disk_says_the_space_needed_and_leaves_nothing(cli, universe, tmp_path):
+    cli.run("--whisperx", "--asr-model", "tiny.en")
+    bundle = tmp_path / "b.tar"
+    cli.run("--export", str(bundle))
+    universe.hub.stop()
+    small = tmp_path / "small"
+    small.mkdir()
+    command = [sys.executable, "-m", "offline_speech", "cache-models", "--import", str(bundle), "--cache-dir", str(small / "cache")]
+    # the staging folder is gone afterwards: what is left in the cache is listed before the namespace ends
+    script = f'mount -t tmpfs -o size=8m tmpfs {small} && "$@"; code=$?; ls -A {small / "cache"} >&2; exit $code'
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *command], env=cli.env(), capture_output=True,
+                          text=True, timeout=600)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and lines[0].startswith(f"error: no space left in {small / 'cache'}"), proc.stderr
+    assert "needs about" in lines[0] and not [name for name in lines[1:] if name.startswith(".import-")], proc.stderr
+
+
+def test_a_killed_exports_temp_file_is_removed_by_the_next_export(cli, universe, tmp_path):
+    cli.run("--whisperx", "--asr-model", "tiny.en")
+    universe.hub.stop()
+    left = tmp_path / ".b.tar0a1b2c3d.tmp"
+    left.write_bytes(b"x" * 1000)
+    os.utime(left, (1, 1))
+    cli.run("--export", str(tmp_path / "b.tar"), netns=True)
+    assert not left.exists() and (tmp_path / "b.tar").is_file()

@@ -11,6 +11,8 @@ provides.
 from __future__ import annotations
 
 import contextlib
+import errno
+import shutil
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -34,11 +36,13 @@ from ..catalog import (
 )
 from ..errors import BadInput
 from ..settings import host_platform, prepare_hub_client
+from ..util import output_file, write_problem
 from .download import Reporter, fetch, require_writable
 from .entry import Entry, entries_for
 from .plan import ItemResult, plan
 from . import adopt, heal, lockfile
 from .bundle import plan_export, write_bundle
+from .bundle_stream import wants_zstd
 from .bundle_import import import_bundle
 from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Pruned, Verified  # noqa: F401 - the CLI reads them here
 from .hub_models import ModelEntry
@@ -412,6 +416,8 @@ def take_from_hf_cache(root: Path, hub: Path, entries: list[Entry], listener: Li
 def export(request: Request, catalog: Catalog, entries: list[Entry], listener: Listener) -> Exported:
     """--export: the selection (default: every entry the lock records) as one verified bundle."""
     assert request.archive is not None
+    if not request.dry_run:
+        output_file(request.archive.expanduser().absolute(), "--export")
     keys = [e.key for e in entries]
     if not keys:
         lock = cache.read_lock(request.root)
@@ -421,6 +427,10 @@ def export(request: Request, catalog: Catalog, entries: list[Entry], listener: L
     for key, why in the_plan.skipped:
         listener.warning(f"{key} left out: {why}")
     written = 0
+    if not request.dry_run and not wants_zstd(request.archive):  # a plain tar's size is known: refuse it up front
+        where = request.archive.expanduser().absolute().parent
+        if shutil.disk_usage(where).free < the_plan.total_bytes:
+            raise write_problem(OSError(errno.ENOSPC, "no space"), where, the_plan.total_bytes, "export elsewhere")
     if not request.dry_run:
         listener.status(f"exporting {len(the_plan.keys)} entries, {the_plan.total_bytes} bytes to {request.archive}")
         with listener.progress(the_plan.total_bytes, bars=True) as bar, contextlib.ExitStack() as held:
