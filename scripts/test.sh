@@ -24,7 +24,7 @@ venv/core/bin/python -m pytest "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
-  echo "pytest collected no tests" >&2
-  exit 0
+  echo "pytest collected no tests: that is a failure (a suite that runs nothing proves nothing)" >&2
+  exit 1
 fi
 exit "$rc"

@@ -15,6 +15,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+from support import ROOT
+from support.sample import CLIP
 from support.shell import one_line, prepare, run_pipeline, shim
 from support.universe import TINY_EN_REPO
 
@@ -311,3 +313,35 @@ def test_a_killed_exports_temp_file_is_removed_by_the_next_export(cli, universe,
     os.utime(left, (1, 1))
     cli.run("--export", str(tmp_path / "b.tar"), netns=True)
     assert not left.exists() and (tmp_path / "b.tar").is_file()
+
+
+# ---- poor results made one clear line ---------------------------------------------------------------------------
+
+
+def test_a_job_prepared_with_out_dir_is_found_by_cache_models_job(provisioned, tmp_path):
+    out = tmp_path / ("a-long-folder-name-" * 4) / "out"
+    proc = shim("prepare-job.sh", "--media", str(CLIP), "--asr-model", "tiny.en", "-s", "en", "--no-align",
+                "--out-dir", str(out), cache=provisioned, netns=True, COLUMNS="80")
+    summary, job = proc.stdout.strip().splitlines()  # piped: one summary line however long, then the id
+    assert summary.startswith(f"job {out / job}: transcribe") and len(summary) > 80
+    missing = shim("cache-models.sh", "--job", job, code=2, cache=provisioned, netns=True)
+    assert "needs --out-dir DIR here too" in missing.stderr
+    found = shim("cache-models.sh", "--job", job, "--out-dir", str(out), "--json", cache=provisioned, netns=True)
+    assert [r["message"] for r in json.loads(found.stdout)["results"]] == ["cached"]
+
+
+def test_a_hand_edited_clip_past_the_media_is_said_as_such(provisioned, tmp_path):
+    out = tmp_path / "out"
+    job = prepare(out, provisioned, "-s", "en", "--no-align", "--end-time", "3")
+    path = out / job / "job.json"
+    data = json.loads(path.read_text())
+    data["clip"]["end"] = 1e9
+    path.write_text(json.dumps(data))
+    proc = run_pipeline(out, provisioned, job, code=None, netns=True)
+    one_line(proc, "job.json is corrupt", "past the end of the media", "prepare the job again")
+
+
+def test_venv_setup_says_usage_errors_as_the_other_commands_do():
+    for command in ("venv-setup", "cache-models.sh"):
+        proc = subprocess.run([str(ROOT / command), "--bogus"], capture_output=True, text=True)
+        one_line(proc, "--bogus", f"(see {command} --help)")

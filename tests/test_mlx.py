@@ -61,7 +61,8 @@ def test_mlx_jobs_are_refused_where_mlx_cannot_run(mlx_cache, tmp_path):
     linux = {"cache": mlx_cache, "platform": "linux-x86_64"}
     proc = shim("prepare-job.sh", "--media", str(CLIP), "--backend", "mlx", "--asr-model", "tiny.en",
                 "--out-dir", str(out), **linux, code=2)
-    assert "MLX needs Apple Silicon" in proc.stderr and not out.exists() or not any(out.iterdir())
+    assert "MLX needs Apple Silicon" in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
     mac = {"cache": mlx_cache, "platform": "darwin-arm64"}
     job_id = shim("prepare-job.sh", "--media", str(CLIP), "-s", "en", "--asr-model", "tiny.en", "--no-align",
                   "--end-time", "4", "--out-dir", str(out), **mac).stdout.strip().splitlines()[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -303,13 +304,25 @@ def test_connection_cut_mid_file_is_resumed(cli, universe):
     universe.hub.cut_after(TINY_EN_REPO, "model.bin", 5_000_000)
     assert cli.json("--whisperx", "--asr-model", "tiny.en")["failed"] == 0
     assert cli.json("--verify")["problems"] == 0
+    size = len(universe.files[TINY_EN_REPO]["model.bin"])
+    gets = [(r.status, r.range, r.bytes_sent) for r in universe.hub.requests
+            if r.method == "GET" and r.path.endswith("/model.bin")]
+    # the cut GET, then one asking only for the rest from what had been written (whole 1 MiB reads), and exactly that
+    (first, second) = gets
+    assert first == (200, None, 5_000_000), gets
+    kept = int(second[1].removeprefix("bytes=").removesuffix("-"))
+    assert second == (206, f"bytes={kept}-", size - kept) and 5_000_000 - (1 << 20) <= kept <= 5_000_000, gets
 
 
 def test_server_errors_fail_with_a_clear_line_then_succeed(cli, universe):
     universe.hub.fail_next(50, status=503)
+    started = time.monotonic()
     proc = cli.run("align-hi", check_code=1)
+    took = time.monotonic() - started
     assert "align-hi" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+    said = float(re.search(r"provisioned in ([\d.]+) s", proc.stdout).group(1))
+    assert took - 1.5 <= said <= took  # the retries against the failing hub count: the time said is the real one
     universe.hub.fail_next(0)
     cli.run("align-hi")
 

@@ -117,6 +117,7 @@ _JOB_TYPES: dict[str, tuple] = {
     "min_speakers": (int, type(None)), "max_speakers": (int, type(None)), "speaker_threshold": _NUMBER,
     "output_stem": (str, type(None)),
 }
+CLIP_SLACK = 0.5  # seconds: container and stream durations differ by a frame or a packet
 _MEDIA_TYPES = {"path": (str,), "sha256": (str,), "size": (int,), "duration": _NUMBER, "audio_streams": (int,)}
 _CLIP_TYPES = {"start": _NUMBER, "end": _NUMBER}
 
@@ -182,6 +183,8 @@ def read_job(path: Path) -> Job:
         raise SchemaError(f"{path}: invalid id, workflow or backend")
     if not 0 <= job.clip.start < job.clip.end:
         raise SchemaError(f"{path}: invalid clip {job.clip.start}..{job.clip.end}")
+    if job.clip.end > job.media.duration + CLIP_SLACK:  # prepare-job clamps --end-time to the media's end
+        raise SchemaError(f"{path}: clip end {job.clip.end:g} s is past the end of the media ({job.media.duration:g} s)")
     return job
 
 

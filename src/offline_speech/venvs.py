@@ -60,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line on stderr and exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")  # the format of the other three commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if skipped and len(skipped) == len(names):
             raise UsageError(f"{', '.join(skipped)} cannot be built on {system}-{machine}: {next(iter(skipped.values()))}")
     except UsageError as exc:
-        print(f"venv-setup: error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
     opts = Options(

@@ -6,6 +6,7 @@ returns: a table on a terminal or exactly one JSON document with --json; notes a
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..provisioning.download import Reporter
 from ..provisioning.plan import DISK_MARGIN, ItemResult
 from ..settings import cache_root, user_hub_cache
 from .app import app
-from .options import AsJson, CacheDir, Version
+from .options import AsJson, CacheDir, OutDir, Version
 from .output import LineReporter, RichReporter, emit_json as _emit_json, err, human, live, out, print_table
 
 CACHE_MODELS_EXAMPLES = """\b
@@ -90,6 +91,7 @@ def cache_models(
     export: Annotated[Optional[Path], typer.Option("--export", metavar="FILE", help="Write the selected models (default: everything cached) into one verified tar for an offline machine; with --dry-run, only its size.")] = None,
     since: Annotated[Optional[Path], typer.Option("--since", metavar="LOCKFILE", help="With --export: leave out what this lock file (the target machine's .cache/offline-speech.lock.json) already has.")] = None,
     import_: Annotated[Optional[Path], typer.Option("--import", metavar="FILE", help="Check every file of a bundle made by --export, then move it into the cache.")] = None,
+    out_dir: OutDir = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove what nothing needs any more: revisions the lock no longer names (the old commit after --update), shared blobs no cached repo links, partial downloads nobody writes; with --dry-run, only say what it would free.")] = False,
     from_hf_cache: Annotated[bool, typer.Option("--from-hf-cache", help="Before downloading, link complete, verified snapshots of the selection from your own Hugging Face cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub; another one with --hf-cache).")] = False,
     hf_cache: Annotated[Optional[Path], typer.Option("--hf-cache", metavar="DIR", help="The hub cache --from-hf-cache reads (a folder of models--ORG--NAME).")] = None,
@@ -108,7 +110,7 @@ def cache_models(
     root = cache_root(cache_dir)
     wanted = service.Wanted(
         keys=tuple(keys or ()),
-        job_keys=tuple(k for job_id in job or () for k in _job_models(job_id)),
+        job_keys=tuple(k for job_id in job or () for k in _job_models(job_id, out_dir)),
         groups=tuple(g for g in GROUPS if flags[g]),
         all_groups=all_,
         asr_model=asr_model,
@@ -130,12 +132,14 @@ def cache_models(
     raise typer.Exit(_render(outcome, as_json))
 
 
-def _job_models(job: str) -> list[str]:
-    """The catalog keys a prepared job needs: `job` is an id under out/ or a job folder (a path has a /)."""
+def _job_models(job: str, out_dir: Path | None) -> list[str]:
+    """The catalog keys a prepared job needs: `job` is an id under --out-dir (default out/) or a job folder (a path
+    has a /)."""
     from ..pipeline import job_needs, load_job
     from ..settings import DEFAULT_OUT_DIR
 
-    needs, _ = job_needs(load_catalog(), load_job(DEFAULT_OUT_DIR, job, flag="--job", folders=True).job)
+    folder = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
+    needs, _ = job_needs(load_catalog(), load_job(folder, job, flag="--job", folders=True).job)
     return [need.item.key for need in needs]
 
 
@@ -308,7 +312,8 @@ def _render_exported(exported: service.Exported, as_json: bool) -> None:
     if as_json:
         _emit_json({"archive": str(exported.archive), "entries": list(exported.entries), "files": exported.files,
                     "bytes": exported.bytes, "archive_bytes": exported.archive_bytes,
-                    "skipped": [list(s) for s in exported.skipped], "dry_run": exported.dry_run})
+                    "skipped": [list(s) for s in exported.skipped], "dry_run": exported.dry_run,
+                    "files_hashed": exported.files_hashed})
         return
     what = "would write" if exported.dry_run else "wrote"
     out.print(f"{what} {exported.archive}: {len(exported.entries)} entries, {exported.files} files, "

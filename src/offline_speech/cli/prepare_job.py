@@ -78,5 +78,6 @@ def prepare_job(
     if as_json:  # one JSON document: the job, whose "id" is the id
         print(job.to_json(), end="")
         return
-    out.print(f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}")
+    summary = f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}"
+    out.print(summary, soft_wrap=True)  # one line however long: a pipe is not 80 columns wide
     print(job.id)

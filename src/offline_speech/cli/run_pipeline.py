@@ -12,7 +12,7 @@ import typer
 from ..catalog import load_catalog
 from ..settings import DEFAULT_OUT_DIR, VENV_ROOT, cache_root
 from .app import app
-from .options import AsJson, CacheDir, Version
+from .options import AsJson, CacheDir, OutDir, Version
 from .output import PipelineLines, PipelineProgress, err, live
 
 RUN_PIPELINE_EPILOG = """\b
@@ -37,7 +37,7 @@ def run_pipeline(
     restart: Annotated[bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model's own code (IndicTrans2) run although the catalog pins no reviewed hashes for its commit; for this run only, recorded nowhere.")] = False,
     as_json: AsJson = False,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")] = None,
+    out_dir: OutDir = None,
     cache_dir: CacheDir = None,
     version: Version = None,
 ) -> None:

@@ -93,7 +93,9 @@ def load_job(out_dir: Path, ref: str, flag: str = "-j", folders: bool = True) ->
         raise PreflightError([f"{flag} {ref!r}: not a job id ({kind})"])
     if not (folder / "job.json").is_file():
         if by_id:
-            raise PreflightError([f"{flag} {ref}: unknown job id (no {folder}/job.json): ./prepare-job.sh --media FILE prints one"])
+            raise PreflightError([f"{flag} {ref}: unknown job id (no {folder}/job.json): ./prepare-job.sh --media FILE "
+                                  "prints one; a job prepared with --out-dir DIR needs --out-dir DIR here too (or give "
+                                  "its folder, DIR/ID)"])
         raise PreflightError([f"{flag} {ref}: no prepared job there ({folder / 'job.json'} does not exist)"])
     try:
         job = read_job(folder / "job.json")

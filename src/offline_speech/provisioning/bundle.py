@@ -157,8 +157,9 @@ def _add_derived(root: Path, plan: ExportPlan, key: str, entry: dict) -> None:
     plan.manifest["derived"][key] = {"files": files, "lock": entry}
 
 
-def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: None) -> int:
-    """Write the archive (atomically: a temp file renamed at the end; zstd for NAME.tar.zst); the bytes written."""
+def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: None) -> tuple[int, int]:
+    """Write the archive (atomically: a temp file renamed at the end; zstd for NAME.tar.zst); (the archive's bytes,
+    how many files had to be hashed: those the verified index did not vouch for)."""
     if not plan.keys:
         raise BundleError("nothing to export: every selected model is missing here or already in the --since lock")
     dest = output_file(dest.expanduser().absolute(), "--export")
@@ -169,8 +170,8 @@ def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: No
     index = VerifiedIndex(plan.root)
     try:
         with open_output(dest, zstd) as out:
-            for f in sorted(plan.files.values(), key=lambda f: f.id):
-                _write_member(out, FILES + f.id, f, progress, index, kernel=not zstd)
+            hashed = sum(_write_member(out, FILES + f.id, f, progress, index, kernel=not zstd)
+                         for f in sorted(plan.files.values(), key=lambda f: f.id))
             data = json.dumps(plan.manifest, indent=1, sort_keys=True).encode()
             _write_header(out, MANIFEST, len(data))
             out.write(data + _padding(len(data)))
@@ -184,7 +185,7 @@ def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: No
         raise
     finally:
         index.save()  # what this export hashed is not hashed again by the next one
-    return dest.stat().st_size
+    return dest.stat().st_size, hashed
 
 
 def _padding(size: int) -> bytes:
@@ -197,9 +198,9 @@ def _write_header(out, name: str, size: int) -> None:
     out.write(info.tobuf(tarfile.PAX_FORMAT))
 
 
-def _write_member(out, name: str, f: BundleFile, progress: Progress, index: VerifiedIndex, kernel: bool) -> None:
+def _write_member(out, name: str, f: BundleFile, progress: Progress, index: VerifiedIndex, kernel: bool) -> bool:
     """Header, the file's bytes (checked against its id as they land in the archive unless the index vouches for
-    them), padding."""
+    them), padding; whether its bytes were hashed."""
     _write_header(out, name, f.size)
     known = index.known(f.source, f.id)
     hasher = None if known else Hasher(f.id, f.size)
@@ -211,4 +212,5 @@ def _write_member(out, name: str, f: BundleFile, progress: Progress, index: Veri
     if not known:
         index.record(f.source, f.id)
     out.write(_padding(f.size))
+    return not known
 

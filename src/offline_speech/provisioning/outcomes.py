@@ -117,6 +117,7 @@ class Exported:
     archive_bytes: int
     skipped: tuple[tuple[str, str], ...]
     dry_run: bool
+    files_hashed: int = 0  # files whose bytes the export hashed (the verified index vouched for the others)
 
     @property
     def ok(self) -> bool:

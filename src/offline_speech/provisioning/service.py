@@ -426,7 +426,7 @@ def export(request: Request, catalog: Catalog, entries: list[Entry], listener: L
     the_plan = plan_export(request.root, catalog, keys, since)
     for key, why in the_plan.skipped:
         listener.warning(f"{key} left out: {why}")
-    written = 0
+    written = hashed = 0
     if not request.dry_run and not wants_zstd(request.archive):  # a plain tar's size is known: refuse it up front
         where = request.archive.expanduser().absolute().parent
         if shutil.disk_usage(where).free < the_plan.total_bytes:
@@ -436,6 +436,6 @@ def export(request: Request, catalog: Catalog, entries: list[Entry], listener: L
         with listener.progress(the_plan.total_bytes, bars=True) as bar, contextlib.ExitStack() as held:
             for key in the_plan.keys:  # a --clear of an entry being exported waits for the export
                 held.enter_context(cache.entry_lock(request.root, key))
-            written = write_bundle(the_plan, request.archive, progress=lambda n: bar.advance("", "", n))
+            written, hashed = write_bundle(the_plan, request.archive, progress=lambda n: bar.advance("", "", n))
     return Exported(request.archive, tuple(the_plan.keys), len(the_plan.files), the_plan.total_bytes, written,
-                    tuple(the_plan.skipped), request.dry_run)
+                    tuple(the_plan.skipped), request.dry_run, hashed)
