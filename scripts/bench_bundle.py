@@ -22,7 +22,8 @@ copy is a memcpy at about the speed sha256 runs on one core, the hardest case fo
 (each side timed until what it wrote is on disk: a sync after it, inside the time; what carrying an archive away
 needs).
 
-Two figures of stopping and resuming, on the throttled test hub (tests/support/interrupt.py): Ctrl-C to exit of
+Two figures of stopping and resuming, over plain HTTP on the throttled test hub and through Xet (hf-xet from the
+test hub's CAS) (tests/support/interrupt.py): Ctrl-C to exit of
 ./cache-models.sh mid-download (SIGINT to its process group, as a terminal sends it; target <= 1.5 s), and the
 bytes a rerun fetches after a kill -9 at >= 90 % of a file, over the file's size (target <= 0.15).
 """
@@ -101,20 +102,33 @@ def _support() -> None:
             sys.path.insert(0, path)
 
 
-def ctrl_c_latency(work: Path, rounds: int) -> list[float]:
-    """Seconds from Ctrl-C to the exit of ./cache-models.sh downloading a 10.5 MiB file at 1 MB/s, once 20 % of
-    it is on disk; one figure per round, each into an empty cache."""
+def _big_files(mb: int) -> dict[str, bytes]:
+    """The interrupted entry's files with its big file of `mb` MiB (random, in 16 MiB draws)."""
+    import random
+
+    from support.interrupt import BIG, repo_files
+
+    rng = random.Random(13)
+    return repo_files(size=1) | {BIG: b"".join(rng.randbytes(1 << 24) for _ in range(max(1, mb // 16)))}
+
+
+def ctrl_c_latency(work: Path, rounds: int, xet: bool = False) -> list[float]:
+    """Seconds from Ctrl-C to the exit of ./cache-models.sh downloading: over plain HTTP a 10.5 MiB file at 1 MB/s,
+    once 20 % of it is on disk; through Xet (hf-xet from the test hub's local CAS, which cannot be slowed down) a
+    400 MiB file, 0.3 s after its first bytes are on disk. One figure per round, each into an empty cache."""
     _support()
     from support.interrupt import BIG, KEY, repo_files, serve, start, wait_for_partial
 
-    files = repo_files()
+    files = _big_files(400) if xet else repo_files()
     seconds = []
-    with serve(files) as hub:
-        hub.throttle(1_000_000)
+    with serve(files, xet=xet) as hub:
+        hub.throttle(None if xet else 1_000_000)
         for r in range(rounds):
-            cache_root = work / f"ctrl-c-{r}" / "cache"
+            cache_root = work / f"ctrl-c-{xet}-{r}" / "cache"
             proc = start(hub, cache_root, KEY)
-            wait_for_partial(proc, cache_root, files[BIG], 0.2)
+            wait_for_partial(proc, cache_root, files[BIG], 0.0001 if xet else 0.2)
+            if xet:
+                time.sleep(0.3)
             sent = time.perf_counter()
             os.killpg(proc.pid, signal.SIGINT)
             proc.communicate(timeout=60)
@@ -124,18 +138,19 @@ def ctrl_c_latency(work: Path, rounds: int) -> list[float]:
     return seconds
 
 
-def resume_fraction(work: Path, mb: int, rate: int) -> tuple[float, int]:
-    """Bytes the rerun fetches after a kill -9 at >= 90 % of an `mb` MiB file served at `rate` bytes/s, over the
-    file's size; and that size."""
+def resume_fraction(work: Path, mb: int, rate: int, xet: bool = False) -> tuple[float, int]:
+    """Bytes the rerun fetches after a kill -9 at >= 90 % of an `mb` MiB file (served at `rate` bytes/s over plain
+    HTTP; through Xet at the local CAS's own speed), over the file's size; and that size. A rerun that goes through
+    Xet again counts the whole file (the local CAS keeps no chunk cache to spare any of it)."""
     _support()
     from support.interrupt import BIG, KEY, fetched, hub_env, repo_files, serve, start, wait_for_partial
     from support.shell import shim
 
-    files = repo_files(size=mb * (1 << 20) + (1 << 19))  # half a MiB past the last whole MiB: 90 % shows on disk
+    files = _big_files(mb) if xet else repo_files(size=mb * (1 << 20) + (1 << 19))  # 90 % shows on disk
     size = len(files[BIG])
-    cache_root = work / "resume" / "cache"
-    with serve(files) as hub:
-        hub.throttle(rate)
+    cache_root = work / f"resume-{xet}" / "cache"
+    with serve(files, xet=xet) as hub:
+        hub.throttle(None if xet else rate)
         proc = start(hub, cache_root, KEY)
         wait_for_partial(proc, cache_root, files[BIG], 0.9, timeout=600)
         os.killpg(proc.pid, signal.SIGKILL)
@@ -143,7 +158,8 @@ def resume_fraction(work: Path, mb: int, rate: int) -> tuple[float, int]:
         hub.throttle(None)
         hub.reset_requests()
         shim("cache-models.sh", KEY, cache=cache_root, **hub_env(hub, cache_root))
-        return fetched(hub) / size, size
+        again = size if any("xet-read-token" in r.path for r in hub.requests) else 0
+        return (fetched(hub) + again) / size, size
 
 
 def record_listing(cache_root: Path, folder: Path) -> None:
@@ -253,12 +269,15 @@ def main() -> int:
         for durable in (False, True):
             figures = rounds_of(cm, work, source, snapshot, rounds, durable)
             report(figures, size, durable)
-        latencies = ctrl_c_latency(work, 1 if args.quick else 5)
-        print(f"Ctrl-C to exit: {statistics.median(latencies):.2f} s median of {len(latencies)} "
-              f"{[round(s, 2) for s in latencies]} (target <= 1.5 s)")
-        fraction, size = resume_fraction(work, 10 if args.quick else 100, 2_000_000 if args.quick else 20_000_000)
-        print(f"bytes fetched after a kill at 90 % / file size: {fraction:.3f} (file of {size / 1e6:.1f} MB; "
-              "target <= 0.15)")
+        for xet in (False, True):
+            how = "through Xet" if xet else "over plain HTTP"
+            latencies = ctrl_c_latency(work, 1 if args.quick else 5, xet)
+            print(f"Ctrl-C to exit, {how}: {statistics.median(latencies):.2f} s median of {len(latencies)} "
+                  f"{[round(s, 2) for s in latencies]} (target <= 1.5 s)")
+            mb_resume = (10 if args.quick else 100) if not xet else (400 if args.quick else 1000)
+            fraction, size = resume_fraction(work, mb_resume, 2_000_000 if args.quick else 20_000_000, xet)
+            print(f"bytes fetched after a kill at 90 %, {how} / file size: {fraction:.3f} (file of {size / 1e6:.1f} MB; "
+                  "target <= 0.15)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -77,9 +77,10 @@ BUNDLE = [
     (rf"^  import throughput / plain tar: {N} \(ours {N} MB/s", positive),
     (rf"^  the most any tool that hashes every byte on one core can reach: plain tar -x / sha256 of the files "
      rf"alone: {N} \(sha256 {N} MB/s\)$", positive),
-    (rf"^Ctrl-C to exit: {N} s median of (\d+) {ANY} \(target <= 1.5 s\)$", positive),
-    (rf"^bytes fetched after a kill at 90 % / file size: {N} \(file of {N} MB; target <= 0.15\)$",
-     lambda fraction, mb: 0 <= fraction <= 1 and mb > 0),
+    *[(rf"^Ctrl-C to exit, {how}: {N} s median of (\d+) {ANY} \(target <= 1.5 s\)$", positive)
+      for how in ("over plain HTTP", "through Xet")],
+    *[(rf"^bytes fetched after a kill at 90 %, {how} / file size: {N} \(file of {N} MB; target <= 0.15\)$",
+       lambda fraction, mb: 0 <= fraction <= 1 and mb > 0) for how in ("over plain HTTP", "through Xet")],
 ]
 
 SPEAKERS = [

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
-from support import ROOT
+from support import ROOT, interrupt
 from support import universe as hub_universe
-from support.shell import Cli, provision
+from support.shell import Cli, shim
 from support.universe import TINY_EN_COMMIT, TINY_EN_REPO
 
 TINY = "faster-whisper-tiny.en"
@@ -244,3 +247,52 @@ def test_prune_removes_the_old_revision_unlinked_shared_blobs_and_stale_partials
     assert len(payloads(cli.cache)) == 2  # model.bin and tokenizer.json: both repos still link them
     assert cli.json("--verify", netns=True)["problems"] == 0
     assert cli.json("--prune", netns=True)["pruned"] == []
+
+
+def test_ctrl_c_ends_a_xet_download_at_once_records_nothing_and_the_rerun_completes(tmp_path):
+    """hf-xet downloads in threads of its own and reports through a callback: Ctrl-C must still end the run within
+    1.5 s, with one line, nothing recorded, and no traceback from the callback."""
+    rng = random.Random(12)
+    big = b"".join(rng.randbytes(1 << 24) for _ in range(36))  # 600 MB: long enough to be caught mid-download
+    files = interrupt.repo_files(size=1) | {interrupt.BIG: big}
+    with interrupt.serve(files, xet=True) as hub:
+        assert hub.is_xet(interrupt.REPO, interrupt.BIG)
+        for attempt in range(3):  # hf-xet's threads and the interpreter's exit race: once is not proof
+            cache_root = tmp_path / f"cache-{attempt}"
+            proc = interrupt.start(hub, cache_root, interrupt.KEY)
+            interrupt.wait_for_partial(proc, cache_root, big, 0.0001)
+            time.sleep(0.3)
+            assert proc.poll() is None, proc.communicate()
+            sent = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            took = time.monotonic() - sent
+            assert proc.returncode == 130, (out, err)  # not -6: an interpreter exiting under hf-xet's threads aborts
+            assert err.strip().splitlines()[-1] == "interrupted: run the same command again to resume", err
+            assert "Traceback" not in err and "Fatal" not in err, err
+            assert took <= 1.5, took
+            lock = cache_root / "offline-speech.lock.json"
+            assert not lock.exists() or interrupt.KEY not in json.loads(lock.read_text())["models"]
+        shim("cache-models.sh", interrupt.KEY, cache=cache_root, **interrupt.hub_env(hub, cache_root))
+    assert json.loads(shim("cache-models.sh", "--verify", "--json", cache=cache_root, netns=True).stdout)["problems"] == 0
+
+
+def test_after_kill_9_mid_xet_download_the_rerun_fetches_only_the_rest(tmp_path):
+    """hf-xet writes a file front to back, so what a killed run left is a true prefix: the rerun asks for the rest
+    only (a Range request: hf-xet cannot resume a partial file itself), and the file still verifies."""
+    rng = random.Random(12)
+    big = b"".join(rng.randbytes(1 << 24) for _ in range(36))
+    files = interrupt.repo_files(size=1) | {interrupt.BIG: big}
+    cache_root = tmp_path / "cache"
+    with interrupt.serve(files, xet=True) as hub:
+        proc = interrupt.start(hub, cache_root, interrupt.KEY)
+        kept = interrupt.wait_for_partial(proc, cache_root, big, 0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        hub.reset_requests()
+        shim("cache-models.sh", interrupt.KEY, cache=cache_root, **interrupt.hub_env(hub, cache_root))
+        gets = [r for r in hub.requests if r.method == "GET" and r.path.endswith(interrupt.BIG)]
+    assert len(gets) == 1 and gets[0].status == 206 and gets[0].range.startswith("bytes=")
+    resumed_from = int(gets[0].range.removeprefix("bytes=").removesuffix("-"))
+    assert resumed_from >= kept and gets[0].bytes_sent == len(big) - resumed_from
+    assert json.loads(shim("cache-models.sh", "--verify", "--json", cache=cache_root, netns=True).stdout)["problems"] == 0

@@ -128,6 +128,12 @@ def cache_models(
         outcome = service.run(request, _Console(as_json))
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
+        if "hf_xet" in sys.modules:
+            # hf-xet's own threads may still be ending their transfers; an interpreter shutting down under them
+            # aborts the process (a fatal PyGILState error, exit -6): end it here, output flushed, locks released.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         raise typer.Exit(130) from None
     raise typer.Exit(_render(outcome, as_json))
 

@@ -402,9 +402,10 @@ def _tqdm_for(reporter: Reporter, key: str, path: str, hasher: StreamHasher | No
     second bar for its network bytes, and the file counted twice: progress reached 197 %)."""
 
     class Bar:
-        def __init__(self, *args, total=None, initial=0, name=None, **kwargs):
-            # hf-xet reports a Xet download from its own threads, through a callback that only prints what it raises
-            self.xet = str(name or "").startswith("huggingface_hub.xet_get")
+        def __init__(self, *args, total=None, initial=0, **kwargs):
+            # The download thread makes the bar; hf-xet reports a Xet download from threads of its own, through a
+            # callback that only prints what it raises.
+            self.owner = threading.get_ident()
             reporter.file_started(key, path, int(total or 0))
             if hasher is not None:
                 hasher.start()
@@ -419,8 +420,8 @@ def _tqdm_for(reporter: Reporter, key: str, path: str, hasher: StreamHasher | No
             except Interrupted:
                 if hasher is not None:
                     hasher.keep_partial()
-                if self.xet:  # raised into hf-xet it would be printed, not stop it: end the Xet session instead
-                    abort_xet()
+                if threading.get_ident() != self.owner:  # raised into hf-xet it would be printed, not stop it:
+                    abort_xet()  # end the Xet transfers instead
                     return
                 raise
             if hasher is not None:
