@@ -74,8 +74,12 @@ def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection, wan
 
 
 def is_xet_file(hub, path: str) -> bool:
-    """Whether a `/ORG/NAME/resolve/REV/FILE` request is for a file the hub announces as Xet-backed."""
-    _, org, name, _, _, file = path.split("/", 5)
+    """Whether a request for a file's bytes (`/ORG/NAME/resolve/REV/FILE` on the hub, `/cdn/ORG/NAME/COMMIT/FILE` on
+    its CDN) is for a file the hub announces as Xet-backed."""
+    if path.startswith("/cdn/"):
+        _, _, org, name, _, file = path.split("/", 5)
+    else:
+        _, org, name, _, _, file = path.split("/", 5)
     return hub.is_xet(f"{org}/{name}", file)
 
 
@@ -117,9 +121,10 @@ def measure(mode: str, args: argparse.Namespace) -> None:
         # 2. bytes fetched over plain HTTP / bytes needed over plain HTTP, on a full --all provisioning
         u.hub.reset_requests()
         full = cache_models(work / "cache", env, "--all")
-        gets = [r for r in u.hub.requests if r.method == "GET" and ("/resolve/" in r.path or r.path.startswith("/assets/"))]
-        sent = sum(r.bytes_sent for r in gets)
-        xet_http = sum(r.bytes_sent for r in gets if "/resolve/" in r.path and is_xet_file(u.hub, r.path))
+        gets = u.hub.file_gets()
+        sent = sum(r.bytes_sent for r in gets) + sum(r.bytes_sent for r in u.hub.requests
+                                                      if r.method == "GET" and r.path.startswith("/assets/"))
+        xet_http = sum(r.bytes_sent for r in gets if is_xet_file(u.hub, r.path))
         # 1. the all-cached check
         u.hub.reset_requests()
         checks = [cache_models(work / "cache", env, "--all") for _ in range(5)]

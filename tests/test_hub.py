@@ -89,10 +89,23 @@ def _commit(hub: TestHub, repo_id: str = TINY) -> str:
     return HfApi(endpoint=hub.url, token=False).model_info(repo_id).sha or ""
 
 
+def _file_of(path: str) -> str | None:
+    """The repo file a request was for: /ORG/NAME/resolve/REV/FILE on the hub, /cdn/ORG/NAME/COMMIT/FILE on its CDN."""
+    if "/resolve/" in path:
+        return path.split("/resolve/", 1)[1].split("/", 1)[1]
+    return path.split("/", 5)[5] if path.startswith("/cdn/") else None
+
+
 def _resolve_calls(hub: TestHub, method: str) -> set[str]:
-    """Repo file paths hit by `method` on /resolve/."""
-    return {r.path.split("/resolve/", 1)[1].split("/", 1)[1] for r in hub.requests
-            if r.method == method and "/resolve/" in r.path}
+    """Repo files `method` reached: HEAD on /resolve/; GET where the bytes came from (the hub for small files, its
+    CDN for LFS files, which the hub redirects there with a 302 as the Hub does)."""
+    return {f for r in hub.requests if r.method == method and (f := _file_of(r.path)) and (method == "HEAD" or r.status != 302)}
+
+
+def _file_gets(hub: TestHub) -> list:
+    """(status, bytes, range) of every GET that carried a file's bytes (redirects left out)."""
+    return [(r.status, r.bytes_sent, r.range) for r in hub.requests
+            if r.method == "GET" and _file_of(r.path) and r.status != 302]
 
 
 # -- pure helpers ---------------------------------------------------------------------------------------
@@ -138,10 +151,11 @@ def test_snapshot_main_then_commit_cache_layout(hub: TestHub, tmp_path: Path) ->
     assert first == [("GET", f"/api/models/{TINY}/revision/main"), ("GET", f"/api/models/{TINY}/tree/{commit}")]
     assert hub.requests[1].query == "recursive=true&expand=false"
     assert _resolve_calls(hub, "HEAD") == _resolve_calls(hub, "GET") == set(TINY_FILES)
-    assert len(hub.requests) == 2 + 2 * len(TINY_FILES)
-    assert all(r.status == 200 and not r.authorization for r in hub.requests)
-    assert sum(r.bytes_sent for r in hub.requests if r.method == "GET" and "/resolve/" in r.path) == sum(
-        map(len, TINY_FILES.values()))
+    assert len(hub.requests) == 2 + 2 * len(TINY_FILES)  # the HEAD of an LFS file names the CDN: GET goes there
+    assert {r.path.split("/")[1] for r in hub.requests if r.method == "GET" and _file_of(r.path) in TINY_LFS} == {"cdn"}
+    assert all(r.status == (302 if r.method == "HEAD" and _file_of(r.path) in TINY_LFS else 200)
+               and not r.authorization for r in hub.requests)
+    assert sum(b for _, b, _ in _file_gets(hub)) == sum(map(len, TINY_FILES.values()))
 
     # Pinned to the commit in a fresh cache: no model-info call, and no refs/main is written.
     hub.reset_requests()
@@ -238,8 +252,9 @@ def test_keep_alive_and_ranges_on_raw_http(hub: TestHub) -> None:
         conn.request("HEAD", f"/{TINY}/resolve/main/weights.bin")
         head = conn.getresponse()
         head.read()
-        assert head.status == 200 and head.headers["X-Linked-Size"] == "50000"
-        assert head.headers["ETag"] == f'"{sha256_hex(TINY_FILES["weights.bin"])}"'
+        assert head.status == 302 and head.headers["X-Linked-Size"] == "50000"
+        assert head.headers["Location"].startswith(hub.cdn_url + "/cdn/org/tiny/")
+        assert head.headers["X-Linked-Etag"] == f'"{sha256_hex(TINY_FILES["weights.bin"])}"'
         assert conn.sock is sock  # never reconnected
         for path in ("/assets/missing", "/api/datasets/org/tiny", f"/{TINY}/blob/main/config.json"):
             conn.request("GET", path)
@@ -273,7 +288,9 @@ def test_gated_repo_needs_the_right_token(hub: TestHub, tmp_path: Path) -> None:
     hub.reset_requests()
     folder = Path(snapshot_download(GATED, cache_dir=tmp_path / "c", endpoint=hub.url, token=TOKEN))
     assert (folder / "model.bin").read_bytes() == _bytes(4096, 3)
-    assert hub.requests and all(r.authorization and r.status == 200 for r in hub.requests)
+    # the token goes to the hub, never to the CDN host its large files are redirected to
+    assert hub.requests and all(r.authorization == (not r.path.startswith("/cdn/")) and r.status in (200, 302)
+                                for r in hub.requests)
 
 
 # -- fault injection ------------------------------------------------------------------------------------
@@ -282,8 +299,7 @@ def test_cut_connection_small_file_is_refetched_whole(hub: TestHub, tmp_path: Pa
     hub.cut_after(TINY, "weights.bin", 1000)
     path = hf_hub_download(TINY, "weights.bin", cache_dir=tmp_path, endpoint=hub.url, token=False)
     assert Path(path).read_bytes() == TINY_FILES["weights.bin"]
-    gets = [(r.status, r.bytes_sent, r.range) for r in hub.requests if r.method == "GET" and "/resolve/" in r.path]
-    assert gets == [(200, 1000, None), (200, 50_000, None)]
+    assert _file_gets(hub) == [(200, 1000, None), (200, 50_000, None)]
 
 
 def test_cut_connection_large_file_resumes_with_range(tmp_path: Path) -> None:
@@ -292,8 +308,8 @@ def test_cut_connection_large_file_resumes_with_range(tmp_path: Path) -> None:
     with TestHub([HubRepo("org/large", {"model.bin": data})], xet=False) as hub:
         hub.cut_after("org/large", "model.bin", 11 * 1024 * 1024)
         path = hf_hub_download("org/large", "model.bin", cache_dir=tmp_path, endpoint=hub.url, token=False)
-        gets = [(r.status, r.range) for r in hub.requests if r.method == "GET"]
-    assert gets == [(200, None), (206, "bytes=10485760-")]
+        gets = [(status, range_) for status, _, range_ in _file_gets(hub)]
+    assert gets == [(200, None), (206, "bytes=10485760-")]  # the resumed GET followed the redirect with its Range
     assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == Path(os.path.realpath(path)).name
 
 
@@ -440,3 +456,14 @@ def test_real_faster_whisper_tiny_en(faster_whisper_files: dict[str, bytes], tmp
     assert config.name == git_blob_sha1(files["config.json"])
     tree = json.loads((folder.parent.parent / "trees" / f"{FW_COMMIT}.json").read_text())["files"]
     assert tree["model.bin"]["lfs_sha256"] == digest
+
+
+def test_429_with_retry_after_is_waited_out_and_answered(hub: TestHub, tmp_path: Path) -> None:
+    """Over its rate limit the Hub answers 429 with Retry-After: huggingface_hub waits, then asks again."""
+    hub.reset_requests()
+    hub.fail_next(2, 429)
+    started = time.monotonic()
+    path = hf_hub_download(TINY, "config.json", cache_dir=tmp_path, endpoint=hub.url, token=False)
+    assert Path(path).read_bytes() == TINY_FILES["config.json"]
+    assert [r.status for r in hub.requests[:3]] == [429, 429, 200]
+    assert time.monotonic() - started >= 2  # Retry-After: 1, twice

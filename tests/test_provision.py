@@ -26,12 +26,10 @@ TINY = "faster-whisper-tiny.en"
 
 
 def file_gets(hub, repo: str | None = None) -> list[str]:
-    """Paths of file downloads (GET .../resolve/...) the hub answered, optionally for one repo."""
-    prefix = f"/{repo}/resolve/" if repo else None
+    """Paths of the file downloads the hub (or its CDN, for LFS files) answered, optionally for one repo."""
     return [
         r.path
-        for r in hub.requests
-        if r.method == "GET" and "/resolve/" in r.path and (prefix is None or r.path.startswith(prefix))
+        for r in hub.file_gets(repo)
     ]
 
 

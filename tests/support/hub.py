@@ -60,6 +60,8 @@ class TestHub:
         self._stopping = threading.Event()
         self._server: Server | None = None
         self._serve_thread: threading.Thread | None = None
+        self._cdn: Server | None = None  # large files: the hub answers 302 to here, as the Hub does to its CDN
+        self._cdn_thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
         self._conn_threads: list[threading.Thread] = []
         self.tree_page_size = tree_page_size  # the real hub pages at 1000 entries
@@ -117,28 +119,36 @@ class TestHub:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, port: int = 0) -> TestHub:
-        """Listen on 127.0.0.1 (ephemeral port by default) in a daemon thread."""
+        """Listen on 127.0.0.1 (ephemeral port by default), and the CDN on a second port, in daemon threads."""
         if self._server is not None:
             return self
         self._stopping.clear()
         self._server = Server(self, ("127.0.0.1", port))
-        self._serve_thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # stop() waits up to one poll interval
-            name=f"testhub-serve:{self._server.server_address[1]}",
-            daemon=True,
-        )
-        self._serve_thread.start()
+        self._cdn = Server(self, ("127.0.0.1", 0), cdn=True)
+        self._serve_thread = self._serve(self._server)
+        self._cdn_thread = self._serve(self._cdn)
         return self
 
+    @staticmethod
+    def _serve(server: Server) -> threading.Thread:
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits up to one poll interval
+            name=f"testhub-serve:{server.server_address[1]}",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
     def stop(self) -> None:
-        """Close the listening socket and every open connection, then join all server threads."""
+        """Close the listening sockets and every open connection, then join all server threads."""
         server, serve_thread = self._server, self._serve_thread
         if server is None or serve_thread is None:
             return
         self._stopping.set()  # wakes throttled writers
-        server.shutdown()
-        server.server_close()
+        for each in (server, self._cdn):
+            each.shutdown()
+            each.server_close()
         with self._lock:
             conns, threads = list(self._conns), list(self._conn_threads)
         for sock in conns:
@@ -147,11 +157,18 @@ class TestHub:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in [*threads, serve_thread]:
+        for thread in [*threads, serve_thread, self._cdn_thread]:
             thread.join(timeout=5)
-        self._server = self._serve_thread = None
+        self._server = self._serve_thread = self._cdn = self._cdn_thread = None
         with self._lock:
             self._conn_threads = [t for t in self._conn_threads if t.is_alive()]
+
+    @property
+    def cdn_url(self) -> str:
+        """Where large (LFS) files are served from, as the Hub redirects them to a CDN: another host (port)."""
+        if self._cdn is None:
+            raise RuntimeError("TestHub is not started")
+        return f"http://127.0.0.1:{self._cdn.server_address[1]}"
 
     @property
     def url(self) -> str:
@@ -165,8 +182,7 @@ class TestHub:
         """Server threads still alive (empty after stop())."""
         with self._lock:
             threads = [t for t in self._conn_threads if t.is_alive()]
-        if self._serve_thread is not None and self._serve_thread.is_alive():
-            threads.append(self._serve_thread)
+        threads += [t for t in (self._serve_thread, self._cdn_thread) if t is not None and t.is_alive()]
         return threads
 
     def __enter__(self) -> TestHub:
@@ -182,6 +198,25 @@ class TestHub:
         with self._lock:
             return [replace(r) for r in self._log]
 
+    def file_gets(self, repo_id: str | None = None, path: str | None = None) -> list[Request]:
+        """The GETs that carried a repo file's bytes (from the hub for small files, from its CDN for LFS files;
+        the hub's 302s left out), oldest first, optionally of one repo and one file."""
+        out = []
+        for r in self.requests:
+            if r.method != "GET" or r.status == 302:
+                continue
+            if "/resolve/" in r.path:
+                repo, _, rest = r.path[1:].partition("/resolve/")
+                file = rest.split("/", 1)[1] if "/" in rest else ""
+            elif r.path.startswith("/cdn/"):
+                _, org, name, _, file = r.path[1:].split("/", 4)
+                repo = f"{org}/{name}"
+            else:
+                continue
+            if (repo_id is None or repo == repo_id) and (path is None or file == path):
+                out.append(r)
+        return out
+
     def reset_requests(self) -> None:
         """Forget the logged requests."""
         with self._lock:
@@ -193,7 +228,8 @@ class TestHub:
         self.faults.cut_after(repo_id, path, nbytes, times)
 
     def fail_next(self, n: int, status: int = 503) -> None:
-        """The next n requests, whatever they are, answer `status` with an empty JSON body."""
+        """The next n requests, whatever they are, answer `status` with an empty JSON body (429 with the Hub's
+        `Retry-After: 1`, as it answers a client over its rate limit)."""
         self.faults.fail_next(n, status)
 
     def throttle(self, bytes_per_second: int | None) -> None:

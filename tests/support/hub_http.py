@@ -45,8 +45,9 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, hub: TestHub, address: tuple[str, int]) -> None:
+    def __init__(self, hub: TestHub, address: tuple[str, int], cdn: bool = False) -> None:
         self.hub = hub
+        self.cdn = cdn  # the CDN host: serves only /cdn/ORG/NAME/COMMIT/PATH, where the hub redirects large files
         super().__init__(address, _Handler)
 
     def process_request(self, request, client_address) -> None:  # type: ignore[override]
@@ -129,9 +130,14 @@ class _Handler(BaseHTTPRequestHandler):
         if length := int(self.headers.get("Content-Length") or 0):
             self.rfile.read(length)  # drain a body so the connection stays in sync
         if (status := hub.faults.take_failure()) is not None:
-            return self._send(status, {"Content-Type": "application/json"}, b"{}")
+            retry = {"Retry-After": "1"} if status == 429 else {}
+            return self._send(status, {"Content-Type": "application/json", **retry}, b"{}")
         # Split before decoding: revisions arrive with "/" encoded as %2F, file paths with real "/".
         segs = split.path.split("/")[1:]
+        if self.server.cdn:
+            if self.command in ("GET", "HEAD") and segs[0] == "cdn" and len(segs) >= 5:
+                return self._from_cdn(segs[1:])
+            return self._error(404, None, f"Not found: {self._rec.path}")
         if self.command in ("GET", "HEAD"):
             if segs[:2] == ["api", "models"] and len(segs) >= 4:
                 return self._api(segs[2:], split.query)
@@ -285,7 +291,25 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Xet-Hash"] = xet_hash
             headers["X-Xet-Refresh-Route"] = refresh
             headers["Link"] = f'<{refresh}>; rel="xet-auth"'
+        if meta.sha256 is not None:
+            # Like the Hub: an LFS file's bytes come from a CDN (another host), its ids in this answer's headers.
+            headers["Location"] = f"{self.server.hub.cdn_url}/cdn/{repo.repo_id}/{repo.commit}/{path}"
+            return self._send(302, headers, b"")
         self._send_bytes(headers, meta.data, (repo.repo_id, path))
+
+    def _from_cdn(self, segs: list[str]) -> None:
+        """/cdn/ORG/NAME/COMMIT/PATH on the CDN host: the bytes, with ranges, pacing and cuts, no hub headers."""
+        org, name, commit, *path_segs = segs
+        repo_id, path = f"{unquote(org)}/{unquote(name)}", unquote("/".join(path_segs))
+        hub = self.server.hub
+        repo = hub._repo(repo_id)
+        if repo is not None and repo.commit != commit:
+            repo = hub._older(repo_id, commit)
+        meta = repo.file(path) if repo is not None else None
+        if meta is None:
+            return self._error(404, None, f"No such object: {self._rec.path}")
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", "ETag": f'"{meta.sha256}"'}
+        self._send_bytes(headers, meta.data, (repo_id, path))
 
     def _serve_asset(self, path: str) -> None:
         data = self.server.hub._asset(path)

@@ -78,6 +78,5 @@ def wait_for_partial(proc: subprocess.Popen, cache_root: Path, data: bytes, frac
 
 
 def fetched(hub: TestHub, path: str = BIG) -> int:
-    """Body bytes the hub sent for GETs of one file of REPO."""
-    return sum(r.bytes_sent for r in hub.requests if r.method == "GET" and r.path.startswith(f"/{REPO}/resolve/")
-               and r.path.endswith(f"/{path}"))
+    """Body bytes the hub (and its CDN) sent for GETs of one file of REPO."""
+    return sum(r.bytes_sent for r in hub.file_gets(REPO, path))
