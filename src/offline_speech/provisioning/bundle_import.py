@@ -306,4 +306,5 @@ def _move_model(root: Path, staged: dict[str, Path], placed: list[tuple[Path, st
     cache.update_lock(root, "models", model.key, record["lock"])
     status = "imported" if before in (None, commit) else "updated"
     detail = f"{model.repo}@{commit[:8]}" + (f" (was {before[:8]})" if status == "updated" else "")
+    detail += "; blobs kept per repo (the hub's plain layout, which every loader reads)"
     return ImportResult(model.key, status, detail)
