@@ -247,6 +247,7 @@ def test_export_outputs_that_are_not_files_or_cannot_be_written(cli, universe, t
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     for target, says in (("/dev/full", "is a device"), (str(tmp_path / "a-folder"), "is a folder"),
+                         ("/proc/version", "is a virtual file system"),
                          (str(fifo), "is a FIFO"), (str(tmp_path / "nowhere" / "x.tar"), "is nothing, not a folder")):
         one_line(cli.run("--export", target, check_code=None, netns=True), says)
     assert Path("/dev/full").is_char_device()
@@ -345,3 +346,12 @@ def test_venv_setup_says_usage_errors_as_the_other_commands_do():
     for command in ("venv-setup", "cache-models.sh"):
         proc = subprocess.run([str(ROOT / command), "--bogus"], capture_output=True, text=True)
         one_line(proc, "--bogus", f"(see {command} --help)")
+
+
+def test_speakers_that_is_a_file_is_said_as_such(provisioned, tmp_path):
+    a_file = tmp_path / "anna.wav"
+    a_file.write_bytes(b"RIFF")
+    proc = shim("prepare-job.sh", "--media", str(CLIP), "--asr-model", "tiny.en", "-s", "en", "--diarize",
+                "--speakers", str(a_file), "--out-dir", str(tmp_path / "out"), code=None, cache=provisioned, netns=True)
+    one_line(proc, f"speakers folder {a_file} is a file, not a folder")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -98,7 +98,10 @@ def output_file(path: Path, flag: str) -> Path:
     parent = path.parent
     if path_kind(parent) != "a folder":
         raise BadInput(f"{flag} {path}: {parent} is {path_kind(parent)}, not a folder")
-    if not os.access(parent, os.W_OK) or os.statvfs(parent).f_flag & os.ST_RDONLY:
+    fs = os.statvfs(parent)
+    if fs.f_blocks == 0:  # /proc, /sys: files there are the kernel's, not ours
+        raise BadInput(f"{flag} {path}: {parent} is a virtual file system, not a place for files; choose another place")
+    if not os.access(parent, os.W_OK) or fs.f_flag & os.ST_RDONLY:
         raise BadInput(f"{flag} {path}: cannot write in {parent} (read-only or not yours); choose another place")
     return path
 
