@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 from support import ROOT
@@ -355,3 +356,27 @@ def test_speakers_that_is_a_file_is_said_as_such(provisioned, tmp_path):
                 "--speakers", str(a_file), "--out-dir", str(tmp_path / "out"), code=None, cache=provisioned, netns=True)
     one_line(proc, f"speakers folder {a_file} is a file, not a folder")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_export_waits_for_a_clear_of_its_entry_and_says_what_vanished(cli, universe, tmp_path):
+    """--export takes the entries' locks (those --clear takes): it waits for a clear that holds one, and files the
+    clear removed meanwhile are one line, nothing written (it was a FileNotFoundError traceback)."""
+    import fcntl
+
+    cli.run("--whisperx", "--asr-model", "tiny.en")
+    universe.hub.stop()
+    lock = cli.cache / ".locks" / f"entry-{TINY}.lock"
+    target = tmp_path / "b.tar"
+    with open(lock, "a") as held:  # a --clear of the entry, holding its lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen(cli.args("--export", str(target), netns=True), env=cli.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr.readline().startswith("exporting 1 entries")  # planned: it writes once it has the lock
+        time.sleep(1)
+        assert proc.poll() is None  # waiting for the entry's lock
+        shutil.rmtree(cache.repo_dir(cli.cache, TINY_EN_REPO))  # what the clear removes
+        shutil.rmtree(cache.shared_store(cli.cache), ignore_errors=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "vanished while it was exported" in err, err
+    assert not target.exists() and not list(tmp_path.glob(".b.tar*"))
