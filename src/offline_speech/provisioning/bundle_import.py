@@ -143,12 +143,9 @@ def _parse_manifest(archive: Path, data: bytes) -> dict:
 
 
 def _safe_path(archive: Path, path: object) -> str:
-    """A relative POSIX path with no '..', or BundleError."""
-    if not isinstance(path, str) or not path or "\\" in path or "\0" in path:
-        raise BundleError(f"{archive}: bad path {path!r} in the manifest")
-    parts = PurePosixPath(path).parts
-    if path.startswith("/") or ".." in parts or "." in parts:
-        raise BundleError(f"{archive}: path {path!r} leaves its folder")
+    """A relative POSIX path that stays in its folder (cache.relative_path, the lock's rule too), or BundleError."""
+    if not cache.relative_path(path):
+        raise BundleError(f"{archive}: path {path!r} in the manifest leaves its folder (or is no path)")
     return path
 
 
