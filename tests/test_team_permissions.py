@@ -4,6 +4,7 @@ only while they are written."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -12,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from support import ROOT
 from support.shell import Cli, prepare, run_pipeline
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -61,3 +63,21 @@ def test_another_account_reads_the_cache_a_bundle_and_the_outputs(universe, shar
     proc = subprocess.run([*NOBODY, "cat", *files], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any(f.endswith(".srt") for f in files) and any(f.endswith("offline-speech.lock.json") for f in files)
+
+    # and uses it: cache-models --info and --verify as that account (the venvs' own interpreter lives under /root,
+    # which only root may enter here: Debian's Python of the same minor version runs the core venv's packages)
+    python = shutil.which("python3.11", path="/usr/bin")
+    if python is None:
+        pytest.skip("no /usr/bin/python3.11 to run the CLI as another account")
+    packages = next((ROOT / "venv" / "core" / "lib").glob("python3.11/site-packages"))
+    env = {"HOME": str(shared_place), "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT / 'src'}:{packages}",
+           "OFFLINE_SPEECH_PLATFORM": "linux-x86_64"}
+    for args in (("--info", "--json"), ("--verify", "--json")):
+        proc = subprocess.run([*NOBODY, python, "-m", "offline_speech", "cache-models", *args, "--cache-dir", str(cli.cache)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        shown = json.loads(proc.stdout)
+        if args[0] == "--info":
+            assert {r["key"]: r["status"] for r in shown["models"]}["faster-whisper-tiny.en"] == "complete"
+        else:
+            assert shown["problems"] == 0
