@@ -186,12 +186,6 @@ class StoppableReporter:
         self._check()
         self.reporter.file_done(key, path)
 
-    def transferred(self, key: str, path: str, nbytes: int) -> None:
-        """Bytes received from the network (a reporter may count them: a Xet download fetches only the chunks it
-        lacks)."""
-        if (count := getattr(self.reporter, "transferred", None)) is not None:
-            count(key, path, nbytes)
-
 
 def _provision_entry(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: Executor,
                      stop: threading.Event) -> ItemResult:
@@ -428,9 +422,7 @@ def _tqdm_for(reporter: Reporter, key: str, path: str, hasher: StreamHasher | No
                 hasher.catch_up()
 
         def update_transfer(self, n=1):
-            transferred = getattr(reporter, "transferred", None)
-            if n and transferred is not None:
-                transferred(key, path, int(n))
+            pass  # network bytes: only its presence matters (one bar per Xet file); `update` counts the file
 
         def set_transfer_postfix_str(self, *args, **kwargs):
             pass
