@@ -33,8 +33,8 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import signal
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -87,8 +87,12 @@ def timed(fn, output: Path | None, durable: bool) -> tuple[float, float]:
 
 def make_model(folder: Path, size: int) -> None:
     folder.mkdir(parents=True)
-    for name, text in (("config.json", '{"alignment_heads": []}'), ("preprocessor_config.json", "{}"),
-                       ("tokenizer.json", "{}"), ("vocabulary.json", "[]")):
+    for name, text in (
+        ("config.json", '{"alignment_heads": []}'),
+        ("preprocessor_config.json", "{}"),
+        ("tokenizer.json", "{}"),
+        ("vocabulary.json", "[]"),
+    ):
         (folder / name).write_text(text)
     with open(folder / "model.bin", "wb") as f:
         for _ in range(size // (1 << 20)):
@@ -201,14 +205,22 @@ def rounds_of(cm: list[str], work: Path, source: Path, snapshot: Path, rounds: i
 
     blobs = [str(p.resolve()) for p in sorted(snapshot.iterdir())]
     for r in range(rounds):
-        exports = [("export", export(archive), archive), ("tar", lambda: run("tar", "-chf", str(plain), "-C",
-                                                                                 str(snapshot), "."), plain)]
-        imports = [("import", lambda: run(*cm, "--import", str(archive), "--cache-dir", str(target)), target),
-                   ("tar -x", lambda: run("tar", "-xf", str(plain), "-C", str(untar)), untar)]
+        exports = [
+            ("export", export(archive), archive),
+            ("tar", lambda: run("tar", "-chf", str(plain), "-C", str(snapshot), "."), plain),
+        ]
+        imports = [
+            ("import", lambda: run(*cm, "--import", str(archive), "--cache-dir", str(target)), target),
+            ("tar -x", lambda: run("tar", "-xf", str(plain), "-C", str(untar)), untar),
+        ]
         # "hashed" first: it also records what "export" then trusts. Paired sides in alternating order.
-        sides = [("hashed", export_hashing_every_byte, archive), *(exports if r % 2 == 0 else exports[::-1]),
-                 ("zstd", export(zst), zst), *(imports if r % 2 == 0 else imports[::-1]),
-                 ("sha256", lambda: run(sys.executable, "-c", SHA256, *blobs), None)]
+        sides = [
+            ("hashed", export_hashing_every_byte, archive),
+            *(exports if r % 2 == 0 else exports[::-1]),
+            ("zstd", export(zst), zst),
+            *(imports if r % 2 == 0 else imports[::-1]),
+            ("sha256", lambda: run(sys.executable, "-c", SHA256, *blobs), None),
+        ]
         for name, fn, out in sides:
             seconds, cpu = timed(fn, out, durable)
             figures.setdefault(name, []).append(seconds)
@@ -219,33 +231,48 @@ def rounds_of(cm: list[str], work: Path, source: Path, snapshot: Path, rounds: i
 
 def report(f: dict[str, list[float]], size: int, durable: bool) -> None:
     """The medians of the paired ratios (tar seconds / ours) and the MB/s of ours."""
+
     def ratio(tar: str, ours: str) -> float:
         return statistics.median(t / o for t, o in zip(f[tar], f[ours]))
 
     def rate(name: str) -> str:
         return f"{size / 1e6 / statistics.median(f[name]):.0f} MB/s"
 
-    print("to disk (each side timed until what it wrote is on disk: a sync after it):" if durable else
-          "into the page cache (each side timed until it exits; the kernel writes to disk afterwards):")
-    print(f"  export throughput / plain tar: {ratio('tar', 'export'):.2f} "
-          f"(ours {rate('export')}, files the verified index vouches for unhashed)")
-    print(f"  export hashing every byte (no verified index) / plain tar: {ratio('tar', 'hashed'):.2f} "
-          f"(ours {rate('hashed')})")
-    print(f"  import throughput / plain tar: {ratio('tar -x', 'import'):.2f} (ours {rate('import')}, hashing every byte)")
+    print(
+        "to disk (each side timed until what it wrote is on disk: a sync after it):"
+        if durable
+        else "into the page cache (each side timed until it exits; the kernel writes to disk afterwards):"
+    )
+    print(
+        f"  export throughput / plain tar: {ratio('tar', 'export'):.2f} "
+        f"(ours {rate('export')}, files the verified index vouches for unhashed)"
+    )
+    print(
+        f"  export hashing every byte (no verified index) / plain tar: {ratio('tar', 'hashed'):.2f} "
+        f"(ours {rate('hashed')})"
+    )
+    print(
+        f"  import throughput / plain tar: {ratio('tar -x', 'import'):.2f} (ours {rate('import')}, hashing every byte)"
+    )
     if not durable:  # (to disk, tar's time includes the writes and the hashing alone none: no bound)
-        print(f"  the most any tool that hashes every byte on one core can reach: plain tar -x / sha256 of the files "
-              f"alone: {ratio('tar -x', 'sha256'):.2f} (sha256 {rate('sha256')})")
+        print(
+            f"  the most any tool that hashes every byte on one core can reach: plain tar -x / sha256 of the files "
+            f"alone: {ratio('tar -x', 'sha256'):.2f} (sha256 {rate('sha256')})"
+        )
     print(f"  .tar.zst export: {rate('zstd')}, {f['zstd size'][0]:.3f} of the .tar's size")
-    print(f"  by CPU seconds (user + sys, process start included), tar / ours: export "
-          f"{ratio('tar cpu', 'export cpu'):.2f}, hashed {ratio('tar cpu', 'hashed cpu'):.2f}, "
-          f"import {ratio('tar -x cpu', 'import cpu'):.2f}")
+    print(
+        f"  by CPU seconds (user + sys, process start included), tar / ours: export "
+        f"{ratio('tar cpu', 'export cpu'):.2f}, hashed {ratio('tar cpu', 'hashed cpu'):.2f}, "
+        f"import {ratio('tar -x cpu', 'import cpu'):.2f}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 MB, 2 rounds")
-    parser.add_argument("--mb", type=int, default=None, help="model size in MB (default 3000, about large-v3's "
-                        "model.bin; --quick 64)")
+    parser.add_argument(
+        "--mb", type=int, default=None, help="model size in MB (default 3000, about large-v3's model.bin; --quick 64)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="paired rounds (default 3; --quick 2)")
     parser.add_argument("--work-dir", type=Path, default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
@@ -263,21 +290,28 @@ def main() -> int:
         size = sum(p.stat().st_size for p in snapshot.iterdir())
         print(f"bundle of {size / 1e6:.0f} MB, {rounds} paired rounds (median of per-round ratios; target >= 0.8)")
         fixed = statistics.median(
-            run(*cm, "--export", str(work / "none.tar"), KEY, "--dry-run", "--cache-dir", str(source)) for _ in range(3))
-        print(f"fixed cost of one run, in every time of ours below (process start + planning: --export --dry-run): "
-              f"{fixed:.2f} s")
+            run(*cm, "--export", str(work / "none.tar"), KEY, "--dry-run", "--cache-dir", str(source)) for _ in range(3)
+        )
+        print(
+            f"fixed cost of one run, in every time of ours below (process start + planning: --export --dry-run): "
+            f"{fixed:.2f} s"
+        )
         for durable in (False, True):
             figures = rounds_of(cm, work, source, snapshot, rounds, durable)
             report(figures, size, durable)
         for xet in (False, True):
             how = "through Xet" if xet else "over plain HTTP"
             latencies = ctrl_c_latency(work, 1 if args.quick else 5, xet)
-            print(f"Ctrl-C to exit, {how}: {statistics.median(latencies):.2f} s median of {len(latencies)} "
-                  f"{[round(s, 2) for s in latencies]} (target <= 1.5 s)")
+            print(
+                f"Ctrl-C to exit, {how}: {statistics.median(latencies):.2f} s median of {len(latencies)} "
+                f"{[round(s, 2) for s in latencies]} (target <= 1.5 s)"
+            )
             mb_resume = (10 if args.quick else 100) if not xet else (400 if args.quick else 1000)
             fraction, size = resume_fraction(work, mb_resume, 2_000_000 if args.quick else 20_000_000, xet)
-            print(f"bytes fetched after a kill at 90 %, {how} / file size: {fraction:.3f} (file of {size / 1e6:.1f} MB; "
-                  "target <= 0.15)")
+            print(
+                f"bytes fetched after a kill at 90 %, {how} / file size: {fraction:.3f} (file of {size / 1e6:.1f} MB; "
+                "target <= 0.15)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

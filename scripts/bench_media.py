@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package and tests/support (see its __init__)
 
 from offline_speech.stages import demux  # noqa: E402 - after the path setup
-from support.media import CONTAINERS  # noqa: E402
+from support.media import CONTAINERS  # noqa: E402 - after the sys.path setup
 
 CLIP = ROOT / "samples" / "speech-en.opus"
 RATE = demux.SAMPLE_RATE
@@ -43,8 +43,20 @@ def ffmpeg(*args: str) -> None:
 
 def make(folder: Path, ext: str, seconds: float) -> Path:
     dest = folder / f"speech-{seconds:g}s.{ext}"
-    ffmpeg("-f", "lavfi", "-i", "color=c=navy:size=64x36:rate=5", "-stream_loop", "-1", "-i", str(CLIP),
-           "-t", str(seconds), *CONTAINERS[ext], str(dest))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=navy:size=64x36:rate=5",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(CLIP),
+        "-t",
+        str(seconds),
+        *CONTAINERS[ext],
+        str(dest),
+    )
     return dest
 
 
@@ -62,7 +74,9 @@ def clicks(folder: Path, ext: str) -> Path:
     if ext == "wav":
         return wav
     dest = folder / f"clicks.{ext}"
-    ffmpeg("-f", "lavfi", "-i", "color=c=navy:size=64x36:rate=5", "-i", str(wav), "-t", "5", *CONTAINERS[ext], str(dest))
+    ffmpeg(
+        "-f", "lavfi", "-i", "color=c=navy:size=64x36:rate=5", "-i", str(wav), "-t", "5", *CONTAINERS[ext], str(dest)
+    )
     return dest
 
 
@@ -79,8 +93,27 @@ def click_offsets(folder: Path, ext: str) -> str:
     """Where our decode puts the clicks against `ffmpeg -ac 1 -ar 16000` and against their true samples."""
     click = clicks(folder, ext)
     mine = peaks(array.array("h", b"".join(demux.decode(str(click), 0.0, 5.0))))
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(click), "-map", "0:a:0", "-ac", "1",
-                           "-ar", str(RATE), "-f", "s16le", "-"], capture_output=True, check=True)
+    proc = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(click),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(RATE),
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    )
     reference = peaks(array.array("h", proc.stdout))
     versus = sorted({m - r for m, r in zip(mine, reference)})
     absolute = sorted({m - round(t * RATE) for m, t in zip(mine, CLICKS)})
@@ -102,8 +135,28 @@ def ours(media: Path, start: float, end: float, dest: Path) -> tuple[float, floa
 def theirs(media: Path, start: float, end: float, dest: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of the ffmpeg command the demux stage ran before PyAV."""
     wall, used = time.perf_counter(), cpu(resource.RUSAGE_CHILDREN)
-    ffmpeg("-ss", f"{start:.3f}", "-t", f"{end - start:.3f}", "-i", str(media), "-map", "0:a:0", "-vn", "-sn", "-dn",
-           "-ac", "1", "-ar", str(RATE), "-c:a", "pcm_s16le", "-f", "wav", str(dest))
+    ffmpeg(
+        "-ss",
+        f"{start:.3f}",
+        "-t",
+        f"{end - start:.3f}",
+        "-i",
+        str(media),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-ac",
+        "1",
+        "-ar",
+        str(RATE),
+        "-c:a",
+        "pcm_s16le",
+        "-f",
+        "wav",
+        str(dest),
+    )
     return time.perf_counter() - wall, cpu(resource.RUSAGE_CHILDREN) - used
 
 
@@ -121,10 +174,14 @@ def main() -> int:
     import av  # noqa: F401 - paid once per stage process; shown apart from the decode times
 
     print(f"import av: {time.perf_counter() - started:.2f} s (once per demux process)")
-    print(f"{seconds:g} s per file, median of {rounds}; clip = its middle third; CPU seconds (wall in brackets: the\n"
-          f"machine may be shared); ratio = ours / ffmpeg CPU; offsets in samples at 16 kHz")
-    print(f"{'':5} {'whole: ours':>17} {'ffmpeg':>13} {'ratio':>5}  {'clip: ours':>15} {'ffmpeg':>13} {'ratio':>5}  "
-          f"{'offset vs ffmpeg':>16} {'vs true time':>12}")
+    print(
+        f"{seconds:g} s per file, median of {rounds}; clip = its middle third; CPU seconds (wall in brackets: the\n"
+        f"machine may be shared); ratio = ours / ffmpeg CPU; offsets in samples at 16 kHz"
+    )
+    print(
+        f"{'':5} {'whole: ours':>17} {'ffmpeg':>13} {'ratio':>5}  {'clip: ours':>15} {'ffmpeg':>13} {'ratio':>5}  "
+        f"{'offset vs ffmpeg':>16} {'vs true time':>12}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for ext in CONTAINERS:
@@ -137,10 +194,15 @@ def main() -> int:
                     runs["ffmpeg"].append(theirs(media, start, end, folder / "theirs.wav"))
                 (a_wall, a_cpu), (b_wall, b_cpu) = ([statistics.median(x) for x in zip(*runs[k])] for k in runs)
                 cells += [f"{a_cpu:.2f}s ({a_wall:.2f}s)", f"{b_cpu:.2f}s ({b_wall:.2f}s)", f"{a_cpu / b_cpu:.2f}"]
-            print(f"{ext:5} {cells[0]:>17} {cells[1]:>13} {cells[2]:>5}  {cells[3]:>15} {cells[4]:>13} {cells[5]:>5}  "
-                  f"{click_offsets(folder, ext)}")
-    print("Matroska from ffmpeg before 6.0 keeps AAC's 1024 priming samples on its timeline (no CodecDelay; the picture\n"
-          "is moved by as much, 23 ms at 44.1 kHz): players, the ffmpeg CLI and the demux stage all place the click there.")
+            print(
+                f"{ext:5} {cells[0]:>17} {cells[1]:>13} {cells[2]:>5}  {cells[3]:>15} {cells[4]:>13} {cells[5]:>5}  "
+                f"{click_offsets(folder, ext)}"
+            )
+    print(
+        "Matroska from ffmpeg before 6.0 keeps AAC's 1024 priming samples on its timeline (no CodecDelay; the picture\n"
+        "is moved by as much, 23 ms at 44.1 kHz): players, the ffmpeg CLI and the demux stage all place the "
+        "click there."
+    )
     return 0
 
 

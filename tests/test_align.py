@@ -14,8 +14,9 @@ import pytest
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
 from offline_speech.requirements import resolve_aligner
-from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
+from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript
 from offline_speech.settings import offline_env
+from offline_speech.util import write_json
 from support import ROOT
 from support.builders import tiny_aligner
 from support.shell import provision, venv_python
@@ -27,7 +28,10 @@ GAP = 0.5
 def speak(text: str, dest: Path) -> None:
     raw = dest.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", "hi", "-w", str(raw), text], check=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(raw), "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(dest)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(raw), "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(dest)],
+        check=True,
+    )
 
 
 def concat_with_gaps(parts: list[Path], dest: Path) -> list[tuple[float, float]]:
@@ -73,20 +77,46 @@ def test_align_stage_gives_every_word_times_inside_its_segment(aligner_cache, tm
     audio = tmp_path / "audio.wav"
     spans = concat_with_gaps(parts, audio)
     end = spans[-1][1] + GAP
-    segments = [{"start": round(a + offset, 3), "end": round(b + offset, 3), "text": t} for (a, b), t in zip(spans, HINDI)]
+    segments = [
+        {"start": round(a + offset, 3), "end": round(b + offset, 3), "text": t} for (a, b), t in zip(spans, HINDI)
+    ]
     asr = tmp_path / "asr.json"
-    write_json(asr, {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j1", "stage": "asr", "backend": "whisperx",
-                     "language": "hi", "language_probability": None, "model": {"key": "k", "repo": "r", "commit": None},
-                     "clip": {"start": offset, "end": offset + end}, "segments": segments, "warnings": []})
+    write_json(
+        asr,
+        {
+            "kind": TRANSCRIPT_KIND,
+            "schema": TRANSCRIPT_SCHEMA,
+            "job": "j1",
+            "stage": "asr",
+            "backend": "whisperx",
+            "language": "hi",
+            "language_probability": None,
+            "model": {"key": "k", "repo": "r", "commit": None},
+            "clip": {"start": offset, "end": offset + end},
+            "segments": segments,
+            "warnings": [],
+        },
+    )
     aligned = tmp_path / "aligned.json"
-    job = {"id": "j1", "dir": str(tmp_path), "job": {"clip": {"start": offset, "end": offset + end}},
-           "inputs": {"audio": str(audio), "transcript": str(asr)}, "outputs": {"transcript": str(aligned)},
-           "aligner": spec, "no_aligner_reason": ""}
+    job = {
+        "id": "j1",
+        "dir": str(tmp_path),
+        "job": {"clip": {"start": offset, "end": offset + end}},
+        "inputs": {"audio": str(audio), "transcript": str(asr)},
+        "outputs": {"transcript": str(aligned)},
+        "aligner": spec,
+        "no_aligner_reason": "",
+    }
     request = tmp_path / "request.json"
     write_json(request, {"schema": 1, "stage": "align", "options": {}, "jobs": [job]})
     env = offline_env(aligner_cache) | {"PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run(["unshare", "-n", str(venv_python("whisperx")), "-m", "offline_speech.stages.align", str(request)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        ["unshare", "-n", str(venv_python("whisperx")), "-m", "offline_speech.stages.align", str(request)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 0, proc.stderr
     kinds = [e["event"] for e in events]
@@ -112,18 +142,56 @@ def test_without_punkt_the_stage_says_what_to_cache_instead_of_going_online(alig
     empty = tmp_path / "nltk"
     empty.mkdir()
     asr = tmp_path / "asr.json"
-    write_json(asr, {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j1", "stage": "asr", "backend": "whisperx",
-                     "language": "hi", "language_probability": None, "model": {"key": "k", "repo": "r", "commit": None},
-                     "clip": {"start": 0, "end": 1}, "segments": [{"start": 0, "end": 1, "text": "नमस्ते"}], "warnings": []})
-    job = {"id": "j1", "dir": str(tmp_path), "job": {"clip": {"start": 0, "end": 1}},
-           "inputs": {"audio": str(tmp_path / "none.wav"), "transcript": str(asr)},
-           "outputs": {"transcript": str(tmp_path / "aligned.json")}, "aligner": spec, "no_aligner_reason": ""}
+    write_json(
+        asr,
+        {
+            "kind": TRANSCRIPT_KIND,
+            "schema": TRANSCRIPT_SCHEMA,
+            "job": "j1",
+            "stage": "asr",
+            "backend": "whisperx",
+            "language": "hi",
+            "language_probability": None,
+            "model": {"key": "k", "repo": "r", "commit": None},
+            "clip": {"start": 0, "end": 1},
+            "segments": [{"start": 0, "end": 1, "text": "नमस्ते"}],
+            "warnings": [],
+        },
+    )
+    job = {
+        "id": "j1",
+        "dir": str(tmp_path),
+        "job": {"clip": {"start": 0, "end": 1}},
+        "inputs": {"audio": str(tmp_path / "none.wav"), "transcript": str(asr)},
+        "outputs": {"transcript": str(tmp_path / "aligned.json")},
+        "aligner": spec,
+        "no_aligner_reason": "",
+    }
     request = tmp_path / "request.json"
     write_json(request, {"schema": 1, "stage": "align", "options": {}, "jobs": [job]})
     env = offline_env(aligner_cache) | {"PYTHONPATH": str(ROOT / "src"), "NLTK_DATA": str(empty)}
-    proc = subprocess.run(["strace", "-f", "-e", "trace=connect", "-o", str(tmp_path / "trace"),
-                           str(venv_python("whisperx")), "-m", "offline_speech.stages.align", str(request)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-e",
+            "trace=connect",
+            "-o",
+            str(tmp_path / "trace"),
+            str(venv_python("whisperx")),
+            "-m",
+            "offline_speech.stages.align",
+            str(request),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     failed = [json.loads(line) for line in proc.stdout.splitlines() if '"job_failed"' in line]
-    assert failed and "punkt_tab is not in the cache" in failed[0]["error"] and "./cache-models.sh --align" in failed[0]["error"]
+    assert (
+        failed
+        and "punkt_tab is not in the cache" in failed[0]["error"]
+        and "./cache-models.sh --align" in failed[0]["error"]
+    )
     assert "AF_INET" not in (tmp_path / "trace").read_text()  # it did not try the network

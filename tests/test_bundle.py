@@ -65,26 +65,67 @@ def test_export_then_import_into_an_empty_cache_runs_a_job_offline(cli, exported
     assert dry["bytes"] > 70_000_000 and not (tmp_path / "dry.tar").exists()
 
     target = tmp_path / "airgapped"
-    imported = subprocess.run(["unshare", "-n", str(ROOT / "cache-models.sh"), "--import", str(exported),
-                               "--cache-dir", str(target), "--json"], capture_output=True, text=True, env=cli.env())
+    imported = subprocess.run(
+        [
+            "unshare",
+            "-n",
+            str(ROOT / "cache-models.sh"),
+            "--import",
+            str(exported),
+            "--cache-dir",
+            str(target),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli.env(),
+    )
     assert imported.returncode == 0, imported.stderr
-    assert {r["key"]: r["status"] for r in json.loads(imported.stdout)["imported"]} == \
-        {TINY: "imported", "align-hi": "imported", "nltk-punkt_tab": "imported"}
+    assert {r["key"]: r["status"] for r in json.loads(imported.stdout)["imported"]} == {
+        TINY: "imported",
+        "align-hi": "imported",
+        "nltk-punkt_tab": "imported",
+    }
     verified = replace(cli, cache=target).json("--verify", netns=True)
     assert verified["problems"] == 0 and len(verified["verified"]) == 3
-    assert json.loads((target / "offline-speech.lock.json").read_text())["models"][TINY]["commit"] == \
-        json.loads((cli.cache / "offline-speech.lock.json").read_text())["models"][TINY]["commit"]
+    assert (
+        json.loads((target / "offline-speech.lock.json").read_text())["models"][TINY]["commit"]
+        == json.loads((cli.cache / "offline-speech.lock.json").read_text())["models"][TINY]["commit"]
+    )
 
     out = tmp_path / "out"
     env = cli.env()
     end = max(s["end"] for s in SENTENCES if s["end"] <= 20) + 0.2  # a clip of whole sentences: a fair reference
-    prep = subprocess.run([str(ROOT / "prepare-job.sh"), "--media", str(CLIP), "-s", "en", "--asr-model", "tiny.en",
-                           "--no-align", "--end-time", f"{end:.2f}", "--out-dir", str(out), "--cache-dir", str(target)],
-                          capture_output=True, text=True, env=env)
+    prep = subprocess.run(
+        [
+            str(ROOT / "prepare-job.sh"),
+            "--media",
+            str(CLIP),
+            "-s",
+            "en",
+            "--asr-model",
+            "tiny.en",
+            "--no-align",
+            "--end-time",
+            f"{end:.2f}",
+            "--out-dir",
+            str(out),
+            "--cache-dir",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert prep.returncode == 0, prep.stderr
     job = prep.stdout.strip().splitlines()[-1]
-    run = subprocess.run(["unshare", "-n", str(ROOT / "run-pipeline.sh"), "-j", job, "--out-dir", str(out),
-                          "--cache-dir", str(target)], capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        ["unshare", "-n", str(ROOT / "run-pipeline.sh"), "-j", job, "--out-dir", str(out), "--cache-dir", str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert word_error_rate(text_between(0, end), (out / job / "speech-en.en.txt").read_text()) <= 0.15
 
@@ -127,8 +168,10 @@ TAMPERED = {
     "flipped byte": (_flip, "does not match its hash"),
     "traversal": (lambda m: [_file("offline-speech-bundle/files/../../evil", b"x")] + m, "unexpected member"),
     "absolute path": (lambda m: [_file("/tmp/evil-offline-speech", b"x")] + m, "unexpected member"),
-    "link leaving the archive": (lambda m: [_link("offline-speech-bundle/files/" + "a" * 64, "/etc/passwd")] + m,
-                                 "is a link"),
+    "link leaving the archive": (
+        lambda m: [_link("offline-speech-bundle/files/" + "a" * 64, "/etc/passwd")] + m,
+        "is a link",
+    ),
     "duplicate entry": (lambda m: [m[0]] + m, "appears twice"),
     "truncated": (None, "truncated"),
     "manifest lies about a path": (None, "leaves its folder"),
@@ -143,11 +186,13 @@ def test_a_tampered_archive_is_refused_in_one_line_and_the_cache_is_unchanged(cl
         data = exported.read_bytes()
         bad.write_bytes(data[: len(data) // 2])
     elif how == "manifest lies about a path":
+
         def lie(members):
             info, data = members[-1]
             manifest = json.loads(data)
             manifest["models"][TINY]["files"][0]["path"] = "../../../../outside.json"
             return members[:-1] + [_file(info.name, json.dumps(manifest).encode())]
+
         _rewrite(exported, bad, lie)
     else:
         _rewrite(exported, bad, edit)
@@ -190,7 +235,6 @@ def test_export_refuses_a_damaged_cache_and_leaves_no_archive(cli, tmp_path):
     assert "does not match its recorded hash" in proc.stderr and "--verify --repair" in proc.stderr
     assert not list(tmp_path.glob("*x.tar*"))
     shutil.rmtree(cli.cache)
-
 
 
 def test_a_zst_name_exports_zstd_and_import_tells_it_by_its_magic_bytes(cli, exported, tmp_path):

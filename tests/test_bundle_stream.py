@@ -56,8 +56,8 @@ def test_a_source_that_ends_early_copies_what_there_is(tmp_path, small_chunks):
     with open(src, "rb") as s, open(dst, "w+b", buffering=0) as d:
         hasher = Hasher("0" * 64, 4 << 20)
         assert kernel_copy(s.fileno(), 1 << 20, 4 << 20, d.fileno(), hasher, lambda n: None) == 2 << 20
-    assert dst.read_bytes() == data[1 << 20:]
-    assert hasher.hexdigest() == hashlib.sha256(data[1 << 20:]).hexdigest()
+    assert dst.read_bytes() == data[1 << 20 :]
+    assert hasher.hexdigest() == hashlib.sha256(data[1 << 20 :]).hexdigest()
 
 
 def test_where_the_kernel_cannot_copy_nothing_is_written_and_copy_file_streams(tmp_path):

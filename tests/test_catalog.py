@@ -23,7 +23,9 @@ print(json.dumps({"hf": DEFAULT_ALIGN_MODELS_HF, "torch": DEFAULT_ALIGN_MODELS_T
 @pytest.fixture(scope="module")
 def whisperx_aligners() -> dict[str, dict[str, str]]:
     """whisperx's default aligner per language, read in its own venv (the import takes a few seconds)."""
-    proc = subprocess.run([str(venv_python("whisperx")), "-c", WHISPERX_TABLES], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(venv_python("whisperx")), "-c", WHISPERX_TABLES], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -52,8 +54,13 @@ def test_aligner_selection_takes_languages_as_users_type_them():
 
 
 def test_unknown_language_for_aligners_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run([str(ROOT / "cache-models.sh"), "--align", "--languages", "en,xx", "--dry-run",
-                           "--cache-dir", str(tmp_path)], capture_output=True, text=True, env=scrubbed_env(), timeout=60)
+    proc = subprocess.run(
+        [str(ROOT / "cache-models.sh"), "--align", "--languages", "en,xx", "--dry-run", "--cache-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=scrubbed_env(),
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown language 'xx'") and len(proc.stderr.strip().splitlines()) == 1
 

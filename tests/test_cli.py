@@ -62,8 +62,21 @@ def test_usage_errors_are_one_line_and_exit_2(shim, args, says):
 
 def test_prepare_job_json_is_exactly_one_document(tmp_path):
     out = tmp_path / "out"
-    proc = run(str(ROOT / "prepare-job.sh"), "--media", str(CLIP), "-s", "en", "--asr-model", "tiny.en", "--no-align",
-               "--json", "--out-dir", str(out), "--cache-dir", str(tmp_path / "cache"))
+    proc = run(
+        str(ROOT / "prepare-job.sh"),
+        "--media",
+        str(CLIP),
+        "-s",
+        "en",
+        "--asr-model",
+        "tiny.en",
+        "--no-align",
+        "--json",
+        "--out-dir",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert proc.returncode == 0, proc.stderr
     job = json.loads(proc.stdout)  # the whole of stdout is one JSON document
     assert (out / job["id"] / "job.json").is_file()
@@ -92,7 +105,9 @@ def test_shims_fail_with_one_line_without_the_core_venv(tmp_path):
 
 
 def test_venv_setup_names_the_venvs_a_platform_cannot_have_and_builds_the_rest():
-    proc = run(str(ROOT / "venv-setup"), "core", "whisperx", "translation", env={"OFFLINE_SPEECH_PLATFORM": "darwin-x86_64"})
+    proc = run(
+        str(ROOT / "venv-setup"), "core", "whisperx", "translation", env={"OFFLINE_SPEECH_PLATFORM": "darwin-x86_64"}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     first, *rest = proc.stdout.splitlines()
     assert first.startswith("whisperx, translation: cannot be built on darwin-x86_64 (torch 2.8 has no wheel")
@@ -104,8 +119,10 @@ def test_venv_setup_names_the_venvs_a_platform_cannot_have_and_builds_the_rest()
 def test_venv_setup_checks_the_system_can_make_venvs_before_anything_slow(tmp_path):
     # A Python like Debian's without python3-venv: everything runs except ensurepip.
     python = tmp_path / "python3"
-    python.write_text('#!/bin/sh\ncase "$*" in *ensurepip*) echo "No module named ensurepip" >&2; exit 1;; esac\n'
-                      f'exec {os.path.realpath(ROOT / "venv/core/bin/python")} "$@"\n')
+    python.write_text(
+        '#!/bin/sh\ncase "$*" in *ensurepip*) echo "No module named ensurepip" >&2; exit 1;; esac\n'
+        f'exec {os.path.realpath(ROOT / "venv/core/bin/python")} "$@"\n'
+    )
     python.chmod(0o755)
     proc = run(str(ROOT / "venv-setup"), "--python", str(python), "--venv-dir", str(tmp_path / "venvs"), "core")
     assert proc.returncode == 2
@@ -145,8 +162,13 @@ def test_term_dumb_on_a_terminal_shows_progress_lines_as_they_happen(cli, univer
 
     universe.hub.throttle(2_000_000)  # tiny.en's 75 MB model.bin: tens of seconds, so the lines come in over time
     master, child = pty.openpty()
-    proc = subprocess.Popen(cli.args("--whisperx", "--asr-model", "tiny.en"), env=cli.env(TERM="dumb"),
-                            stdin=child, stdout=child, stderr=child)
+    proc = subprocess.Popen(
+        cli.args("--whisperx", "--asr-model", "tiny.en"),
+        env=cli.env(TERM="dumb"),
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
     os.close(child)
     try:
         lines = _read_pty(master, proc, time.monotonic() + 300)
@@ -179,7 +201,10 @@ def test_dry_run_footer_never_says_fits_when_an_entry_could_not_be_planned(cli):
     proc = cli.run("--whisperx", "--asr-model", "tiny.en", "--diarization", "--dry-run", check_code=None)
     footer = proc.stdout.strip().splitlines()[-1]
     assert "could not be planned" in footer and "fits" not in footer, proc.stdout
-    plan = json.loads(cli.run("--whisperx", "--asr-model", "tiny.en", "--diarization", "--dry-run", "--json",
-                              check_code=None).stdout)
+    plan = json.loads(
+        cli.run("--whisperx", "--asr-model", "tiny.en", "--diarization", "--dry-run", "--json", check_code=None).stdout
+    )
     failed = [r for r in plan["plan"] if r["error"]]
-    assert [r["key"] for r in failed] == ["pyannote-speaker-diarization-community-1"] and "gated" in failed[0]["error"], plan
+    assert [r["key"] for r in failed] == ["pyannote-speaker-diarization-community-1"] and "gated" in failed[0][
+        "error"
+    ], plan

@@ -12,11 +12,25 @@ from pathlib import Path
 
 import pytest
 
+from offline_speech.schema import read_transcript
+from offline_speech.util import write_json
 from support.shell import venv_python
-from offline_speech.schema import read_transcript, write_json
 from support.tiny_diarization import (
-    COMMIT, CONVERSATION, ENROL, FEMALE, MALE, RATE, build_repo, conversation, der, place_in_cache, run_stage_process,
-    speak, transcript, wav_seconds, write_wav,
+    COMMIT,
+    CONVERSATION,
+    ENROL,
+    FEMALE,
+    MALE,
+    RATE,
+    build_repo,
+    conversation,
+    der,
+    place_in_cache,
+    run_stage_process,
+    speak,
+    transcript,
+    wav_seconds,
+    write_wav,
 )
 
 ANONYMOUS = re.compile(r"SPEAKER_\d\d")
@@ -39,8 +53,11 @@ def run_stage(cache: Path, spec: dict, jobs: list[dict], work: Path, trace: Path
     request = work / "request.json"
     write_json(request, {"schema": 1, "stage": "diarize", "options": {}, "models": {"diarization": spec}, "jobs": jobs})
     strace = ["strace", "-f", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace)] if trace else []
-    proc = run_stage_process(["unshare", "-n", *strace, str(venv_python("whisperx")), "-m", "offline_speech.stages.diarize",
-                              str(request)], cache, timeout=900)
+    proc = run_stage_process(
+        ["unshare", "-n", *strace, str(venv_python("whisperx")), "-m", "offline_speech.stages.diarize", str(request)],
+        cache,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -49,17 +66,25 @@ def job_entry(work: Path, name: str, audio: Path, spans, offset: float = 0.0, **
     (work / name).mkdir()
     end = wav_seconds(audio)
     transcript(work / name / "aligned.json", spans, offset, end)
-    return {"id": name, "dir": str(work / name), "job": {"clip": {"start": offset, "end": offset + end}},
-            "inputs": {"audio": str(audio), "transcript": str(work / name / "aligned.json")},
-            "outputs": {"transcript": str(work / name / "diarized.json"), "speakers": str(work / name / "speakers.json")},
-            "diarize": options}
+    return {
+        "id": name,
+        "dir": str(work / name),
+        "job": {"clip": {"start": offset, "end": offset + end}},
+        "inputs": {"audio": str(audio), "transcript": str(work / name / "aligned.json")},
+        "outputs": {"transcript": str(work / name / "diarized.json"), "speakers": str(work / name / "speakers.json")},
+        "diarize": options,
+    }
 
 
 def bad_speaker_folders(root: Path) -> dict[str, tuple[Path, str]]:
     """Speakers folders the stage must refuse (job id -> (folder, what the one-line error says))."""
     sample = speak(MALE, "Hello there, this is a sample.")
-    folders = {"empty": "holds no samples", "notaudio": "notes.txt: not audio", "short": "bob.wav: 0.50 s of audio",
-               "case": "differ only in case"}
+    folders = {
+        "empty": "holds no samples",
+        "notaudio": "notes.txt: not audio",
+        "short": "bob.wav: 0.50 s of audio",
+        "case": "differ only in case",
+    }
     for name in folders:
         (root / name).mkdir(parents=True)
     write_wav(root / "notaudio" / "anna.wav", sample)
@@ -104,7 +129,9 @@ def test_random_weights_two_jobs_one_load_every_segment_and_word_has_a_speaker_a
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "remove"])
-def test_a_snapshot_that_does_not_match_the_lock_is_refused_before_anything_is_unpickled(random_cache, tmp_path, damage):
+def test_a_snapshot_that_does_not_match_the_lock_is_refused_before_anything_is_unpickled(
+    random_cache, tmp_path, damage
+):
     cache, spec = random_cache
     copy = tmp_path / "cache"
     subprocess.run(["cp", "-a", str(cache), str(copy)], check=True)
@@ -139,14 +166,35 @@ def test_real_weights_split_a_male_and_a_female_voice_and_name_them_from_enrolle
         for i, sentence in enumerate(ENROL[voice], 1):  # other sentences than the meeting's
             write_wav(both / f"{person}_{i}.wav", speak(voice, sentence))
     # one sample as m4a, as users record them (decoded with PyAV)
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(both / "anna_2.wav"), "-c:a", "aac", str(both / "anna_2.m4a")], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(both / "anna_2.wav"), "-c:a", "aac", str(both / "anna_2.m4a")], check=True
+    )
     (both / "anna_2.wav").unlink()
     (ravi_only / "ravi.wav").write_bytes((both / "ravi_1.wav").read_bytes())
     # resemblyzer's embeddings are non-negative: its threshold sits higher than WeSpeaker's default
-    jobs = [job_entry(tmp_path, "named", audio, spans, offset=12.0, min_speakers=1, max_speakers=4, speakers_dir=str(both),
-                      speaker_threshold=0.8, enrolment_cache=str(tmp_path / "named" / "enrolment.json")),
-            job_entry(tmp_path, "partly", audio, spans, speakers_dir=str(ravi_only), speaker_threshold=0.8,
-                      enrolment_cache=str(tmp_path / "partly" / "enrolment.json"))]
+    jobs = [
+        job_entry(
+            tmp_path,
+            "named",
+            audio,
+            spans,
+            offset=12.0,
+            min_speakers=1,
+            max_speakers=4,
+            speakers_dir=str(both),
+            speaker_threshold=0.8,
+            enrolment_cache=str(tmp_path / "named" / "enrolment.json"),
+        ),
+        job_entry(
+            tmp_path,
+            "partly",
+            audio,
+            spans,
+            speakers_dir=str(ravi_only),
+            speaker_threshold=0.8,
+            enrolment_cache=str(tmp_path / "partly" / "enrolment.json"),
+        ),
+    ]
     events = run_stage(cache, spec, jobs, tmp_path)
     assert [e["event"] for e in events].count("job_done") == 2, events
     assert events[-1]["model_loads"] == 1
@@ -162,7 +210,9 @@ def test_real_weights_split_a_male_and_a_female_voice_and_name_them_from_enrolle
         assert seg["speaker"] == who[voice] and {w["speaker"] for w in seg["words"]} == {who[voice]}
     enrolled = {e["name"]: e for e in report["enrolled"]}
     for person, other in (("anna", "ravi"), ("ravi", "anna")):  # the margin the 0.8 threshold sits in
-        assert enrolled[person]["score"] >= 0.88 and enrolled[person]["scores"][enrolled[other]["speaker"]] <= 0.75, enrolled
+        assert enrolled[person]["score"] >= 0.88 and enrolled[person]["scores"][enrolled[other]["speaker"]] <= 0.75, (
+            enrolled
+        )
     assert report["enrolment"]["samples"] == 4 and report["enrolment"]["embedded"] == 4
     cached = json.loads(Path(jobs[0]["diarize"]["enrolment_cache"]).read_text())
     assert cached["model_commit"] == COMMIT and len(cached["embeddings"]) == 4

@@ -48,8 +48,10 @@ def diarization_cache(tmp_path_factory) -> Path:
 
 def test_diarize_jobs_run_offline_with_one_load_and_label_every_output(diarization_cache, tmp_path):
     cache, out = diarization_cache, tmp_path / "out"
-    ids = [prepare(out, cache, "-s", "en", "--no-align", "--diarize", "--max-speakers", "3", "--end-time", end)
-           for end in ("9", "12")]
+    ids = [
+        prepare(out, cache, "-s", "en", "--no-align", "--diarize", "--max-speakers", "3", "--end-time", end)
+        for end in ("9", "12")
+    ]
     job = json.loads((out / ids[0] / "job.json").read_text())
     assert job["diarize"] is True and job["max_speakers"] == 3 and KEY in job["models"]
     run_pipeline(out, cache, *ids, netns=True)
@@ -80,17 +82,20 @@ def test_a_diarize_job_needs_the_model_and_says_how_to_get_it(tmp_path, provisio
     assert "accept its licence" in proc.stderr and "needs no token" in proc.stderr
 
 
-@pytest.mark.parametrize("files, args, says", [
-    ({}, ["--speakers", "{dir}"], "holds no samples"),
-    (None, ["--speakers", "{dir}/nowhere"], "does not exist"),
-    ({"anna.txt": b"not audio at all"}, ["--speakers", "{dir}"], "anna.txt"),
-    ({"anna.wav": "short"}, ["--speakers", "{dir}"], "needs at least 1 s"),
-    ({"anna_1.wav": "ok", "Anna_2.wav": "ok"}, ["--speakers", "{dir}"], "differ only in case"),
-    ({}, ["--min-speakers", "3", "--max-speakers", "2"], "--min-speakers 3 is more than --max-speakers 2"),
-    ({}, ["--min-speakers", "0"], "are at least 1"),
-    ({}, ["--speakers", "{dir}", "--speaker-threshold", "1.5"], "a cosine between 0 and 1"),
-    ({}, ["--speakers-NOT-diarize"], "--speakers goes with --diarize"),
-])
+@pytest.mark.parametrize(
+    "files, args, says",
+    [
+        ({}, ["--speakers", "{dir}"], "holds no samples"),
+        (None, ["--speakers", "{dir}/nowhere"], "does not exist"),
+        ({"anna.txt": b"not audio at all"}, ["--speakers", "{dir}"], "anna.txt"),
+        ({"anna.wav": "short"}, ["--speakers", "{dir}"], "needs at least 1 s"),
+        ({"anna_1.wav": "ok", "Anna_2.wav": "ok"}, ["--speakers", "{dir}"], "differ only in case"),
+        ({}, ["--min-speakers", "3", "--max-speakers", "2"], "--min-speakers 3 is more than --max-speakers 2"),
+        ({}, ["--min-speakers", "0"], "are at least 1"),
+        ({}, ["--speakers", "{dir}", "--speaker-threshold", "1.5"], "a cosine between 0 and 1"),
+        ({}, ["--speakers-NOT-diarize"], "--speakers goes with --diarize"),
+    ],
+)
 def test_bad_diarize_input_is_refused_at_prepare_time_and_nothing_is_written(tmp_path, files, args, says):
     folder = tmp_path / "speakers"
     if files is not None:
@@ -99,7 +104,7 @@ def test_bad_diarize_input_is_refused_at_prepare_time_and_nothing_is_written(tmp
             if content == "ok":
                 write_wav(folder / name, speak(FEMALE, "This is a sample that is long enough to enrol a voice."))
             elif content == "short":
-                write_wav(folder / name, speak(FEMALE, "Hi")[: 16000])
+                write_wav(folder / name, speak(FEMALE, "Hi")[:16000])
             else:
                 (folder / name).write_bytes(content)
     out = tmp_path / "out"
@@ -144,8 +149,19 @@ def meeting(tmp_path_factory) -> Meeting:
             write_wav(speakers / f"{person}_{i}.wav", speak(voice, sentence))
     out = work / "out"
     # resemblyzer's embeddings are non-negative, so its scores sit higher than WeSpeaker's: threshold 0.8, not 0.5
-    job_id = prepare(out, cache, "-s", "en", "--no-align", "--diarize", "--speakers", str(speakers),
-                     "--speaker-threshold", "0.8", media=audio)
+    job_id = prepare(
+        out,
+        cache,
+        "-s",
+        "en",
+        "--no-align",
+        "--diarize",
+        "--speakers",
+        str(speakers),
+        "--speaker-threshold",
+        "0.8",
+        media=audio,
+    )
     return Meeting(cache, audio, spans, speakers, out / job_id, run_pipeline(out, cache, job_id, netns=True))
 
 
@@ -174,7 +190,10 @@ def test_real_weights_name_both_voices_in_every_output_of_a_job_run_through_run_
         assert enrolled[person]["speaker"] and enrolled[person]["score"] >= 0.88, enrolled
         assert enrolled[person]["scores"][enrolled[other]["speaker"]] <= 0.75, enrolled
     for person in ("anna", "ravi"):  # printed at the end of the run, to tune --speaker-threshold by
-        line = f"  diarize: {person} = {enrolled[person]['speaker']} (score {enrolled[person]['score']:.3f}, threshold 0.8)"
+        line = (
+            f"  diarize: {person} = {enrolled[person]['speaker']} "
+            f"(score {enrolled[person]['score']:.3f}, threshold 0.8)"
+        )
         assert line in meeting.run.stdout.splitlines(), meeting.run.stdout
 
     segments = read_transcript(folder / f"{stem}.en.json")["segments"]
@@ -199,12 +218,33 @@ def test_a_diarized_subtitle_job_labels_its_translations_as_its_source(meeting, 
     french = [f"Phrase numéro {i} de la réunion." for i in range(1, len(english) + 1)]
     pairs = [{"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": e, "tgt": f} for e, f in zip(english, french)]
     nllb = load_catalog().get("nllb-200-distilled-600M").repo
-    provision(meeting.cache, "--nllb", "--nllb-model", "distilled-600M",
-              overrides={nllb: tiny_translator("nllb", tmp_path / "tiny-nllb", pairs)})
+    provision(
+        meeting.cache,
+        "--nllb",
+        "--nllb-model",
+        "distilled-600M",
+        overrides={nllb: tiny_translator("nllb", tmp_path / "tiny-nllb", pairs)},
+    )
     out = tmp_path / "out"
-    job_id = prepare(out, meeting.cache, "--workflow", "subtitle", "-s", "en", "-t", "fr", "--nllb-model",
-                     "distilled-600M", "--no-align", "--diarize", "--speakers", str(meeting.speakers),
-                     "--speaker-threshold", "0.8", media=meeting.audio)
+    job_id = prepare(
+        out,
+        meeting.cache,
+        "--workflow",
+        "subtitle",
+        "-s",
+        "en",
+        "-t",
+        "fr",
+        "--nllb-model",
+        "distilled-600M",
+        "--no-align",
+        "--diarize",
+        "--speakers",
+        str(meeting.speakers),
+        "--speaker-threshold",
+        "0.8",
+        media=meeting.audio,
+    )
     run_pipeline(out, meeting.cache, job_id, netns=True)
     folder, stem = out / job_id, meeting.audio.stem
     source, translated = (read_transcript(folder / f"{stem}.{lang}.json") for lang in ("en", "fr"))

@@ -10,31 +10,59 @@ from offline_speech.stages.outputs import LINE, MAX_SECONDS, cues, timestamp, to
 
 
 def doc(segments, **extra):
-    return {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j", "language": "en", "model": {},
-            "warnings": [], "clip": {"start": 10.0, "end": 40.0}, "segments": segments, **extra}
+    return {
+        "kind": TRANSCRIPT_KIND,
+        "schema": TRANSCRIPT_SCHEMA,
+        "job": "j",
+        "language": "en",
+        "model": {},
+        "warnings": [],
+        "clip": {"start": 10.0, "end": 40.0},
+        "segments": segments,
+        **extra,
+    }
 
 
 def test_a_valid_transcript_passes():
-    seg = {"start": 10.5, "end": 12.0, "text": "hello there", "words": [
-        {"word": "hello", "start": 10.5, "end": 11.0}, {"word": "there", "start": 11.2, "end": 12.0}]}
+    seg = {
+        "start": 10.5,
+        "end": 12.0,
+        "text": "hello there",
+        "words": [{"word": "hello", "start": 10.5, "end": 11.0}, {"word": "there", "start": 11.2, "end": 12.0}],
+    }
     assert validate_transcript(doc([seg]))["segments"][0] is seg
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"kind": "other"}, "not an offline-speech transcript"),
-    ({"schema": 99}, "transcript schema 99"),
-    ({"segments": [{"start": 5.0, "end": 6.0, "text": "x"}]}, "outside the clip"),
-    ({"segments": [{"start": 12.0, "end": 11.0, "text": "x"}]}, "out of order"),
-    ({"segments": [{"start": 12.0, "end": 13.0, "text": "x"}, {"start": 11.0, "end": 12.0, "text": "y"}]}, "out of order"),
-    ({"segments": [{"start": 11.0, "end": float("nan"), "text": "x"}]}, "not a finite number"),
-    ({"segments": [{"start": 11.0, "end": 12.0, "text": "x", "words": [{"word": "x", "start": 13.0, "end": 13.5}]}]}, "word 0"),
-    ({"segments": [{"start": 11.0, "end": 12.0}]}, "needs start, end and text"),
-    ({"language": None}, "field 'language'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"kind": "other"}, "not an offline-speech transcript"),
+        ({"schema": 99}, "transcript schema 99"),
+        ({"segments": [{"start": 5.0, "end": 6.0, "text": "x"}]}, "outside the clip"),
+        ({"segments": [{"start": 12.0, "end": 11.0, "text": "x"}]}, "out of order"),
+        (
+            {"segments": [{"start": 12.0, "end": 13.0, "text": "x"}, {"start": 11.0, "end": 12.0, "text": "y"}]},
+            "out of order",
+        ),
+        ({"segments": [{"start": 11.0, "end": float("nan"), "text": "x"}]}, "not a finite number"),
+        (
+            {
+                "segments": [
+                    {"start": 11.0, "end": 12.0, "text": "x", "words": [{"word": "x", "start": 13.0, "end": 13.5}]}
+                ]
+            },
+            "word 0",
+        ),
+        ({"segments": [{"start": 11.0, "end": 12.0}]}, "needs start, end and text"),
+        ({"language": None}, "field 'language'"),
+    ],
+)
 def test_invalid_transcripts_name_the_problem(bad, message):
     with pytest.raises(SchemaError, match=message):
-        validate_transcript(doc([], **{k: v for k, v in bad.items() if k != "segments"}) | (
-            {"segments": bad["segments"]} if "segments" in bad else {}))
+        validate_transcript(
+            doc([], **{k: v for k, v in bad.items() if k != "segments"})
+            | ({"segments": bad["segments"]} if "segments" in bad else {})
+        )
 
 
 def test_timestamps():

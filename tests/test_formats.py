@@ -33,12 +33,23 @@ def document(texts: list[str], words: bool = True) -> dict:
         if words:
             parts = text.split()
             step = 2.0 / len(parts)
-            seg["words"] = [{"word": w, "start": round(t + i * step, 3), "end": round(t + (i + 1) * step, 3), "score": 0.9}
-                            for i, w in enumerate(parts)]
+            seg["words"] = [
+                {"word": w, "start": round(t + i * step, 3), "end": round(t + (i + 1) * step, 3), "score": 0.9}
+                for i, w in enumerate(parts)
+            ]
         segments.append(seg)
         t += 2.5
-    return {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j", "stage": "align", "language": "en",
-            "clip": {"start": 0.0, "end": t}, "model": {}, "warnings": [], "segments": segments}
+    return {
+        "kind": TRANSCRIPT_KIND,
+        "schema": TRANSCRIPT_SCHEMA,
+        "job": "j",
+        "stage": "align",
+        "language": "en",
+        "clip": {"start": 0.0, "end": t},
+        "model": {},
+        "warnings": [],
+        "segments": segments,
+    }
 
 
 def expected(items) -> list[str]:
@@ -100,7 +111,11 @@ def test_the_json_is_what_whisperx_writes_and_its_own_writers_read_it(tmp_path):
     )
     out = tmp_path / "whisperx-out"
     out.mkdir()
-    proc = subprocess.run([str(venv_python("whisperx")), "-c", script, str(tmp_path / "talk.en.json"), str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(venv_python("whisperx")), "-c", script, str(tmp_path / "talk.en.json"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "if x" in (out / "talk.txt").read_text() and len(list(srt.parse((out / "talk.srt").read_text()))) >= 3

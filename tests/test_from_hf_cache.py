@@ -16,8 +16,10 @@ FILES = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json
 
 def hub_made_cache(cli, other: Path) -> Path:
     """tiny.en downloaded into `other` by huggingface_hub's own snapshot_download, as a user's cache would be."""
-    code = (f"from huggingface_hub import snapshot_download\n"
-            f"print(snapshot_download({TINY_EN_REPO!r}, allow_patterns={FILES!r}, cache_dir={str(other)!r}))\n")
+    code = (
+        f"from huggingface_hub import snapshot_download\n"
+        f"print(snapshot_download({TINY_EN_REPO!r}, allow_patterns={FILES!r}, cache_dir={str(other)!r}))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=cli.env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Path(proc.stdout.strip().splitlines()[-1])
@@ -50,11 +52,14 @@ def test_a_damaged_blob_in_the_other_cache_is_not_taken(cli, universe, tmp_path)
     os.chmod(blob, 0o644)
     blob.write_bytes(bytes(data))
     universe.hub.stop()
-    proc = cli.run("--whisperx", "--asr-model", "tiny.en", "--from-hf-cache", "--hf-cache", str(other),
-                   netns=True, check_code=1)
+    proc = cli.run(
+        "--whisperx", "--asr-model", "tiny.en", "--from-hf-cache", "--hf-cache", str(other), netns=True, check_code=1
+    )
     assert "model.bin damaged there" in proc.stderr, proc.stderr
-    assert not (cli.cache / "offline-speech.lock.json").exists() or TINY not in \
-        json.loads((cli.cache / "offline-speech.lock.json").read_text())["models"]
+    assert (
+        not (cli.cache / "offline-speech.lock.json").exists()
+        or TINY not in json.loads((cli.cache / "offline-speech.lock.json").read_text())["models"]
+    )
 
 
 def test_hf_cache_without_from_hf_cache_is_a_usage_error(cli, tmp_path):

@@ -16,14 +16,13 @@ import tarfile
 import time
 from pathlib import Path
 
+from offline_speech import cache
+from offline_speech.catalog import load_catalog
+from offline_speech.stages.translate import remote_code_refusal
 from support import ROOT
 from support.sample import CLIP
 from support.shell import one_line, prepare, run_pipeline, shim
 from support.universe import TINY_EN_REPO
-
-from offline_speech import cache
-from offline_speech.catalog import load_catalog
-from offline_speech.stages.translate import remote_code_refusal
 
 CATALOG = load_catalog()
 TINY = "faster-whisper-tiny.en"
@@ -56,11 +55,23 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def test_auto_map_code_from_another_repo_is_checked_against_that_repos_pins(tmp_path):
-    own = folder(tmp_path / "own", {"config.json": json.dumps({"auto_map": {
-        "AutoConfig": "ai4bharat/other--configuration_evil.EvilConfig"}}).encode()})
+    own = folder(
+        tmp_path / "own",
+        {
+            "config.json": json.dumps(
+                {"auto_map": {"AutoConfig": "ai4bharat/other--configuration_evil.EvilConfig"}}
+            ).encode()
+        },
+    )
     other = folder(tmp_path / "other", {"configuration_evil.py": b"print('evil')\n"})
-    spec = {"key": IT2, "repo": "ai4bharat/own", "commit": "e" * 40, "path": str(own), "trust_remote_code": True,
-            "code_sha256": {}}
+    spec = {
+        "key": IT2,
+        "repo": "ai4bharat/own",
+        "commit": "e" * 40,
+        "path": str(own),
+        "trust_remote_code": True,
+        "code_sha256": {},
+    }
     refused = remote_code_refusal(spec)  # no .py of its own: the old check passed it
     assert refused and "ai4bharat/other--configuration_evil.py" in refused
     pinned = {"configuration_evil.py": hashlib.sha256(b"print('evil')\n").hexdigest()}
@@ -68,7 +79,9 @@ def test_auto_map_code_from_another_repo_is_checked_against_that_repos_pins(tmp_
     assert remote_code_refusal(spec | {"foreign_code": foreign}) is None  # reviewed code of a catalog repo: runs
     (other / "configuration_evil.py").write_text("print('changed')\n")
     assert "ai4bharat/other--configuration_evil.py" in remote_code_refusal(spec | {"foreign_code": foreign})
-    missing = folder(tmp_path / "missing", {"config.json": json.dumps({"auto_map": {"AutoModel": "modeling_x.X"}}).encode()})
+    missing = folder(
+        tmp_path / "missing", {"config.json": json.dumps({"auto_map": {"AutoModel": "modeling_x.X"}}).encode()}
+    )
     assert "modeling_x.py" in remote_code_refusal(spec | {"path": str(missing)})
 
 
@@ -76,17 +89,45 @@ def test_code_named_from_another_cached_repo_never_runs(provisioned, tmp_path):
     cache_dir = tmp_path / "cache"
     shutil.copytree(provisioned, cache_dir, symlinks=True)
     marker = tmp_path / "evil-ran"
-    j = lambda d: json.dumps(d).encode()  # noqa: E731
-    weights = {"dict.SRC.json": j({"a": 0}), "dict.TGT.json": j({"b": 0}), "model.SRC": b"s", "model.TGT": b"t",
-               "model.safetensors": bytes(4096), "tokenizer_config.json": j({})}
+    j = lambda d: json.dumps(d).encode()  # noqa: E731 - a local one-line helper
+    weights = {
+        "dict.SRC.json": j({"a": 0}),
+        "dict.TGT.json": j({"b": 0}),
+        "model.SRC": b"s",
+        "model.TGT": b"t",
+        "model.safetensors": bytes(4096),
+        "tokenizer_config.json": j({}),
+    }
     other_repo = CATALOG.get(IT2_OTHER).repo
-    carrier = folder(tmp_path / "carrier", weights | {
-        "config.json": j({"model_type": "IndicTrans"}),
-        "configuration_evil.py": f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n".encode()})
-    caller = folder(tmp_path / "caller", weights | {  # no .py of its own
-        "config.json": j({"model_type": "IndicTrans", "auto_map": {"AutoConfig": f"{other_repo}--configuration_evil.EvilConfig"}})})
+    carrier = folder(
+        tmp_path / "carrier",
+        weights
+        | {
+            "config.json": j({"model_type": "IndicTrans"}),
+            "configuration_evil.py": f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n".encode(),
+        },
+    )
+    caller = folder(
+        tmp_path / "caller",
+        weights
+        | {  # no .py of its own
+            "config.json": j(
+                {"model_type": "IndicTrans", "auto_map": {"AutoConfig": f"{other_repo}--configuration_evil.EvilConfig"}}
+            )
+        },
+    )
     for key, source in ((IT2_OTHER, carrier), (IT2, caller)):
-        shim("cache-models.sh", "--from-dir", str(source), "--key", key, "--revision", "e" * 40, cache=cache_dir, netns=True)
+        shim(
+            "cache-models.sh",
+            "--from-dir",
+            str(source),
+            "--key",
+            key,
+            "--revision",
+            "e" * 40,
+            cache=cache_dir,
+            netns=True,
+        )
     out = tmp_path / "out"
     job = prepare(out, cache_dir, "-s", "en", "--no-align", "--end-time", "3", "--workflow", "translate", "-t", "hi")
     refused = run_pipeline(out, cache_dir, job, code=None, netns=True)
@@ -101,7 +142,7 @@ def read_bundle(archive: Path) -> tuple[dict, dict[str, bytes]]:
     with tarfile.open(archive) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar}
     manifest = json.loads(members.pop(MANIFEST))
-    return manifest, {name[len(FILES):]: data for name, data in members.items()}
+    return manifest, {name[len(FILES) :]: data for name, data in members.items()}
 
 
 def write_bundle(archive: Path, manifest: dict, files: dict[str, bytes]) -> Path:
@@ -122,12 +163,19 @@ def with_file(manifest: dict, files: dict[str, bytes], key: str, path: str, data
     entry = manifest["models"][key]
     file_id = hashlib.sha256(data).hexdigest() if lfs else git_sha1(data)
     files[file_id] = data
-    entry["files"] = [f for f in entry["files"] if f["path"] != path] + [{"path": path, "size": len(data), "id": file_id}]
+    entry["files"] = [f for f in entry["files"] if f["path"] != path] + [
+        {"path": path, "size": len(data), "id": file_id}
+    ]
     pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{file_id}\nsize {len(data)}\n".encode()
-    entry["tree"][path] = ({"size": len(data), "blob_id": git_sha1(pointer), "lfs_sha256": file_id, "lfs_size": len(data)}
-                           if lfs else {"size": len(data), "blob_id": file_id})
+    entry["tree"][path] = (
+        {"size": len(data), "blob_id": git_sha1(pointer), "lfs_sha256": file_id, "lfs_size": len(data)}
+        if lfs
+        else {"size": len(data), "blob_id": file_id}
+    )
     kind = "sha256" if lfs else "git-sha1"
-    entry["lock"]["files"] = [f for f in entry["lock"]["files"] if f["path"] != path] + [{"path": path, "size": len(data), kind: file_id}]
+    entry["lock"]["files"] = [f for f in entry["lock"]["files"] if f["path"] != path] + [
+        {"path": path, "size": len(data), kind: file_id}
+    ]
 
 
 def test_import_holds_bundles_to_the_catalog_and_to_themselves(cli, universe, tmp_path):
@@ -145,16 +193,26 @@ def test_import_holds_bundles_to_the_catalog_and_to_themselves(cli, universe, tm
 
     other_weights = bytes(range(256)) * 300
     cases = {
-        "not the pinned model.bin": (lie("weights", lambda m, f: with_file(m, f, TINY, "model.bin", other_weights, True)),
-                                     "model.bin is not the file the catalog pins"),
-        "an extra evil.py": (lie("evil", lambda m, f: with_file(m, f, TINY, "evil.py", b"import os\n", False)),
-                             "evil.py (the catalog's patterns do not select)"),
-        "lock hashes that differ": (lie("hashes", lambda m, f: m["models"][TINY]["lock"]["files"][0].update(size=1)),
-                                    "its lock entry disagrees with its files"),
-        "a lock naming another repo": (lie("repo", lambda m, f: m["models"][TINY]["lock"].update(repo="evil/evil-model")),
-                                       "its lock entry disagrees with its files"),
-        "another commit of a followed repo": (lie("commit", lambda m, f: _recommit(m, TINY_MULTI, "e" * 40)),
-                                              f"{TINY_MULTI} is cached here at"),
+        "not the pinned model.bin": (
+            lie("weights", lambda m, f: with_file(m, f, TINY, "model.bin", other_weights, True)),
+            "model.bin is not the file the catalog pins",
+        ),
+        "an extra evil.py": (
+            lie("evil", lambda m, f: with_file(m, f, TINY, "evil.py", b"import os\n", False)),
+            "evil.py (the catalog's patterns do not select)",
+        ),
+        "lock hashes that differ": (
+            lie("hashes", lambda m, f: m["models"][TINY]["lock"]["files"][0].update(size=1)),
+            "its lock entry disagrees with its files",
+        ),
+        "a lock naming another repo": (
+            lie("repo", lambda m, f: m["models"][TINY]["lock"].update(repo="evil/evil-model")),
+            "its lock entry disagrees with its files",
+        ),
+        "another commit of a followed repo": (
+            lie("commit", lambda m, f: _recommit(m, TINY_MULTI, "e" * 40)),
+            f"{TINY_MULTI} is cached here at",
+        ),
     }
     for how, (bundle, says) in cases.items():
         proc = cli.run("--import", str(bundle), check_code=None, netns=True)
@@ -181,10 +239,14 @@ def test_a_conversion_whose_source_commit_is_a_path_is_refused(cli, universe, tm
     nllb = next(m for m in CATALOG.models if m.group == "nllb")
     key = cache.derived_key(nllb)
     escape = "../../../../EVIL-derived"
-    manifest["derived"][key] = {"files": [{"path": f"offline-speech/ct2/{nllb.key}/{escape}-int8/model.bin",
-                                           "size": len(data), "id": file_id}],
-                                "lock": {"source_commit": escape, "dest": f"offline-speech/ct2/{nllb.key}/{escape}-int8",
-                                         "files": {"model.bin": {"size": len(data), "sha256": file_id}}}}
+    manifest["derived"][key] = {
+        "files": [{"path": f"offline-speech/ct2/{nllb.key}/{escape}-int8/model.bin", "size": len(data), "id": file_id}],
+        "lock": {
+            "source_commit": escape,
+            "dest": f"offline-speech/ct2/{nllb.key}/{escape}-int8",
+            "files": {"model.bin": {"size": len(data), "sha256": file_id}},
+        },
+    }
     bundle = write_bundle(tmp_path / "escape.tar", manifest, files)
     before = tree_digest(cli.cache)
     one_line(cli.run("--import", str(bundle), check_code=None, netns=True), "malformed")
@@ -196,8 +258,10 @@ def test_a_hand_edited_lock_is_one_line_naming_it_and_the_fix(cli, universe):
     cli.run("--whisperx", "--asr-model", "tiny.en")
     path = cache.lock_path(cli.cache)
     good = path.read_text()
-    for edit, says in ((lambda e: e.pop("files"), "'files' are missing or malformed"),
-                       (lambda e: e.update(commit="../../../etc"), "is not a commit")):
+    for edit, says in (
+        (lambda e: e.pop("files"), "'files' are missing or malformed"),
+        (lambda e: e.update(commit="../../../etc"), "is not a commit"),
+    ):
         data = json.loads(good)
         edit(data["models"][TINY])
         path.write_text(json.dumps(data))
@@ -233,7 +297,7 @@ def test_from_dir_refuses_a_link_that_leaves_the_folder(cli, tiny_en_files, tmp_
 
 def in_namespace(setup: str, command: list[str]) -> list[str]:
     """`command` in a private mount namespace after the shell `setup` ($0 is the first word of the command line)."""
-    return ["unshare", "-m", "sh", "-c", f"{setup} && exec \"$@\"", "sh", *command]
+    return ["unshare", "-m", "sh", "-c", f'{setup} && exec "$@"', "sh", *command]
 
 
 def run_one_line(cli, command: list[str], *needles: str, code: int = 2) -> None:
@@ -247,23 +311,46 @@ def test_export_outputs_that_are_not_files_or_cannot_be_written(cli, universe, t
     (tmp_path / "a-folder").mkdir()
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for target, says in (("/dev/full", "is a device"), (str(tmp_path / "a-folder"), "is a folder"),
-                         ("/proc/version", "is a virtual file system"),
-                         (str(fifo), "is a FIFO"), (str(tmp_path / "nowhere" / "x.tar"), "is nothing, not a folder")):
+    for target, says in (
+        ("/dev/full", "is a device"),
+        (str(tmp_path / "a-folder"), "is a folder"),
+        ("/proc/version", "is a virtual file system"),
+        (str(fifo), "is a FIFO"),
+        (str(tmp_path / "nowhere" / "x.tar"), "is nothing, not a folder"),
+    ):
         one_line(cli.run("--export", target, check_code=None, netns=True), says)
     assert Path("/dev/full").is_char_device()
     readonly = tmp_path / "ro"
     readonly.mkdir()
-    run_one_line(cli, in_namespace(f"mount --bind {readonly} {readonly} && mount -o remount,bind,ro {readonly}",
-                                   cli.args("--export", str(readonly / "b.tar"))), "cannot write in", "read-only")
+    run_one_line(
+        cli,
+        in_namespace(
+            f"mount --bind {readonly} {readonly} && mount -o remount,bind,ro {readonly}",
+            cli.args("--export", str(readonly / "b.tar")),
+        ),
+        "cannot write in",
+        "read-only",
+    )
     small = tmp_path / "small"
     small.mkdir()
-    run_one_line(cli, in_namespace(f"mount -t tmpfs -o size=4m tmpfs {small}", cli.args("--export", str(small / "b.tar"))),
-                 f"no space left in {small}", "needs about", code=1)  # a plain tar's size is known: refused up front
-    proc = subprocess.run(in_namespace(f"mount -t tmpfs -o size=4m tmpfs {small}", cli.args("--export", str(small / "b.tar.zst"))),
-                          env=cli.env(), capture_output=True, text=True, timeout=600)
+    run_one_line(
+        cli,
+        in_namespace(f"mount -t tmpfs -o size=4m tmpfs {small}", cli.args("--export", str(small / "b.tar"))),
+        f"no space left in {small}",
+        "needs about",
+        code=1,
+    )  # a plain tar's size is known: refused up front
+    proc = subprocess.run(
+        in_namespace(f"mount -t tmpfs -o size=4m tmpfs {small}", cli.args("--export", str(small / "b.tar.zst"))),
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     last = proc.stderr.strip().splitlines()[-1]  # compressed: found full while writing, after the "exporting" line
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr and last.startswith(f"error: no space left in {small}")
+    assert (
+        proc.returncode == 1 and "Traceback" not in proc.stderr and last.startswith(f"error: no space left in {small}")
+    )
     assert list(small.iterdir()) == []
 
 
@@ -273,16 +360,25 @@ def test_state_file_paths_that_are_not_files(cli, universe, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     for flag in ("--lock-file", "--import"):
-        for path, says in (("/dev/zero", "is a device, not a file"), (str(fifo), "is a FIFO, not a file"),
-                           (str(tmp_path), "is a folder, not a file")):
+        for path, says in (
+            ("/dev/zero", "is a device, not a file"),
+            (str(fifo), "is a FIFO, not a file"),
+            (str(tmp_path), "is a folder, not a file"),
+        ):
             args = (flag, path) if flag == "--import" else (flag, path, "--whisperx")
             one_line(cli.run(*args, check_code=None, netns=True), f"{flag} {path}: {says}")
-    one_line(cli.run("--export", str(tmp_path / "x.tar"), "--since", "/dev/zero", check_code=None, netns=True),
-             "--since /dev/zero: is a device")
+    one_line(
+        cli.run("--export", str(tmp_path / "x.tar"), "--since", "/dev/zero", check_code=None, netns=True),
+        "--since /dev/zero: is a device",
+    )
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "offline_speech", "cache-models", "--info", "--cache-dir", str(a_file)],
-                          env=cli.env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "offline_speech", "cache-models", "--info", "--cache-dir", str(a_file)],
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+    )
     one_line(proc, f"--cache-dir {a_file}: is a file, not a folder")
     locks = cli.cache / ".locks" / f"entry-{TINY}.lock"
     locks.unlink()
@@ -297,11 +393,25 @@ def test_import_onto_a_full_disk_says_the_space_needed_and_leaves_nothing(cli, u
     universe.hub.stop()
     small = tmp_path / "small"
     small.mkdir()
-    command = [sys.executable, "-m", "offline_speech", "cache-models", "--import", str(bundle), "--cache-dir", str(small / "cache")]
+    command = [
+        sys.executable,
+        "-m",
+        "offline_speech",
+        "cache-models",
+        "--import",
+        str(bundle),
+        "--cache-dir",
+        str(small / "cache"),
+    ]
     # the staging folder is gone afterwards: what is left in the cache is listed before the namespace ends
     script = f'mount -t tmpfs -o size=8m tmpfs {small} && "$@"; code=$?; ls -A {small / "cache"} >&2; exit $code'
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *command], env=cli.env(), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", *command],
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and lines[0].startswith(f"error: no space left in {small / 'cache'}"), proc.stderr
     assert "needs about" in lines[0] and not [name for name in lines[1:] if name.startswith(".import-")], proc.stderr
@@ -322,8 +432,21 @@ def test_a_killed_exports_temp_file_is_removed_by_the_next_export(cli, universe,
 
 def test_a_job_prepared_with_out_dir_is_found_by_cache_models_job(provisioned, tmp_path):
     out = tmp_path / ("a-long-folder-name-" * 4) / "out"
-    proc = shim("prepare-job.sh", "--media", str(CLIP), "--asr-model", "tiny.en", "-s", "en", "--no-align",
-                "--out-dir", str(out), cache=provisioned, netns=True, COLUMNS="80")
+    proc = shim(
+        "prepare-job.sh",
+        "--media",
+        str(CLIP),
+        "--asr-model",
+        "tiny.en",
+        "-s",
+        "en",
+        "--no-align",
+        "--out-dir",
+        str(out),
+        cache=provisioned,
+        netns=True,
+        COLUMNS="80",
+    )
     summary, job = proc.stdout.strip().splitlines()  # piped: one summary line however long, then the id
     assert summary.startswith(f"job {out / job}: transcribe") and len(summary) > 80
     missing = shim("cache-models.sh", "--job", job, code=2, cache=provisioned, netns=True)
@@ -352,8 +475,23 @@ def test_venv_setup_says_usage_errors_as_the_other_commands_do():
 def test_speakers_that_is_a_file_is_said_as_such(provisioned, tmp_path):
     a_file = tmp_path / "anna.wav"
     a_file.write_bytes(b"RIFF")
-    proc = shim("prepare-job.sh", "--media", str(CLIP), "--asr-model", "tiny.en", "-s", "en", "--diarize",
-                "--speakers", str(a_file), "--out-dir", str(tmp_path / "out"), code=None, cache=provisioned, netns=True)
+    proc = shim(
+        "prepare-job.sh",
+        "--media",
+        str(CLIP),
+        "--asr-model",
+        "tiny.en",
+        "-s",
+        "en",
+        "--diarize",
+        "--speakers",
+        str(a_file),
+        "--out-dir",
+        str(tmp_path / "out"),
+        code=None,
+        cache=provisioned,
+        netns=True,
+    )
     one_line(proc, f"speakers folder {a_file} is a file, not a folder")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -369,8 +507,13 @@ def test_an_export_waits_for_a_clear_of_its_entry_and_says_what_vanished(cli, un
     target = tmp_path / "b.tar"
     with open(lock, "a") as held:  # a --clear of the entry, holding its lock
         fcntl.flock(held, fcntl.LOCK_EX)
-        proc = subprocess.Popen(cli.args("--export", str(target), netns=True), env=cli.env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cli.args("--export", str(target), netns=True),
+            env=cli.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stderr.readline().startswith("exporting 1 entries")  # planned: it writes once it has the lock
         time.sleep(1)
         assert proc.poll() is None  # waiting for the entry's lock

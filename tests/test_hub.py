@@ -78,9 +78,13 @@ def _no_server_threads_left() -> Iterator[None]:
 @pytest.fixture
 def hub() -> Iterator[TestHub]:
     """A started hub with a small public repo and a gated one."""
-    with TestHub(xet=False, repos=[HubRepo(TINY, dict(TINY_FILES)),
-                  HubRepo(GATED, {"config.json": b"{}", "model.bin": _bytes(4096, 3)}, gated=True,
-                          tokens=frozenset({TOKEN}))]) as server:
+    with TestHub(
+        xet=False,
+        repos=[
+            HubRepo(TINY, dict(TINY_FILES)),
+            HubRepo(GATED, {"config.json": b"{}", "model.bin": _bytes(4096, 3)}, gated=True, tokens=frozenset({TOKEN})),
+        ],
+    ) as server:
         yield server
     assert server.threads == []
 
@@ -99,13 +103,20 @@ def _file_of(path: str) -> str | None:
 def _resolve_calls(hub: TestHub, method: str) -> set[str]:
     """Repo files `method` reached: HEAD on /resolve/; GET where the bytes came from (the hub for small files, its
     CDN for LFS files, which the hub redirects there with a 302 as the Hub does)."""
-    return {f for r in hub.requests if r.method == method and (f := _file_of(r.path)) and (method == "HEAD" or r.status != 302)}
+    return {
+        f
+        for r in hub.requests
+        if r.method == method and (f := _file_of(r.path)) and (method == "HEAD" or r.status != 302)
+    }
 
 
 def _file_gets(hub: TestHub) -> list:
     """(status, bytes, range) of every GET that carried a file's bytes (redirects left out)."""
-    return [(r.status, r.bytes_sent, r.range) for r in hub.requests
-            if r.method == "GET" and _file_of(r.path) and r.status != 302]
+    return [
+        (r.status, r.bytes_sent, r.range)
+        for r in hub.requests
+        if r.method == "GET" and _file_of(r.path) and r.status != 302
+    ]
 
 
 # -- pure helpers ---------------------------------------------------------------------------------------
@@ -143,8 +154,12 @@ def test_snapshot_main_then_commit_cache_layout(hub: TestHub, tmp_path: Path) ->
         assert os.readlink(link) == "../" * (path.count("/") + 2) + f"blobs/{_etag(path, data)}"
     assert sorted(p.name for p in (storage / "blobs").iterdir()) == sorted(_etag(p, d) for p, d in TINY_FILES.items())
     tree = json.loads((storage / "trees" / f"{commit}.json").read_text())["files"]
-    assert tree["big.dat"] == {"size": len(TINY_FILES["big.dat"]), "blob_id": tree["big.dat"]["blob_id"],
-                               "lfs_sha256": sha256_hex(TINY_FILES["big.dat"]), "lfs_size": len(TINY_FILES["big.dat"])}
+    assert tree["big.dat"] == {
+        "size": len(TINY_FILES["big.dat"]),
+        "blob_id": tree["big.dat"]["blob_id"],
+        "lfs_sha256": sha256_hex(TINY_FILES["big.dat"]),
+        "lfs_size": len(TINY_FILES["big.dat"]),
+    }
     assert tree["sub/dir/notes.txt"] == {"size": 6, "blob_id": git_blob_sha1(b"hello\n")}
 
     first = [(r.method, r.path) for r in hub.requests[:2]]
@@ -153,8 +168,10 @@ def test_snapshot_main_then_commit_cache_layout(hub: TestHub, tmp_path: Path) ->
     assert _resolve_calls(hub, "HEAD") == _resolve_calls(hub, "GET") == set(TINY_FILES)
     assert len(hub.requests) == 2 + 2 * len(TINY_FILES)  # the HEAD of an LFS file names the CDN: GET goes there
     assert {r.path.split("/")[1] for r in hub.requests if r.method == "GET" and _file_of(r.path) in TINY_LFS} == {"cdn"}
-    assert all(r.status == (302 if r.method == "HEAD" and _file_of(r.path) in TINY_LFS else 200)
-               and not r.authorization for r in hub.requests)
+    assert all(
+        r.status == (302 if r.method == "HEAD" and _file_of(r.path) in TINY_LFS else 200) and not r.authorization
+        for r in hub.requests
+    )
     assert sum(b for _, b, _ in _file_gets(hub)) == sum(map(len, TINY_FILES.values()))
 
     # Pinned to the commit in a fresh cache: no model-info call, and no refs/main is written.
@@ -174,16 +191,22 @@ def test_allow_patterns_fetch_only_matching(hub: TestHub, tmp_path: Path) -> Non
     """Only files matching allow_patterns are touched; offline completeness follows the patterns."""
     commit = _commit(hub)
     hub.reset_requests()
-    folder = Path(snapshot_download(TINY, revision=commit, cache_dir=tmp_path, endpoint=hub.url, token=False,
-                                    allow_patterns=["*.json", "sub/*"]))
+    folder = Path(
+        snapshot_download(
+            TINY, revision=commit, cache_dir=tmp_path, endpoint=hub.url, token=False, allow_patterns=["*.json", "sub/*"]
+        )
+    )
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == [
-        "config.json", "sub/dir/notes.txt"]
+        "config.json",
+        "sub/dir/notes.txt",
+    ]
     assert _resolve_calls(hub, "HEAD") == _resolve_calls(hub, "GET") == {"config.json", "sub/dir/notes.txt"}
     assert len(hub.requests) == 1 + 4  # tree + HEAD/GET of two files
 
     hub.reset_requests()
-    same = snapshot_download(TINY, revision=commit, cache_dir=tmp_path, local_files_only=True,
-                             allow_patterns=["*.json", "sub/*"])
+    same = snapshot_download(
+        TINY, revision=commit, cache_dir=tmp_path, local_files_only=True, allow_patterns=["*.json", "sub/*"]
+    )
     assert Path(same) == folder
     with pytest.raises(IncompleteSnapshotError):  # trees/ knows weights.bin exists but was never fetched
         snapshot_download(TINY, revision=commit, cache_dir=tmp_path, local_files_only=True)
@@ -223,7 +246,8 @@ def test_model_info_tree_pagination_and_typed_errors(tmp_path: Path) -> None:
         files = {e.path: e for e in entries if isinstance(e, RepoFile)}
         assert folders == ["sub", "sub/dir"] and set(files) == set(TINY_FILES)
         assert files["weights.bin"].lfs is not None and files["weights.bin"].lfs.sha256 == sha256_hex(
-            TINY_FILES["weights.bin"])
+            TINY_FILES["weights.bin"]
+        )
         assert files["config.json"].blob_id == git_blob_sha1(TINY_FILES["config.json"])
         assert len(hub.requests) == 3  # 6 entries at 2 per page, following Link: rel="next"
         assert [e.path for e in api.list_repo_tree(TINY)] == ["big.dat", "config.json", "sub", "weights.bin"]
@@ -289,8 +313,9 @@ def test_gated_repo_needs_the_right_token(hub: TestHub, tmp_path: Path) -> None:
     folder = Path(snapshot_download(GATED, cache_dir=tmp_path / "c", endpoint=hub.url, token=TOKEN))
     assert (folder / "model.bin").read_bytes() == _bytes(4096, 3)
     # the token goes to the hub, never to the CDN host its large files are redirected to
-    assert hub.requests and all(r.authorization == (not r.path.startswith("/cdn/")) and r.status in (200, 302)
-                                for r in hub.requests)
+    assert hub.requests and all(
+        r.authorization == (not r.path.startswith("/cdn/")) and r.status in (200, 302) for r in hub.requests
+    )
 
 
 # -- fault injection ------------------------------------------------------------------------------------
@@ -318,12 +343,14 @@ def test_repeated_cuts_fail_the_download_then_a_retry_succeeds(hub: TestHub, tmp
     commit = _commit(hub)
     hub.cut_after(TINY, "weights.bin", 1000, times=6)
     with pytest.raises(httpx2.RemoteProtocolError):
-        snapshot_download(TINY, revision=commit, cache_dir=tmp_path, endpoint=hub.url, token=False,
-                          allow_patterns=["weights.bin"])
+        snapshot_download(
+            TINY, revision=commit, cache_dir=tmp_path, endpoint=hub.url, token=False, allow_patterns=["weights.bin"]
+        )
     blobs = tmp_path / "models--org--tiny" / "blobs"
     assert list(blobs.iterdir()) == []  # the partial temp file was removed
-    folder = snapshot_download(TINY, revision=commit, cache_dir=tmp_path, endpoint=hub.url, token=False,
-                               allow_patterns=["weights.bin"])
+    folder = snapshot_download(
+        TINY, revision=commit, cache_dir=tmp_path, endpoint=hub.url, token=False, allow_patterns=["weights.bin"]
+    )
     assert (Path(folder) / "weights.bin").read_bytes() == TINY_FILES["weights.bin"]
 
 
@@ -332,8 +359,9 @@ def test_503_is_retried_for_tree_and_head_but_not_for_model_info(hub: TestHub, t
     commit = _commit(hub)
     hub.reset_requests()
     hub.fail_next(1, 503)
-    snapshot_download(TINY, revision=commit, cache_dir=tmp_path / "a", endpoint=hub.url, token=False,
-                      allow_patterns=["config.json"])
+    snapshot_download(
+        TINY, revision=commit, cache_dir=tmp_path / "a", endpoint=hub.url, token=False, allow_patterns=["config.json"]
+    )
     assert [(r.method, r.status) for r in hub.requests][:3] == [("GET", 503), ("GET", 200), ("HEAD", 200)]
 
     hub.reset_requests()
@@ -386,21 +414,31 @@ def test_stop_refuses_new_connections_and_closes_open_ones() -> None:
         socket.create_connection(("127.0.0.1", port), timeout=5)
     assert hub.threads == []
     with pytest.raises(RuntimeError):
-        hub.url
+        _ = hub.url
 
 
 # -- HF_ENDPOINT in a subprocess and the CLI ------------------------------------------------------------
 def _hf_env(tmp_path: Path, endpoint: str) -> dict[str, str]:
     """Subprocess env for huggingface_hub: HF_* are read at import, and HF_HOME hides the user's token."""
-    return scrubbed_env(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1",
-                        HF_HUB_DISABLE_PROGRESS_BARS="1")
+    return scrubbed_env(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
 
 
 def test_hf_endpoint_env_in_subprocess(hub: TestHub, tmp_path: Path) -> None:
     """HF_ENDPOINT alone routes an unmodified snapshot_download to the test hub."""
     code = "from huggingface_hub import snapshot_download; print(snapshot_download('org/tiny'))"
-    out = subprocess.run([sys.executable, "-c", code], env=_hf_env(tmp_path, hub.url), capture_output=True,
-                         text=True, timeout=60, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_hf_env(tmp_path, hub.url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     assert Path(out).is_relative_to(tmp_path / "hf" / "hub" / "models--org--tiny" / "snapshots")
     assert (Path(out) / "big.dat").read_bytes() == TINY_FILES["big.dat"]
     assert hub.requests and not any(r.authorization for r in hub.requests)
@@ -413,8 +451,12 @@ def test_cli_serves_a_directory(tmp_path: Path) -> None:
     (folder / "config.json").write_bytes(b"{}")
     (folder / "nested" / "vocab.txt").write_bytes(b"a\nb\n")
     commit = "1" * 40
-    proc = subprocess.Popen([sys.executable, str(HUB_PY), "--serve-dir", str(folder), "--repo", "org/cli",
-                             "--commit", commit], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HUB_PY), "--serve-dir", str(folder), "--repo", "org/cli", "--commit", commit],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
@@ -444,8 +486,16 @@ def test_real_faster_whisper_tiny_en(faster_whisper_files: dict[str, bytes], tmp
     files = faster_whisper_files
     assert sorted(files) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
     with TestHub([HubRepo(FW_REPO, files, commit=FW_COMMIT)], xet=False) as hub:
-        folder = Path(snapshot_download(FW_REPO, revision=FW_COMMIT, cache_dir=tmp_path, endpoint=hub.url,
-                                        token=False, allow_patterns=FW_PATTERNS))
+        folder = Path(
+            snapshot_download(
+                FW_REPO,
+                revision=FW_COMMIT,
+                cache_dir=tmp_path,
+                endpoint=hub.url,
+                token=False,
+                allow_patterns=FW_PATTERNS,
+            )
+        )
     assert folder == tmp_path / "models--Systran--faster-whisper-tiny.en" / "snapshots" / FW_COMMIT
     assert sorted(p.name for p in folder.iterdir()) == sorted(files)
     blob = Path(os.path.realpath(folder / "model.bin"))

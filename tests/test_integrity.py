@@ -78,7 +78,9 @@ def test_a_same_size_corrupted_blob_is_caught_and_an_unchanged_cache_is_not_hash
     out = tmp_path / "out"
     job = prepare(out, cli.cache, "-s", "en", "--no-align", "--end-time", "3")
 
-    flip_keeping_size_and_mtime(cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT).joinpath("model.bin").resolve())
+    flip_keeping_size_and_mtime(
+        cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT).joinpath("model.bin").resolve()
+    )
     state, hashed = tiny_state(cli.cache)
     assert state.status == "corrupt" and state.absent == ("model.bin",) and hashed == 1
     assert {r["key"]: r["status"] for r in cli.json("--info", TINY, netns=True)["models"]}[TINY] == "corrupt"
@@ -95,7 +97,9 @@ def test_a_same_size_corrupted_blob_is_caught_and_an_unchanged_cache_is_not_hash
 @pytest.mark.plain_http
 def test_a_plain_fetch_fetches_a_corrupted_file_again_instead_of_calling_it_cached(cli, universe):
     cli.run("--whisperx", "--asr-model", "tiny.en")
-    flip_keeping_size_and_mtime(cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT).joinpath("tokenizer.json").resolve())
+    flip_keeping_size_and_mtime(
+        cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT).joinpath("tokenizer.json").resolve()
+    )
     universe.hub.reset_requests()
     result = cli.json("--whisperx", "--asr-model", "tiny.en")
     assert result["failed"] == 0 and result["results"][0]["message"] != "cached"
@@ -113,12 +117,24 @@ def test_a_read_only_cache_is_checked_through_the_index_which_is_read_not_writte
     cli.run("--whisperx", "--asr-model", "tiny.en")
     index_file = cli.cache / "offline-speech" / "verified.json"
     before = index_file.read_bytes()
-    fetch = subprocess.run(read_only(cli.cache, cli.args("--whisperx", "--asr-model", "tiny.en", "--json")),
-                           env=cli.env(), capture_output=True, text=True, timeout=300)
+    fetch = subprocess.run(
+        read_only(cli.cache, cli.args("--whisperx", "--asr-model", "tiny.en", "--json")),
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert fetch.returncode == 0 and json.loads(fetch.stdout)["results"][0]["message"] == "cached", fetch.stderr
-    flip_keeping_size_and_mtime(cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT).joinpath("config.json").resolve())
-    info = subprocess.run(read_only(cli.cache, cli.args("--info", TINY, "--json")), env=cli.env(), capture_output=True,
-                          text=True, timeout=300)
+    flip_keeping_size_and_mtime(
+        cache.snapshot_dir(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT).joinpath("config.json").resolve()
+    )
+    info = subprocess.run(
+        read_only(cli.cache, cli.args("--info", TINY, "--json")),
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert info.returncode == 0 and "Traceback" not in info.stderr, info.stderr
     assert json.loads(info.stdout)["models"][0]["status"] == "corrupt"
     assert index_file.read_bytes() == before
@@ -132,8 +148,14 @@ def test_the_diarize_stage_verifies_the_snapshot_through_the_same_index(tmp_path
     weights.write_bytes(os.urandom(200_000))
     config.write_text("pipeline: {}\n")
     git_id = hashlib.sha1(b"blob %d\0" % config.stat().st_size + config.read_bytes()).hexdigest()
-    files = [{"path": "config.yaml", "size": config.stat().st_size, "git-sha1": git_id},
-             {"path": "embedding/pytorch_model.bin", "size": 200_000, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}]
+    files = [
+        {"path": "config.yaml", "size": config.stat().st_size, "git-sha1": git_id},
+        {
+            "path": "embedding/pytorch_model.bin",
+            "size": 200_000,
+            "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        },
+    ]
     first = VerifiedIndex(root)
     verify_snapshot(snapshot, files, first)
     first.save()
@@ -141,7 +163,9 @@ def test_the_diarize_stage_verifies_the_snapshot_through_the_same_index(tmp_path
     verify_snapshot(snapshot, files, again)
     assert (first.hashed, again.hashed) == (2, 0)
     flip_keeping_size_and_mtime(weights)
-    with pytest.raises(StageFailure, match="embedding/pytorch_model.bin does not match its sha256 in the lock.*--repair"):
+    with pytest.raises(
+        StageFailure, match="embedding/pytorch_model.bin does not match its sha256 in the lock.*--repair"
+    ):
         verify_snapshot(snapshot, files, VerifiedIndex(root))
 
 
@@ -235,8 +259,13 @@ def job_world(provisioned, tmp_path) -> tuple[Path, Path, str]:
 
 
 def pipeline(out: Path, cache_dir: Path, job: str) -> subprocess.Popen:
-    return subprocess.Popen([str(ROOT / "run-pipeline.sh"), "-j", job, "--out-dir", str(out)], env=shim_env(cache_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(ROOT / "run-pipeline.sh"), "-j", job, "--out-dir", str(out)],
+        env=shim_env(cache_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])

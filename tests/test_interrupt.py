@@ -14,7 +14,19 @@ import pytest
 
 from offline_speech import cache
 from support.hub import sha256_hex
-from support.interrupt import BIG, KEY, REPO, SIZE, fetched, hub_env, partials, repo_files, serve, start, wait_for_partial
+from support.interrupt import (
+    BIG,
+    KEY,
+    REPO,
+    SIZE,
+    fetched,
+    hub_env,
+    partials,
+    repo_files,
+    serve,
+    start,
+    wait_for_partial,
+)
 from support.shell import shim
 
 FILES = repo_files()

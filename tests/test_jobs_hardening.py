@@ -20,11 +20,15 @@ from support.shell import one_line, prepare, run_pipeline, shim_env
 NAME_MAX = 255
 
 
-
 def in_namespace(cache: Path, script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """`sh -c script` in a private mount namespace (mounts made there vanish with it); $1.. are `args`."""
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *args],
-                          capture_output=True, text=True, env=shim_env(cache), timeout=timeout)
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *args],
+        capture_output=True,
+        text=True,
+        env=shim_env(cache),
+        timeout=timeout,
+    )
 
 
 READ_ONLY = 'dir=$1; shift; mount --bind "$dir" "$dir" && mount -o remount,bind,ro "$dir" && exec "$@"'
@@ -58,8 +62,13 @@ def test_a_second_run_of_a_running_job_refuses_and_kill_9_releases_the_lock(prov
     out = tmp_path / "out"
     job_id = prepare(out, provisioned, "-s", "en", "--no-align")
     folder = out / job_id
-    first = subprocess.Popen([str(ROOT / "run-pipeline.sh"), "-j", job_id, "--out-dir", str(out)],
-                             env=shim_env(provisioned), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [str(ROOT / "run-pipeline.sh"), "-j", job_id, "--out-dir", str(out)],
+        env=shim_env(provisioned),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while _stage_status(folder, "demux") is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -112,13 +121,25 @@ def test_a_media_rewritten_with_its_size_and_mtime_restored_is_noticed(provision
 def test_read_only_out_dirs_are_one_line_and_change_nothing(provisioned, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    prep = in_namespace(provisioned, READ_ONLY, str(out), str(ROOT / "prepare-job.sh"), "--media", str(CLIP),
-                        "--asr-model", "tiny.en", "--out-dir", str(out))
+    prep = in_namespace(
+        provisioned,
+        READ_ONLY,
+        str(out),
+        str(ROOT / "prepare-job.sh"),
+        "--media",
+        str(CLIP),
+        "--asr-model",
+        "tiny.en",
+        "--out-dir",
+        str(out),
+    )
     one_line(prep, f"cannot write in {out}", "Read-only file system", "--out-dir")
     assert list(out.iterdir()) == []
     job_id = prepare(out, provisioned, "-s", "en", "--no-align", "--end-time", "3")
     before = sorted(p.name for p in (out / job_id).iterdir())
-    run = in_namespace(provisioned, READ_ONLY, str(out), str(ROOT / "run-pipeline.sh"), "-j", job_id, "--out-dir", str(out))
+    run = in_namespace(
+        provisioned, READ_ONLY, str(out), str(ROOT / "run-pipeline.sh"), "-j", job_id, "--out-dir", str(out)
+    )
     one_line(run, f"cannot write in {out / job_id}", "Read-only file system")
     assert sorted(p.name for p in (out / job_id).iterdir()) == before
     run_pipeline(out, provisioned, job_id)  # writable again: it runs
@@ -136,7 +157,8 @@ rm "$out/filler"
 ./run-pipeline.sh -j "$job" --out-dir "$out" 2> "$report/small.err"; echo $? > "$report/small.rc"
 ls -A "$out/$job" > "$report/small.ls"
 mount -o remount,size=16m "$out"
-./run-pipeline.sh -j "$job" --out-dir "$out" > "$report/healed.out" 2> "$report/healed.err"; echo $? > "$report/healed.rc"
+./run-pipeline.sh -j "$job" --out-dir "$out" > "$report/healed.out" 2> "$report/healed.err"
+echo $? > "$report/healed.rc"
 """
 
 
@@ -144,13 +166,28 @@ def test_a_full_out_dir_is_one_line_with_the_space_needed_and_the_next_run_heals
     out, report = tmp_path / "out", tmp_path / "report"
     out.mkdir()
     report.mkdir()
-    prepare_cmd = [str(ROOT / "prepare-job.sh"), "--media", str(CLIP), "-s", "en", "--no-align", "--end-time", "3",
-                   "--asr-model", "tiny.en"]
-    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", FULL_DISK, "sh", str(out),
-                           str(report), *prepare_cmd], capture_output=True, text=True, env=shim_env(provisioned),
-                          cwd=ROOT, timeout=600)
+    prepare_cmd = [
+        str(ROOT / "prepare-job.sh"),
+        "--media",
+        str(CLIP),
+        "-s",
+        "en",
+        "--no-align",
+        "--end-time",
+        "3",
+        "--asr-model",
+        "tiny.en",
+    ]
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", FULL_DISK, "sh", str(out), str(report), *prepare_cmd],
+        capture_output=True,
+        text=True,
+        env=shim_env(provisioned),
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
-    read = lambda name: (report / name).read_text()  # noqa: E731
+    read = lambda name: (report / name).read_text()  # noqa: E731 - a local one-line helper
     assert read("prepared.rc").strip() == "0", read("prepared.err")
     job_id = read("prepared.out").strip().splitlines()[-1]
     full = subprocess.CompletedProcess([], int(read("full.rc")), read("full.out"), read("full.err"))
@@ -176,7 +213,8 @@ wait $runner; echo $? > "$report/full.rc"
 find "$out/$job" -name '*.tmp' > "$report/full.tmp"
 cp "$out/$job/manifest.json" "$report/full.manifest"
 rm "$out/filler"
-./run-pipeline.sh -j "$job" --out-dir "$out" > "$report/healed.out" 2> "$report/healed.err"; echo $? > "$report/healed.rc"
+./run-pipeline.sh -j "$job" --out-dir "$out" > "$report/healed.out" 2> "$report/healed.err"
+echo $? > "$report/healed.rc"
 cp "$out/$job/manifest.json" "$report/healed.manifest"
 """
 
@@ -185,13 +223,40 @@ def test_a_disk_that_fills_while_a_job_runs_is_one_line_and_the_next_run_heals(p
     out, report = tmp_path / "out", tmp_path / "report"
     out.mkdir()
     report.mkdir()
-    prepare_cmd = [str(ROOT / "prepare-job.sh"), "--media", str(CLIP), "-s", "en", "--no-align", "--end-time", "3",
-                   "--asr-model", "tiny.en"]
-    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", FILLS_WHILE_RUNNING, "sh", str(out),
-                           str(report), *prepare_cmd], capture_output=True, text=True, env=shim_env(provisioned),
-                          cwd=ROOT, timeout=600)
+    prepare_cmd = [
+        str(ROOT / "prepare-job.sh"),
+        "--media",
+        str(CLIP),
+        "-s",
+        "en",
+        "--no-align",
+        "--end-time",
+        "3",
+        "--asr-model",
+        "tiny.en",
+    ]
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            FILLS_WHILE_RUNNING,
+            "sh",
+            str(out),
+            str(report),
+            *prepare_cmd,
+        ],
+        capture_output=True,
+        text=True,
+        env=shim_env(provisioned),
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
-    read = lambda name: (report / name).read_text()  # noqa: E731
+    read = lambda name: (report / name).read_text()  # noqa: E731 - a local one-line helper
     full_err = read("full.err")
     assert int(read("full.rc")) == 1 and "Traceback" not in full_err, full_err
     errors = [line for line in full_err.splitlines() if line.startswith("error: ")]

@@ -40,7 +40,7 @@ def lock_of(cli: Cli) -> dict:
 def resolved_commits(universe, repo: str) -> set[str]:
     """The commits the hub was asked for files of `repo` at."""
     prefix = f"/{repo}/resolve/"
-    return {r.path[len(prefix):].split("/")[0] for r in universe.hub.requests if r.path.startswith(prefix)}
+    return {r.path[len(prefix) :].split("/")[0] for r in universe.hub.requests if r.path.startswith(prefix)}
 
 
 @pytest.fixture()
@@ -157,12 +157,15 @@ def test_same_commit_other_bytes_is_caught(cli, universe, team_lock):
     assert not row["ok"] and "config.json differ from the lock's" in row["message"], row
 
 
-@pytest.mark.parametrize("content, says", [
-    (None, "no such file"),
-    ("{not json", "not a readable lock file"),
-    ('["a list"]', "not an offline-speech lock file"),
-    ('{"models": {"x": 3}}', "not an offline-speech lock file"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (None, "no such file"),
+        ("{not json", "not a readable lock file"),
+        ('["a list"]', "not an offline-speech lock file"),
+        ('{"models": {"x": 3}}', "not an offline-speech lock file"),
+    ],
+)
 def test_a_broken_lock_file_is_one_line_naming_it(cli, tmp_path, content, says):
     path = tmp_path / "team.lock"
     if content is not None:
@@ -173,12 +176,15 @@ def test_a_broken_lock_file_is_one_line_naming_it(cli, tmp_path, content, says):
     ), proc.stderr
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--lock-file", "x.lock", "--verify"], "--lock-file goes with provisioning"),
-    (["--update", FOLLOWER, "--info"], "--update goes with provisioning"),
-    (["--update", FOLLOWER, "--lock-file", "x.lock"], "--update and --lock-file pull opposite ways"),
-    (["--update", "no-such-group"], "unknown model key 'no-such-group'"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--lock-file", "x.lock", "--verify"], "--lock-file goes with provisioning"),
+        (["--update", FOLLOWER, "--info"], "--update goes with provisioning"),
+        (["--update", FOLLOWER, "--lock-file", "x.lock"], "--update and --lock-file pull opposite ways"),
+        (["--update", "no-such-group"], "unknown model key 'no-such-group'"),
+    ],
+)
 def test_lock_file_and_update_usage_errors(cli, args, says):
     proc = cli.run(*args, check_code=2)
     assert says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -23,8 +23,8 @@ import pytest
 
 from offline_speech.media import MediaError, probe
 from offline_speech.stages import demux, mux
-from support.media import CONTAINERS
 from support import ROOT
+from support.media import CONTAINERS
 from support.sample import CLIP, REFERENCE, SENTENCES, parse_srt
 from support.shell import prepare, run_pipeline, shim_env, venv_python
 from support.wer import word_error_rate
@@ -46,8 +46,12 @@ def ffmpeg(*args: str) -> None:
 
 
 def ffprobe_json(path: Path, *extra: str) -> dict:
-    proc = subprocess.run([FFPROBE, "-v", "error", *extra, "-show_streams", "-show_format", "-of", "json", str(path)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [FFPROBE, "-v", "error", *extra, "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(proc.stdout)
 
 
@@ -57,8 +61,27 @@ def ffprobe_streams(path: Path, *extra: str) -> list[dict]:
 
 def reference_decode(path: Path) -> array.array:
     """What `ffmpeg -i path -ac 1 -ar 16000` makes of the first audio stream, as 16-bit samples."""
-    proc = subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(RATE),
-                           "-f", "s16le", "-"], capture_output=True, check=True)
+    proc = subprocess.run(
+        [
+            FFMPEG,
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(RATE),
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    )
     return array.array("h", proc.stdout)
 
 
@@ -70,6 +93,7 @@ def offset(signal: array.array, ref: array.array, span: int = 800) -> tuple[int,
     """(lag, correlation): signal[i + lag] best matches ref[i] (lag > 0: `signal` is late), searched over +-span
     samples (+-50 ms, beyond AAC's 21 ms of priming) on the loudest half second of `ref`."""
     window = RATE // 2
+
     def dot(a, b) -> float:
         return float(sum(map(operator.mul, a, b)))
 
@@ -95,7 +119,12 @@ def path_without_ffmpeg(tmp: Path) -> str:
             continue
         for entry in os.scandir(directory):
             link = folder / entry.name
-            if entry.name not in HIDDEN and not os.path.lexists(link) and os.access(entry.path, os.X_OK) and not entry.is_dir():
+            if (
+                entry.name not in HIDDEN
+                and not os.path.lexists(link)
+                and os.access(entry.path, os.X_OK)
+                and not entry.is_dir()
+            ):
                 link.symlink_to(entry.path)
     return str(folder)
 
@@ -127,8 +156,10 @@ def write_srt(path: Path, cues: list[tuple[float, float, str]]) -> Path:
         ms = round(t * 1000)
         return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
-    path.write_text("\n".join(f"{i}\n{stamp(a)} --> {stamp(b)}\n{text}\n" for i, (a, b, text) in enumerate(cues, 1)),
-                    encoding="utf-8")
+    path.write_text(
+        "\n".join(f"{i}\n{stamp(a)} --> {stamp(b)}\n{text}\n" for i, (a, b, text) in enumerate(cues, 1)),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -141,7 +172,18 @@ def encoded(tmp_path_factory) -> dict[str, Path]:
     files = {}
     for ext, args in CONTAINERS.items():
         files[ext] = folder / f"speech.{ext}"
-        ffmpeg("-f", "lavfi", "-i", "color=c=navy:size=64x36:rate=5", "-i", str(CLIP), "-t", str(SECONDS), *args, str(files[ext]))
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=navy:size=64x36:rate=5",
+            "-i",
+            str(CLIP),
+            "-t",
+            str(SECONDS),
+            *args,
+            str(files[ext]),
+        )
     return files
 
 
@@ -160,8 +202,12 @@ def test_demux_matches_the_ffmpeg_cli_sample_for_sample(encoded, ext):
     assert abs(len(full) - len(ref)) <= 1
     assert len(ours(path, 0.0, info.duration)) == min(round(info.duration * RATE), len(full))
     seen = ffprobe_json(path)
-    durations = [seen["format"].get("duration")] + [s.get("duration") for s in seen["streams"] if s["codec_type"] == "audio"]
-    assert abs(info.duration - max(float(d) for d in durations if d not in (None, "N/A"))) < 0.05  # ffmpeg 5.1's MP3: +36 ms
+    durations = [seen["format"].get("duration")] + [
+        s.get("duration") for s in seen["streams"] if s["codec_type"] == "audio"
+    ]
+    assert (
+        abs(info.duration - max(float(d) for d in durations if d not in (None, "N/A"))) < 0.05
+    )  # ffmpeg 5.1's MP3: +36 ms
     assert info.audio_streams == 1
 
 
@@ -203,8 +249,10 @@ def test_a_click_at_one_second_lands_on_sample_16000(tmp_path):
 
 
 @reference
-@pytest.mark.parametrize("ext, args", [("m4a", ["-c:a", "aac", "-b:a", "128k"]), ("opus", ["-c:a", "libopus"]),
-                                       ("mp3", ["-c:a", "libmp3lame"])])
+@pytest.mark.parametrize(
+    "ext, args",
+    [("m4a", ["-c:a", "aac", "-b:a", "128k"]), ("opus", ["-c:a", "libopus"]), ("mp3", ["-c:a", "libmp3lame"])],
+)
 def test_encoder_delay_is_trimmed(tmp_path, ext, args):
     """AAC priming (the MP4 edit list), Opus pre-skip and the MP3 encoder delay (LAME header) are not audio: the
     click stays at 1.000 s, in the whole decode and in a clip that starts with a seek."""
@@ -232,16 +280,29 @@ def test_probe_errors_are_one_line(tmp_path):
 
 
 def _tracks(folder: Path) -> list[dict]:
-    return [{"path": str(write_srt(folder / f"talk.{lang}.srt", CUES[lang])), "iso639_2": NAMES[lang][0],
-             "title": NAMES[lang][1]} for lang in ("en", "hi")]
+    return [
+        {
+            "path": str(write_srt(folder / f"talk.{lang}.srt", CUES[lang])),
+            "iso639_2": NAMES[lang][0],
+            "title": NAMES[lang][1],
+        }
+        for lang in ("en", "hi")
+    ]
 
 
 def _subtitles_via_av(path: Path) -> list[tuple[str, str, bool, list[tuple[float, float, str]]]]:
     """(language, name, default, cues) of each subtitle track, read back through PyAV."""
     mp4 = path.suffix == ".mp4"
     with av.open(str(path)) as container:
-        tracks = {s.index: (s.metadata.get("language"), s.metadata.get("handler_name" if mp4 else "title"),
-                            bool(s.disposition & av.stream.Disposition.default), []) for s in container.streams.subtitles}
+        tracks = {
+            s.index: (
+                s.metadata.get("language"),
+                s.metadata.get("handler_name" if mp4 else "title"),
+                bool(s.disposition & av.stream.Disposition.default),
+                [],
+            )
+            for s in container.streams.subtitles
+        }
         for packet in container.demux(*container.streams.subtitles):
             data = bytes(packet)
             text = (data[2:] if mp4 else data).decode("utf-8").replace("\r\n", "\n")
@@ -254,14 +315,20 @@ def _subtitles_via_av(path: Path) -> list[tuple[str, str, bool, list[tuple[float
 def _subtitles_via_ffprobe(path: Path) -> list[tuple[str, str, str, int]]:
     """(codec, language, name, default) of each subtitle track as ffprobe shows them (MP4 names: handler_name)."""
     name = "handler_name" if path.suffix == ".mp4" else "title"
-    return [(s["codec_name"], s["tags"]["language"], s["tags"][name], s["disposition"]["default"])
-            for s in ffprobe_streams(path) if s["codec_type"] == "subtitle"]
+    return [
+        (s["codec_name"], s["tags"]["language"], s["tags"][name], s["disposition"]["default"])
+        for s in ffprobe_streams(path)
+        if s["codec_type"] == "subtitle"
+    ]
 
 
 def _originals(path: Path) -> list[tuple[str, str, int]]:
     """(type, codec, packets) of each stream but the subtitles, per ffprobe."""
-    return [(s["codec_type"], s["codec_name"], s["nb_read_packets"]) for s in ffprobe_streams(path, "-count_packets")
-            if s["codec_type"] != "subtitle"]
+    return [
+        (s["codec_type"], s["codec_name"], s["nb_read_packets"])
+        for s in ffprobe_streams(path, "-count_packets")
+        if s["codec_type"] != "subtitle"
+    ]
 
 
 @reference
@@ -274,8 +341,11 @@ def test_muxed_tracks_have_language_and_name_and_the_originals_are_untouched(enc
     assert _originals(dest) == _originals(source)
     assert _subtitles_via_av(dest) == [("eng", "English", True, CUES["en"]), ("hin", "Hindi", False, CUES["hi"])]
     assert mux.mux(str(dest), _tracks(tmp_path)[:1], again) == 2  # the tracks it had stay first
-    assert [t[:3] for t in _subtitles_via_av(again)] == [("eng", "English", True), ("hin", "Hindi", False),
-                                                         ("eng", "English", False)]
+    assert [t[:3] for t in _subtitles_via_av(again)] == [
+        ("eng", "English", True),
+        ("hin", "Hindi", False),
+        ("eng", "English", False),
+    ]
 
 
 @pytest.fixture()
@@ -292,8 +362,10 @@ def test_jobs_run_without_ffmpeg_on_path(provisioned, tmp_path, no_ffmpeg):
     made by PyAV, transcribed offline; the demux and mux stages on their own, as the runner starts them."""
     video = video_with_speech(tmp_path / "talk.mp4", 9.0)
     out = tmp_path / "out"
-    ids = [prepare(out, provisioned, "-s", "en", "--no-align", "--end-time", "9", media=m, netns=True)
-           for m in (CLIP, video)]
+    ids = [
+        prepare(out, provisioned, "-s", "en", "--no-align", "--end-time", "9", media=m, netns=True)
+        for m in (CLIP, video)
+    ]
     run_pipeline(out, provisioned, *ids, netns=True)
     expected = " ".join(s["text"] for s in SENTENCES if s["end"] <= 9.0)
     for job_id, stem in zip(ids, ("speech-en", "talk")):
@@ -302,12 +374,21 @@ def test_jobs_run_without_ffmpeg_on_path(provisioned, tmp_path, no_ffmpeg):
         assert abs(cues[0][0] - SENTENCES[0]["start"]) < 0.5
     for media in (CLIP, video):  # the mux stage as a process, as the runner starts it
         dest = tmp_path / mux.output_name(str(media))
-        job = {"id": "j", "dir": str(tmp_path), "job": {"media": {"path": str(media)}}, "tracks": _tracks(tmp_path),
-               "outputs": {"media": str(dest)}}
+        job = {
+            "id": "j",
+            "dir": str(tmp_path),
+            "job": {"media": {"path": str(media)}},
+            "tracks": _tracks(tmp_path),
+            "outputs": {"media": str(dest)},
+        }
         request = tmp_path / "request.json"
         request.write_text(json.dumps({"schema": 1, "stage": "mux", "options": {}, "models": {}, "jobs": [job]}))
-        proc = subprocess.run([str(venv_python("core")), "-m", "offline_speech.stages.mux", str(request)],
-                              capture_output=True, text=True, env=shim_env(tmp_path) | {"PYTHONPATH": str(ROOT / "src")})
+        proc = subprocess.run(
+            [str(venv_python("core")), "-m", "offline_speech.stages.mux", str(request)],
+            capture_output=True,
+            text=True,
+            env=shim_env(tmp_path) | {"PYTHONPATH": str(ROOT / "src")},
+        )
         events = [json.loads(line) for line in proc.stdout.splitlines()]
         assert [e["event"] for e in events] == ["job_started", "log", "job_done", "finished"], proc.stdout + proc.stderr
         assert _subtitles_via_av(dest) == [("eng", "English", True, CUES["en"]), ("hin", "Hindi", False, CUES["hi"])]
@@ -318,15 +399,21 @@ def test_a_subtitle_job_muxes_mp4_and_mkv_without_ffmpeg_on_path(provisioned, tm
     language and name and the job's cues."""
     video = video_with_speech(tmp_path / "talk.mp4", 9.0)
     out = tmp_path / "out"
-    ids = [prepare(out, provisioned, "--workflow", "subtitle", "-s", "en", "--no-align", "--end-time", "9", media=m,
-                   netns=True) for m in (video, CLIP)]
+    ids = [
+        prepare(
+            out, provisioned, "--workflow", "subtitle", "-s", "en", "--no-align", "--end-time", "9", media=m, netns=True
+        )
+        for m in (video, CLIP)
+    ]
     run_pipeline(out, provisioned, *ids, netns=True)
     for job_id, media in zip(ids, (video, CLIP)):
         muxed = out / job_id / mux.output_name(str(media))
         tracks = _subtitles_via_av(muxed)
         assert [t[:3] for t in tracks] == [("eng", "English", True)]
         srt = parse_srt(out / job_id / f"{media.stem}.en.srt")
-        assert [(a, b, " ".join(t.split())) for a, b, t in tracks[0][3]] == [(round(a, 3), round(b, 3), t) for a, b, t in srt]
+        assert [(a, b, " ".join(t.split())) for a, b, t in tracks[0][3]] == [
+            (round(a, 3), round(b, 3), t) for a, b, t in srt
+        ]
         if FFPROBE:  # the reference, where installed (found before PATH lost it)
             codec = "mov_text" if muxed.suffix == ".mp4" else "subrip"
             assert _subtitles_via_ffprobe(muxed) == [(codec, "eng", "English", 1)]

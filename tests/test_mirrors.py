@@ -21,9 +21,15 @@ def test_every_group_goes_to_the_endpoint_given_and_nowhere_else(cli, universe, 
     trace = tmp_path / "trace"
     port = universe.hub.url.rsplit(":", 1)[1]
     # --asset-mirror wins over the variable, which here names a port nothing listens on
-    args = ["strace", "-f", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace),
-            *cli.args("--all", "--mlx", "--no-convert", "--json",
-                      "--asset-mirror", universe.hub.url + "/assets")]
+    args = [
+        "strace",
+        "-f",
+        "-e",
+        "trace=connect,sendto,sendmsg",
+        "-o",
+        str(trace),
+        *cli.args("--all", "--mlx", "--no-convert", "--json", "--asset-mirror", universe.hub.url + "/assets"),
+    ]
     env = cli.env(HF_TOKEN=universe.token, OFFLINE_SPEECH_ASSET_MIRROR="http://127.0.0.1:9/nothing")
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

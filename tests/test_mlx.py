@@ -34,8 +34,22 @@ def mlx_cache(tmp_path_factory) -> Path:
 def test_mlx_job_runs_offline_with_the_same_outputs(mlx_cache, tmp_path):
     mac = {"cache": mlx_cache, "platform": "darwin-arm64"}
     out = tmp_path / "out"
-    proc = shim("prepare-job.sh", "--media", str(CLIP), "-s", "en", "--asr-model", "tiny.en", "--no-align",
-                "--end-time", "8.83", "--out-dir", str(out), **mac, netns=True)
+    proc = shim(
+        "prepare-job.sh",
+        "--media",
+        str(CLIP),
+        "-s",
+        "en",
+        "--asr-model",
+        "tiny.en",
+        "--no-align",
+        "--end-time",
+        "8.83",
+        "--out-dir",
+        str(out),
+        **mac,
+        netns=True,
+    )
     job_id = proc.stdout.strip().splitlines()[-1]
     job = json.loads((out / job_id / "job.json").read_text())
     assert job["backend"] == "mlx" and "imports mlx.core" in job["backend_reason"]
@@ -59,12 +73,40 @@ def test_mlx_job_runs_offline_with_the_same_outputs(mlx_cache, tmp_path):
 def test_mlx_jobs_are_refused_where_mlx_cannot_run(mlx_cache, tmp_path):
     out = tmp_path / "out"
     linux = {"cache": mlx_cache, "platform": "linux-x86_64"}
-    proc = shim("prepare-job.sh", "--media", str(CLIP), "--backend", "mlx", "--asr-model", "tiny.en",
-                "--out-dir", str(out), **linux, code=2)
+    proc = shim(
+        "prepare-job.sh",
+        "--media",
+        str(CLIP),
+        "--backend",
+        "mlx",
+        "--asr-model",
+        "tiny.en",
+        "--out-dir",
+        str(out),
+        **linux,
+        code=2,
+    )
     assert "MLX needs Apple Silicon" in proc.stderr
     assert not out.exists() or not any(out.iterdir())
     mac = {"cache": mlx_cache, "platform": "darwin-arm64"}
-    job_id = shim("prepare-job.sh", "--media", str(CLIP), "-s", "en", "--asr-model", "tiny.en", "--no-align",
-                  "--end-time", "4", "--out-dir", str(out), **mac).stdout.strip().splitlines()[-1]
+    job_id = (
+        shim(
+            "prepare-job.sh",
+            "--media",
+            str(CLIP),
+            "-s",
+            "en",
+            "--asr-model",
+            "tiny.en",
+            "--no-align",
+            "--end-time",
+            "4",
+            "--out-dir",
+            str(out),
+            **mac,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     proc = shim("run-pipeline.sh", "-j", job_id, "--out-dir", str(out), **linux, code=2)
     assert "the mlx backend needs Apple Silicon" in proc.stderr

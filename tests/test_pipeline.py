@@ -54,7 +54,18 @@ def test_clip_times_are_media_positions_and_names_may_be_odd(provisioned, tmp_pa
     shutil.copy(CLIP, odd)
     start, end = SENTENCES[3]["start"] - 0.35, SENTENCES[5]["end"] + 0.35
     out = tmp_path / "out"
-    job_id = prepare(out, provisioned, "-s", "en", "--no-align", "--start-time", f"{start:.2f}", "--end-time", f"{end:.2f}", media=odd)
+    job_id = prepare(
+        out,
+        provisioned,
+        "-s",
+        "en",
+        "--no-align",
+        "--start-time",
+        f"{start:.2f}",
+        "--end-time",
+        f"{end:.2f}",
+        media=odd,
+    )
     run_pipeline(out, provisioned, job_id)
     cues = parse_srt(out / job_id / "-it's my ☕ talk.en.srt")
     assert_monotonic(cues, start - 0.01, end)
@@ -110,7 +121,9 @@ def test_resume_after_the_runner_is_stopped_during_asr(provisioned, tmp_path, si
         assert _stage_status(folder, "asr") == "interrupted"
     else:
         assert runner.returncode == -signal.SIGKILL
-    _wait_for(lambda: not Path(f"/proc/{asr_pid}").exists() or "Z" in Path(f"/proc/{asr_pid}/stat").read_text().split()[2], 10)
+    _wait_for(
+        lambda: not Path(f"/proc/{asr_pid}").exists() or "Z" in Path(f"/proc/{asr_pid}/stat").read_text().split()[2], 10
+    )
     assert not (folder / "speech-en.en.srt").exists()
     demux_log = (folder / "logs" / "demux.log").read_text()
     resumed = run_pipeline(out, provisioned, job_id)
@@ -125,7 +138,10 @@ def test_resume_after_the_runner_is_stopped_during_asr(provisioned, tmp_path, si
 def test_several_jobs_in_one_call_load_the_model_once(provisioned, tmp_path):
     out = tmp_path / "out"
     bounds = [(0.0, 8.83), (8.83, 18.59), (18.59, 28.46)]
-    ids = [prepare(out, provisioned, "-s", "en", "--no-align", "--start-time", str(a), "--end-time", str(b)) for a, b in bounds]
+    ids = [
+        prepare(out, provisioned, "-s", "en", "--no-align", "--start-time", str(a), "--end-time", str(b))
+        for a, b in bounds
+    ]
     run_pipeline(out, provisioned, *ids)
     pids = set()
     for job_id, (a, b) in zip(ids, bounds):
@@ -163,8 +179,14 @@ def test_job_ids_with_dots_or_odd_characters_are_refused(provisioned, tmp_path, 
     _assert_refused(proc, "not a job id")
 
 
-@pytest.mark.parametrize("bad, says", [("{tmp}/etc", "job.json is corrupt"), ("a/b", "no prepared job there"),
-                                       ("../x-not-a-job", "no prepared job there")])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("{tmp}/etc", "job.json is corrupt"),
+        ("a/b", "no prepared job there"),
+        ("../x-not-a-job", "no prepared job there"),
+    ],
+)
 def test_paths_are_job_folders_and_must_hold_a_prepared_job(provisioned, tmp_path, bad, says):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "job.json").write_text("{}")

@@ -30,9 +30,23 @@ def media(tmp_path_factory) -> dict[str, Path]:
         "empty": d / "empty.wav",
     }
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-ar", "16000", str(files["tone"]))
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
-           "-shortest", "-pix_fmt", "yuv420p", str(files["video"]))
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=2", "-pix_fmt", "yuv420p", str(files["silent_video"]))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x64:rate=5:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=3",
+        "-shortest",
+        "-pix_fmt",
+        "yuv420p",
+        str(files["video"]),
+    )
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=2", "-pix_fmt", "yuv420p", str(files["silent_video"])
+    )
     files["text"].write_text("this is not a video\n")
     files["empty"].write_bytes(b"")
     return files
@@ -40,7 +54,9 @@ def media(tmp_path_factory) -> dict[str, Path]:
 
 def prepare(out: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess:
     cache = out.parent / "cache"
-    return shim("prepare-job.sh", *args, "--out-dir", str(out), "--cache-dir", str(cache), cache=cache, code=code, timeout=60)
+    return shim(
+        "prepare-job.sh", *args, "--out-dir", str(out), "--cache-dir", str(cache), cache=cache, code=code, timeout=60
+    )
 
 
 def test_prepare_writes_a_valid_job_and_prints_its_id_last(media, tmp_path):
@@ -70,13 +86,15 @@ def test_job_ids_are_unique_and_sortable_by_time(media, tmp_path):
 def test_the_committed_job_records_the_cached_model_commit(media, tmp_path, cli):
     cli.run("--whisperx", "--asr-model", "tiny.en")
     out = cli.cache.parent / "out"
-    job_id = prepare(out, "--media", str(media["tone"]), "--asr-model", "tiny.en", "-s", "en", "--no-align").stdout.split()[-1]
+    job_id = prepare(
+        out, "--media", str(media["tone"]), "--asr-model", "tiny.en", "-s", "en", "--no-align"
+    ).stdout.split()[-1]
     job = json.loads((out / job_id / "job.json").read_text())
     assert job["models"] == {"faster-whisper-tiny.en": "0d3d19a32d3338f10357c0889762bd8d64bbdeba"}
     assert job["warnings"] == [] and job["align"] is False
 
 
-@pytest.mark.parametrize("name", ["my talk.wav", "it's \"quoted\".wav", "вікі कथा ☕.wav", "-leading-dash.wav"])
+@pytest.mark.parametrize("name", ["my talk.wav", 'it\'s "quoted".wav', "вікі कथा ☕.wav", "-leading-dash.wav"])
 def test_odd_file_names(media, tmp_path, name):
     odd = tmp_path / name
     odd.write_bytes(media["tone"].read_bytes())
@@ -95,9 +113,17 @@ def test_odd_file_names(media, tmp_path, name):
         ("video without audio", ["--media", "{silent_video}"], "has no audio stream"),
         ("unknown language", ["--media", "{tone}", "-s", "xx"], "unknown language 'xx'"),
         ("source Whisper cannot hear", ["--media", "{tone}", "-s", "mai"], "Whisper cannot transcribe"),
-        ("pair nobody translates", ["--media", "{tone}", "--workflow", "translate", "-s", "la", "-t", "en"], "-s la -t en"),
+        (
+            "pair nobody translates",
+            ["--media", "{tone}", "--workflow", "translate", "-s", "la", "-t", "en"],
+            "-s la -t en",
+        ),
         ("unknown target", ["--media", "{tone}", "--workflow", "translate", "-s", "hi", "-t", "en,zz"], "-t zz"),
-        ("target equals source", ["--media", "{tone}", "--workflow", "subtitle", "-s", "hi", "-t", "hi"], "equals the source"),
+        (
+            "target equals source",
+            ["--media", "{tone}", "--workflow", "subtitle", "-s", "hi", "-t", "hi"],
+            "equals the source",
+        ),
         ("end before start", ["--media", "{tone}", "--start-time", "3", "--end-time", "2"], "must be after"),
         ("end equals start", ["--media", "{tone}", "--start-time", "2", "--end-time", "2"], "must be after"),
         ("start past the end", ["--media", "{tone}", "--start-time", "00:01:00"], "past the end"),
@@ -106,7 +132,11 @@ def test_odd_file_names(media, tmp_path, name):
         ("unknown workflow", ["--media", "{tone}", "--workflow", "dub"], "choose transcribe"),
         ("translate without targets", ["--media", "{tone}", "--workflow", "translate"], "needs -t"),
         ("unknown asr model", ["--media", "{tone}", "--asr-model", "huge"], "no whisperx model named"),
-        ("English-only model, Hindi speech", ["--media", "{tone}", "--asr-model", "tiny.en", "-s", "hi"], "is English-only"),
+        (
+            "English-only model, Hindi speech",
+            ["--media", "{tone}", "--asr-model", "tiny.en", "-s", "hi"],
+            "is English-only",
+        ),
         ("mlx off Apple Silicon", ["--media", "{tone}", "--backend", "mlx"], "needs Apple Silicon"),
     ],
 )
@@ -134,7 +164,9 @@ def test_backend_decision(tmp_path):
     assert decide_backend("auto", "linux-x86_64", mlx_python) == ("whisperx", "auto: linux-x86_64 is not Apple Silicon")
     assert decide_backend("auto", "darwin-x86_64", mlx_python)[0] == "whisperx"
     assert decide_backend("auto", "darwin-arm64", mlx_python) == (
-        "whisperx", "auto: darwin-arm64 but venv/mlx is missing (./venv-setup mlx)")
+        "whisperx",
+        "auto: darwin-arm64 but venv/mlx is missing (./venv-setup mlx)",
+    )
     with pytest.raises(JobError, match="venv/mlx is missing"):
         decide_backend("mlx", "darwin-arm64", mlx_python)
     mlx_python.parent.mkdir(parents=True)
@@ -165,8 +197,11 @@ def test_an_auto_job_is_provisioned_with_the_aligners_of_the_languages_it_names(
     job = read_job(out / prepare(out, "--media", str(media["tone"])).stdout.split()[-1] / "job.json")
     assert job.source_language == "auto" and job.align_languages == ("en", "hi")
     assert {"torchaudio-align-en", "align-hi", "nltk-punkt_tab"} <= set(job.models)  # cache-models --job fetches them
-    job = read_job(out / prepare(out, "--media", str(media["tone"]), "--align-languages", "vi,pl-PL,ta").stdout.split()[-1]
-                   / "job.json")
+    job = read_job(
+        out
+        / prepare(out, "--media", str(media["tone"]), "--align-languages", "vi,pl-PL,ta").stdout.split()[-1]
+        / "job.json"
+    )
     assert job.align_languages == ("vi", "pl", "ta") and {"align-vi", "align-pl"} <= set(job.models)
     assert "no word aligner exists for 'ta'" in " ".join(job.warnings)
     proc = prepare(out, "--media", str(media["tone"]), "-s", "en", "--align-languages", "hi", code=2)
@@ -175,7 +210,15 @@ def test_an_auto_job_is_provisioned_with_the_aligners_of_the_languages_it_names(
 
 def test_an_auto_job_without_any_of_its_aligners_cached_is_stopped_by_preflight(media, tmp_path, provisioned):
     out = tmp_path / "out"
-    job_id = shim("prepare-job.sh", "--media", str(media["tone"]), "--asr-model", "tiny.en", "--out-dir", str(out),
-                  cache=provisioned).stdout.split()[-1]
+    job_id = shim(
+        "prepare-job.sh",
+        "--media",
+        str(media["tone"]),
+        "--asr-model",
+        "tiny.en",
+        "--out-dir",
+        str(out),
+        cache=provisioned,
+    ).stdout.split()[-1]
     proc = shim("run-pipeline.sh", "-j", job_id, "--out-dir", str(out), cache=provisioned, code=2)
     assert f"no aligner for en, hi is cached: ./cache-models.sh --job {job_id}" in proc.stderr

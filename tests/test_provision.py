@@ -27,10 +27,7 @@ TINY = "faster-whisper-tiny.en"
 
 def file_gets(hub, repo: str | None = None) -> list[str]:
     """Paths of the file downloads the hub (or its CDN, for LFS files) answered, optionally for one repo."""
-    return [
-        r.path
-        for r in hub.file_gets(repo)
-    ]
+    return [r.path for r in hub.file_gets(repo)]
 
 
 def snapshot(cache_root: Path, repo: str, commit: str) -> Path:
@@ -78,7 +75,11 @@ def test_provision_tiny_en_then_load_offline_in_network_namespace(cli, universe)
         "print('multilingual', m.model.is_multilingual)\n"
     )
     proc = subprocess.run(
-        ["unshare", "-n", str(venv_python("whisperx")), "-c", load], env=env, capture_output=True, text=True, timeout=300
+        ["unshare", "-n", str(venv_python("whisperx")), "-c", load],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "multilingual False" in proc.stdout
@@ -95,7 +96,9 @@ def test_provision_tiny_en_then_load_offline_in_network_namespace(cli, universe)
 
     # and the hub's own CLI lists it, offline: the cache is in the standard layout
     hf = Path(sys.executable).parent / "hf"
-    proc = subprocess.run(["unshare", "-n", str(hf), "cache", "ls", "--format", "json"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["unshare", "-n", str(hf), "cache", "ls", "--format", "json"], env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     listed = {r["repo_id"]: r for r in json.loads(proc.stdout)}
     assert listed[TINY_EN_REPO]["refs"] == ["main"]
@@ -121,7 +124,11 @@ def test_unpinned_revision_is_resolved_and_recorded(cli, universe):
     lock = json.loads((cli.cache / cache.LOCK_NAME).read_text())
     assert lock["models"]["align-hi"]["commit"] == commit
     assert cache.read_ref(cli.cache, hub_repo, "main") == commit
-    got = {p.relative_to(snapshot(cli.cache, hub_repo, commit)).as_posix() for p in snapshot(cli.cache, hub_repo, commit).rglob("*") if p.is_file()}
+    got = {
+        p.relative_to(snapshot(cli.cache, hub_repo, commit)).as_posix()
+        for p in snapshot(cli.cache, hub_repo, commit).rglob("*")
+        if p.is_file()
+    }
     assert got == universe.wanted[hub_repo]
 
 
@@ -178,7 +185,11 @@ def test_kill_mid_download_never_reports_complete_and_rerun_completes(cli, unive
 
     info = {r["key"]: r for r in cli.json("--info")["models"]}
     assert info[TINY]["status"] in ("incomplete", "missing")
-    assert TINY not in json.loads((cli.cache / cache.LOCK_NAME).read_text())["models"] if (cli.cache / cache.LOCK_NAME).exists() else True
+    assert (
+        TINY not in json.loads((cli.cache / cache.LOCK_NAME).read_text())["models"]
+        if (cli.cache / cache.LOCK_NAME).exists()
+        else True
+    )
     result = cli.json("--whisperx", "--asr-model", "tiny.en")
     assert result["failed"] == 0 and result["results"][0]["message"] != "cached"
     assert cli.json("--verify")["problems"] == 0
@@ -211,7 +222,10 @@ def test_verify_finds_damage_offline_and_repair_fetches_only_it(cli, universe):
     repaired = cli.json("--verify", "--repair")
     assert repaired["problems"] == 0
     # the two damaged blobs are fetched again; the deleted link's blob was intact, so it is only relinked
-    assert sorted(p.rsplit("/", 1)[-1] for p in file_gets(universe.hub, TINY_EN_REPO)) == ["model.bin", "tokenizer.json"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in file_gets(universe.hub, TINY_EN_REPO)) == [
+        "model.bin",
+        "tokenizer.json",
+    ]
     assert (snap / "vocabulary.txt").read_bytes() == universe.files[TINY_EN_REPO]["vocabulary.txt"]
     assert (snap / "model.bin").read_bytes() == universe.files[TINY_EN_REPO]["model.bin"]
     assert cli.json("--verify")["problems"] == 0
@@ -249,8 +263,17 @@ def test_from_dir_registers_real_files_that_load_offline(cli, universe, tiny_en_
     snap = snapshot(cli.cache, TINY_EN_REPO, TINY_EN_COMMIT)
     assert sorted(p.name for p in snap.iterdir()) == sorted(tiny_en_files)
     env = offline_env(cli.cache, cli.env())
-    load = "from faster_whisper import WhisperModel\nWhisperModel('tiny.en', device='cpu', compute_type='int8')\nprint('ok')"
-    proc = subprocess.run(["unshare", "-n", str(venv_python("whisperx")), "-c", load], env=env, capture_output=True, text=True, timeout=300)
+    load = (
+        "from faster_whisper import WhisperModel\n"
+        "WhisperModel('tiny.en', device='cpu', compute_type='int8')\nprint('ok')"
+    )
+    proc = subprocess.run(
+        ["unshare", "-n", str(venv_python("whisperx")), "-c", load],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -262,14 +285,25 @@ def test_two_concurrent_runs_do_not_corrupt_the_cache(cli, universe):
     universe.hub.throttle(None)
     assert cli.json("--verify")["problems"] == 0
     lock = json.loads((cli.cache / cache.LOCK_NAME).read_text())
-    assert {TINY, "faster-whisper-tiny", "align-hi", "nltk-punkt_tab", "torchaudio-align-en"} <= set(lock["models"]) | set(lock["assets"])
+    assert {TINY, "faster-whisper-tiny", "align-hi", "nltk-punkt_tab", "torchaudio-align-en"} <= set(
+        lock["models"]
+    ) | set(lock["assets"])
 
 
 @pytest.mark.parametrize(
-    "platform_id, has_mlx", [("darwin-arm64", True), ("darwin-x86_64", False), ("linux-x86_64", False), ("linux-arm64", False)]
+    "platform_id, has_mlx",
+    [("darwin-arm64", True), ("darwin-x86_64", False), ("linux-x86_64", False), ("linux-arm64", False)],
 )
 def test_all_includes_mlx_only_on_apple_silicon(cli, platform_id, has_mlx):
-    plan = cli.json("--all", "--dry-run", "--asr-model", "tiny.en", OFFLINE_SPEECH_PLATFORM=platform_id, HF_TOKEN="x" * 20, check_code=None)
+    plan = cli.json(
+        "--all",
+        "--dry-run",
+        "--asr-model",
+        "tiny.en",
+        OFFLINE_SPEECH_PLATFORM=platform_id,
+        HF_TOKEN="x" * 20,
+        check_code=None,
+    )
     keys = {r["key"] for r in plan["plan"]}
     assert ("mlx-whisper-tiny.en" in keys) == has_mlx
     assert {TINY, "nllb-200-3.3B", "align-hi", "pyannote-speaker-diarization-community-1"} <= keys
@@ -288,10 +322,13 @@ def test_refuses_a_download_that_cannot_fit(cli, universe, tmp_path):
         [
             f"mount -t tmpfs -o size=16m tmpfs {small} &&",
             *[f"'{a}'" for a in cli.args("--whisperx", "--asr-model", "tiny.en")[:-2]],
-            "--cache-dir", str(small / "cache"),
+            "--cache-dir",
+            str(small / "cache"),
         ]
     )
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", cmd], env=cli.env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", cmd], env=cli.env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "refusing to download" in proc.stderr and "free" in proc.stderr
     assert not file_gets(universe.hub)
@@ -303,8 +340,11 @@ def test_connection_cut_mid_file_is_resumed(cli, universe):
     assert cli.json("--whisperx", "--asr-model", "tiny.en")["failed"] == 0
     assert cli.json("--verify")["problems"] == 0
     size = len(universe.files[TINY_EN_REPO]["model.bin"])
-    gets = [(r.status, r.range, r.bytes_sent) for r in universe.hub.requests
-            if r.method == "GET" and r.path.endswith("/model.bin")]
+    gets = [
+        (r.status, r.range, r.bytes_sent)
+        for r in universe.hub.requests
+        if r.method == "GET" and r.path.endswith("/model.bin")
+    ]
     # the cut GET, then one asking only for the rest from what had been written (whole 1 MiB reads), and exactly that
     (first, second) = gets
     assert first == (200, None, 5_000_000), gets

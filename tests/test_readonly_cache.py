@@ -21,8 +21,13 @@ READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@
 def read_only(cache: Path, *cmd: str, code: int | None = 0, **variables: str) -> subprocess.CompletedProcess:
     """Run `cmd` (a shim name or a program) with `cache` mounted read-only, as the shims' user would."""
     program = str(ROOT / cmd[0]) if cmd[0].endswith(".sh") else cmd[0]
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY, str(cache), program, *cmd[1:]],
-                          env=shim_env(cache, **variables), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", READ_ONLY, str(cache), program, *cmd[1:]],
+        env=shim_env(cache, **variables),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if code is not None:
         assert proc.returncode == code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -30,8 +35,11 @@ def read_only(cache: Path, *cmd: str, code: int | None = 0, **variables: str) ->
 
 def listing(root: Path) -> dict[str, tuple[int, int, int]]:
     """Every path under root (root too) with its mtime, size and mode, links not followed."""
-    return {str(p.relative_to(root)): (st.st_mtime_ns, st.st_size, st.st_mode)
-            for p in [root, *root.rglob("*")] for st in [p.lstat()]}
+    return {
+        str(p.relative_to(root)): (st.st_mtime_ns, st.st_size, st.st_mode)
+        for p in [root, *root.rglob("*")]
+        for st in [p.lstat()]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +69,31 @@ def test_info_and_verify_work_on_a_read_only_cache_and_write_nothing(shared):
     assert listing(shared) == before
 
 
-@pytest.mark.parametrize("args", [["--align"], ["--clear", "faster-whisper-tiny.en", "--yes"],
-                                  ["--from-dir", ".", "--key", "faster-whisper-tiny.en"]],
-                         ids=["fetch", "clear", "from-dir"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--align"],
+        ["--clear", "faster-whisper-tiny.en", "--yes"],
+        ["--from-dir", ".", "--key", "faster-whisper-tiny.en"],
+    ],
+    ids=["fetch", "clear", "from-dir"],
+)
 def test_provisioning_a_read_only_cache_refuses_in_one_line(shared, args):
     u = hub_universe.build_universe({})
     with u.hub:
         before = listing(shared)
-        proc = read_only(shared, "cache-models.sh", *args, code=2, HF_ENDPOINT=u.hub.url,
-                         OFFLINE_SPEECH_ASSET_MIRROR=u.hub.url + "/assets")
+        proc = read_only(
+            shared,
+            "cache-models.sh",
+            *args,
+            code=2,
+            HF_ENDPOINT=u.hub.url,
+            OFFLINE_SPEECH_ASSET_MIRROR=u.hub.url + "/assets",
+        )
         assert proc.stderr.strip().splitlines() == [
             f"error: cannot write to the cache {shared} (a read-only file system): provisioning needs a writable "
             "cache; a shared read-only cache is provisioned where it is writable, or give --cache-dir a folder you "
-            "can write"], proc.stderr
+            "can write"
+        ], proc.stderr
         assert u.hub.requests == []  # refused before asking the network
         assert listing(shared) == before

@@ -3,10 +3,9 @@ pure functions on real files, no models (the stages themselves run in test_pipel
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,20 @@ JOB_ID = "20261130-043000.000-talk-1a2b"
 
 
 def make_job(**changes) -> Job:
-    job = Job(id=JOB_ID, media=Media("/media/talk.opus", "0" * 64, 100, 10.0, 1), workflow="transcribe",
-              source_language="en", target_languages=(), clip=Clip(0.0, 10.0), backend="whisperx",
-              backend_reason="requested", asr_model="tiny.en", models={}, created="2026-11-30T04:30:00Z",
-              nllb_model="distilled-600M")
+    job = Job(
+        id=JOB_ID,
+        media=Media("/media/talk.opus", "0" * 64, 100, 10.0, 1),
+        workflow="transcribe",
+        source_language="en",
+        target_languages=(),
+        clip=Clip(0.0, 10.0),
+        backend="whisperx",
+        backend_reason="requested",
+        asr_model="tiny.en",
+        models={},
+        created="2026-11-30T04:30:00Z",
+        nllb_model="distilled-600M",
+    )
     return dataclasses.replace(job, **changes)
 
 
@@ -65,7 +74,9 @@ def test_module_and_venv_follow_the_job():
     assert (asr.module_for(mlx), asr.venv_for(mlx)) == ("offline_speech.stages.asr_mlx", "mlx")
     align = next(s for s in REGISTRY if s.name == "align")
     assert align.venv_for(make_job()) == "whisperx" and align.venv_for(make_job(align=False)) == "core"
-    entry = JobEntry(JOB_ID, "/out", {}, fields={"aligner": None, "no_aligner_reason": "no word aligner exists for 'ta'"})
+    entry = JobEntry(
+        JOB_ID, "/out", {}, fields={"aligner": None, "no_aligner_reason": "no word aligner exists for 'ta'"}
+    )
     assert align.venv_for(make_job(), entry) == "core"  # nothing to align: no torch needed
 
 
@@ -75,8 +86,10 @@ def test_job_schema_2_records_the_nllb_model_and_schema_1_still_reads(tmp_path):
     assert raw["schema"] == JOB_SCHEMA == 3 and raw["nllb_model"] == "distilled-600M"
     assert read_job(write_job(tmp_path / "v2", raw) / "job.json") == job
 
-    old = {k: v for k, v in raw.items() if k != "nllb_model"} | {"schema": 1,
-                                                                  "models": {"nllb-200-distilled-1.3B": None}}
+    old = {k: v for k, v in raw.items() if k != "nllb_model"} | {
+        "schema": 1,
+        "models": {"nllb-200-distilled-1.3B": None},
+    }
     v1 = read_job(write_job(tmp_path / "v1", old) / "job.json")
     assert v1.schema == 1 and v1.nllb_model is None
     catalog = load_catalog()
@@ -92,8 +105,10 @@ def test_job_schema_2_records_the_nllb_model_and_schema_1_still_reads(tmp_path):
 
 def test_job_needs_name_the_command_that_fetches_each():
     catalog = load_catalog()
-    needs, notes = job_needs(catalog, make_job(source_language="hi", asr_model="large-v3", workflow="subtitle",
-                                               target_languages=("en", "fr")))
+    needs, notes = job_needs(
+        catalog,
+        make_job(source_language="hi", asr_model="large-v3", workflow="subtitle", target_languages=("en", "fr")),
+    )
     fetch = {n.item.key: n.fetch for n in needs}
     assert fetch["faster-whisper-large-v3"] == "./cache-models.sh --whisperx --asr-model large-v3"
     assert fetch["align-hi"] == fetch["nltk-punkt_tab"] == "./cache-models.sh --align --languages hi"
@@ -118,20 +133,36 @@ def test_one_resolver_for_job_ids_and_job_folders(tmp_path):
         load_job(out, "20260101-000000.000-none-0000")
 
 
-@pytest.mark.parametrize("text", ['{"kind": "offline-speech/manifest", "schema": 1, "stages": []}',
-                                  '{"kind": "offline-speech/manifest", "schema": 1, "stages": {"asr": {"outputs": {"t": 3}}}}',
-                                  '[1, 2]', '{"kind": ', ''])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"kind": "offline-speech/manifest", "schema": 1, "stages": []}',
+        '{"kind": "offline-speech/manifest", "schema": 1, "stages": {"asr": {"outputs": {"t": 3}}}}',
+        "[1, 2]",
+        '{"kind": ',
+        "",
+    ],
+)
 def test_a_broken_manifest_means_every_stage_runs_again(tmp_path, text):
     path = tmp_path / "manifest.json"
     path.write_text(text)
-    assert read_manifest(path, JOB_ID) == {"kind": "offline-speech/manifest", "schema": 1, "job": JOB_ID,
-                                           "status": "new", "stages": {}}
+    assert read_manifest(path, JOB_ID) == {
+        "kind": "offline-speech/manifest",
+        "schema": 1,
+        "job": JOB_ID,
+        "status": "new",
+        "stages": {},
+    }
 
 
 def test_a_devanagari_danda_ends_a_cue_as_a_full_stop_does():
     words = "आज मौसम बहुत अच्छा है। हम कल बाज़ार जाएंगे".split()
-    segment = {"start": 0.0, "end": 4.0, "text": " ".join(words),
-               "words": [{"word": w, "start": i * 0.5, "end": i * 0.5 + 0.4} for i, w in enumerate(words)]}
+    segment = {
+        "start": 0.0,
+        "end": 4.0,
+        "text": " ".join(words),
+        "words": [{"word": w, "start": i * 0.5, "end": i * 0.5 + 0.4} for i, w in enumerate(words)],
+    }
     assert [c[2] for c in cues([segment])] == ["आज मौसम बहुत अच्छा है।", "हम कल बाज़ार जाएंगे"]
     latin = [dict(w, word=w["word"].replace("।", ".")) for w in segment["words"]]
     assert len(cues([dict(segment, words=latin)])) == 2
@@ -140,9 +171,21 @@ def test_a_devanagari_danda_ends_a_cue_as_a_full_stop_does():
 def test_the_request_is_the_protocol_schema_and_carries_no_options():
     entry = JobEntry(JOB_ID, "/out/x", {"id": JOB_ID}, {"audio": "a.wav"}, {"transcript": "t.json"}, {"aligner": None})
     request = StageRequest("align", (entry,), {}).to_dict()
-    assert request == {"schema": REQUEST_SCHEMA, "stage": "align", "models": {},
-                       "jobs": [{"id": JOB_ID, "dir": "/out/x", "job": {"id": JOB_ID}, "inputs": {"audio": "a.wav"},
-                                 "outputs": {"transcript": "t.json"}, "aligner": None}]}
+    assert request == {
+        "schema": REQUEST_SCHEMA,
+        "stage": "align",
+        "models": {},
+        "jobs": [
+            {
+                "id": JOB_ID,
+                "dir": "/out/x",
+                "job": {"id": JOB_ID},
+                "inputs": {"audio": "a.wav"},
+                "outputs": {"transcript": "t.json"},
+                "aligner": None,
+            }
+        ],
+    }
 
 
 def test_jobs_share_a_process_unless_a_shared_model_differs():
@@ -152,4 +195,6 @@ def test_jobs_share_a_process_unless_a_shared_model_differs():
     assert not batch.accepts("offline_speech.stages.asr_whisperx", "whisperx", {"asr": large})
     assert not batch.accepts("offline_speech.stages.asr_mlx", "mlx", {"asr": tiny})
     translate = Batch("offline_speech.stages.translate", "translation", {"nllb-200-distilled-600M": {"key": "n"}})
-    assert translate.accepts("offline_speech.stages.translate", "translation", {"indictrans2-en-indic-1B": {"key": "i"}})
+    assert translate.accepts(
+        "offline_speech.stages.translate", "translation", {"indictrans2-en-indic-1B": {"key": "i"}}
+    )

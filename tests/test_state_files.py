@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from support.shell import one_line, prepare, shim
 
 LOCK = "offline-speech.lock.json"
@@ -38,11 +39,20 @@ def commands(out: Path, job: str) -> dict[str, tuple[str, ...]]:
         "cache-models --verify": ("cache-models.sh", "--verify"),
         "cache-models --info": ("cache-models.sh", "--info"),
         "cache-models --job": ("cache-models.sh", "--job", str(out / job)),
-        "prepare-job": ("prepare-job.sh", "--media", str(Path(__file__).parents[1] / "samples/speech-en.opus"),
-                        "-s", "en", "--no-align", "--asr-model", "tiny.en", "--out-dir", str(out)),
+        "prepare-job": (
+            "prepare-job.sh",
+            "--media",
+            str(Path(__file__).parents[1] / "samples/speech-en.opus"),
+            "-s",
+            "en",
+            "--no-align",
+            "--asr-model",
+            "tiny.en",
+            "--out-dir",
+            str(out),
+        ),
         "run-pipeline": ("run-pipeline.sh", "-j", job, "--out-dir", str(out)),
     }
-
 
 
 @pytest.mark.parametrize("how", list(BROKEN_LOCKS))
@@ -50,7 +60,7 @@ def test_a_broken_lock_is_one_line_everywhere_and_verify_repair_rebuilds_it(worl
     cache, out, job = world
     good = json.loads((cache / LOCK).read_text())
     (cache / LOCK).write_text(BROKEN_LOCKS[how])
-    for name, (cmd, *args) in commands(out, job).items():
+    for _name, (cmd, *args) in commands(out, job).items():
         one_line(shim(cmd, *args, cache=cache, code=None, netns=True), str(cache / LOCK), "--verify --repair")
     fixed = shim("cache-models.sh", "--verify", "--repair", cache=cache, netns=True)  # offline: from the files
     assert "rebuilt it from the cache's files" in fixed.stderr and " ok" in fixed.stdout
@@ -94,8 +104,10 @@ def test_a_hand_edited_job_is_refused_in_one_line_by_every_command_that_reads_it
         doc = json.loads(path.read_text())
         edit(doc)
         path.write_text(json.dumps(doc))
-    for cmd, *args in (("run-pipeline.sh", "-j", job, "--out-dir", str(out)),
-                       ("cache-models.sh", "--job", str(out / job), "--dry-run")):
+    for cmd, *args in (
+        ("run-pipeline.sh", "-j", job, "--out-dir", str(out)),
+        ("cache-models.sh", "--job", str(out / job), "--dry-run"),
+    ):
         one_line(shim(cmd, *args, cache=cache, code=None), "job.json is corrupt", says, "prepare the job again")
 
 

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from support import ROOT
 from support.shell import Cli, prepare, run_pipeline
 
@@ -58,8 +59,12 @@ def test_another_account_reads_the_cache_a_bundle_and_the_outputs(universe, shar
         assert unreadable_to_others(top) == [], top
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o644
     # and read for real, as another account: every file of the cache (through its links), the bundle, the outputs
-    files = [str(p) for top in (cli.cache, out) for p in top.rglob("*")
-             if p.is_file() and not p.name.endswith(".lock") and ".locks" not in p.parts] + [str(bundle)]
+    files = [
+        str(p)
+        for top in (cli.cache, out)
+        for p in top.rglob("*")
+        if p.is_file() and not p.name.endswith(".lock") and ".locks" not in p.parts
+    ] + [str(bundle)]
     proc = subprocess.run([*NOBODY, "cat", *files], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any(f.endswith(".srt") for f in files) and any(f.endswith("offline-speech.lock.json") for f in files)
@@ -70,11 +75,20 @@ def test_another_account_reads_the_cache_a_bundle_and_the_outputs(universe, shar
     if python is None:
         pytest.skip("no /usr/bin/python3.11 to run the CLI as another account")
     packages = next((ROOT / "venv" / "core" / "lib").glob("python3.11/site-packages"))
-    env = {"HOME": str(shared_place), "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT / 'src'}:{packages}",
-           "OFFLINE_SPEECH_PLATFORM": "linux-x86_64"}
+    env = {
+        "HOME": str(shared_place),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{ROOT / 'src'}:{packages}",
+        "OFFLINE_SPEECH_PLATFORM": "linux-x86_64",
+    }
     for args in (("--info", "--json"), ("--verify", "--json")):
-        proc = subprocess.run([*NOBODY, python, "-m", "offline_speech", "cache-models", *args, "--cache-dir", str(cli.cache)],
-                              env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [*NOBODY, python, "-m", "offline_speech", "cache-models", *args, "--cache-dir", str(cli.cache)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         shown = json.loads(proc.stdout)
         if args[0] == "--info":

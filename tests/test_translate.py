@@ -20,8 +20,9 @@ import pytest
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
 from offline_speech.languages import lookup
-from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript, write_json
+from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, read_transcript
 from offline_speech.settings import offline_env
+from offline_speech.util import write_json
 from support import ROOT
 from support.builders import folder_files, tiny_translator
 from support.sample import CLIP, SENTENCES, parse_srt
@@ -56,12 +57,24 @@ def world(tmp_path_factory):
     (work / "video-english.json").write_text(json.dumps(heard))
     sources = [english] + ([heard] if heard != english else [])
 
-    nllb_pairs = [{"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": e, "tgt": f}
-                  for src in sources for e, f in zip(src, FRENCH) if src is english or e not in english]
-    it2_pairs = [{"src_lang": "eng_Latn", "tgt_lang": "hin_Deva", "src": e, "tgt": h}
-                 for src in sources for e, h in zip(src, HINDI) if src is english or e not in english]
-    it2_pairs += [{"src_lang": "hin_Deva", "tgt_lang": "eng_Latn", "src": h, "tgt": e} for h, e in zip(HINDI, ENGLISH_OF_HINDI)]
-    it2_pairs += [{"src_lang": "hin_Deva", "tgt_lang": "tam_Taml", "src": h, "tgt": t} for h, t in zip(HINDI, TAMIL_OF_HINDI)]
+    nllb_pairs = [
+        {"src_lang": "eng_Latn", "tgt_lang": "fra_Latn", "src": e, "tgt": f}
+        for src in sources
+        for e, f in zip(src, FRENCH)
+        if src is english or e not in english
+    ]
+    it2_pairs = [
+        {"src_lang": "eng_Latn", "tgt_lang": "hin_Deva", "src": e, "tgt": h}
+        for src in sources
+        for e, h in zip(src, HINDI)
+        if src is english or e not in english
+    ]
+    it2_pairs += [
+        {"src_lang": "hin_Deva", "tgt_lang": "eng_Latn", "src": h, "tgt": e} for h, e in zip(HINDI, ENGLISH_OF_HINDI)
+    ]
+    it2_pairs += [
+        {"src_lang": "hin_Deva", "tgt_lang": "tam_Taml", "src": h, "tgt": t} for h, t in zip(HINDI, TAMIL_OF_HINDI)
+    ]
     nllb_files = tiny_translator("nllb", work / "tiny-nllb", nllb_pairs)
     it2_files = tiny_translator("indictrans2", work / "tiny-it2", it2_pairs)
     catalog = load_catalog()
@@ -72,14 +85,47 @@ def world(tmp_path_factory):
 
 def _video(dest: Path) -> Path:
     """An MP4 with a small H.264 picture and the clip's speech as AAC."""
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=navy:size=64x36:rate=5",
-                    "-i", str(CLIP), "-t", f"{END + 1:.2f}", "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
-                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-shortest", str(dest)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=navy:size=64x36:rate=5",
+            "-i",
+            str(CLIP),
+            "-t",
+            f"{END + 1:.2f}",
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+            str(dest),
+        ],
+        check=True,
+    )
     return dest
 
 
 def _streams(path: Path) -> list[dict]:
-    proc = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(proc.stdout)["streams"]
 
 
@@ -91,7 +137,13 @@ def test_provisioning_fetches_safetensors_only_and_converts_nllb(world):
         model = catalog.get(key)
         snap = cache.snapshot_dir(cache_dir, model.repo, lock["models"][key]["commit"])
         names = {p.name for p in snap.iterdir()}
-        assert {"model.safetensors", "modeling_indictrans.py", "tokenization_indictrans.py", "model.SRC", "dict.TGT.json"} <= names
+        assert {
+            "model.safetensors",
+            "modeling_indictrans.py",
+            "tokenization_indictrans.py",
+            "model.SRC",
+            "dict.TGT.json",
+        } <= names
         assert "pytorch_model.bin" not in names
     derived = lock["derived"][cache.derived_key(catalog.get(NLLB))]
     assert derived["source_commit"] == lock["models"][NLLB]["commit"] and "model.bin" in derived["files"]
@@ -104,9 +156,28 @@ def test_subtitle_jobs_offline_give_the_trained_sentences_at_the_source_timings(
     video = work / "talk.mp4"  # the fixture's: its transcript is what the translators learnt
     heard = json.loads((work / "video-english.json").read_text())
     out = tmp_path / "out"
-    ids = [prepare(out, cache_dir, "--workflow", "subtitle", "-s", "en", "-t", "hi,fr", "--nllb-model", "distilled-600M",
-                   "--no-align", "--end-time", f"{END:.2f}", media=m, netns=True) for m in (video, CLIP)]
-    # the tiny IndicTrans2's code is this suite's own (tests/support/tiny_indictrans2): no catalog pin, so allowed per run
+    ids = [
+        prepare(
+            out,
+            cache_dir,
+            "--workflow",
+            "subtitle",
+            "-s",
+            "en",
+            "-t",
+            "hi,fr",
+            "--nllb-model",
+            "distilled-600M",
+            "--no-align",
+            "--end-time",
+            f"{END:.2f}",
+            media=m,
+            netns=True,
+        )
+        for m in (video, CLIP)
+    ]
+    # the tiny IndicTrans2's code is this suite's own (tests/support/tiny_indictrans2): no catalog pin, so allowed
+    # per run
     proc = run_pipeline(out, cache_dir, *ids, netns=True, extra=("--trust-remote-code",))
     for job_id, media, said in zip(ids, (video, CLIP), (heard, english)):
         folder, stem = out / job_id, media.stem
@@ -115,7 +186,9 @@ def test_subtitle_jobs_offline_give_the_trained_sentences_at_the_source_timings(
         for lang, expected in (("hi", HINDI), ("fr", FRENCH)):
             cues = parse_srt(folder / f"{stem}.{lang}.srt")
             assert [c[2] for c in cues] == expected[: len(english)], cues
-            assert [(round(a, 2), round(b, 2)) for a, b, _ in cues] == [(round(s["start"], 2), round(s["end"], 2)) for s in source]
+            assert [(round(a, 2), round(b, 2)) for a, b, _ in cues] == [
+                (round(s["start"], 2), round(s["end"], 2)) for s in source
+            ]
             assert (folder / f"{stem}.{lang}.vtt").read_text().startswith("WEBVTT")
             doc = read_transcript(folder / f"{stem}.{lang}.json")
             assert doc["language"] == lang and doc["source_language"] == "en"
@@ -124,7 +197,11 @@ def test_subtitle_jobs_offline_give_the_trained_sentences_at_the_source_timings(
         streams = _streams(muxed)
         original = _streams(media)
         subs = [s for s in streams if s["codec_type"] == "subtitle"]
-        assert [s["tags"]["language"] for s in subs] == [lookup(x).iso639_2 for x in ("en", "hi", "fr")] == ["eng", "hin", "fre"]
+        assert (
+            [s["tags"]["language"] for s in subs]
+            == [lookup(x).iso639_2 for x in ("en", "hi", "fr")]
+            == ["eng", "hin", "fre"]
+        )
         assert {s["codec_name"] for s in subs} == ({"mov_text"} if media.suffix == ".mp4" else {"subrip"})
         kept = [(s["codec_type"], s["codec_name"]) for s in streams if s["codec_type"] != "subtitle"]
         assert kept == [(s["codec_type"], s["codec_name"]) for s in original]
@@ -139,8 +216,21 @@ def test_translate_workflow_with_a_detected_source_writes_transcripts_only(world
     """-s auto: the language Whisper detects (en) decides the route; a target equal to it is the source itself."""
     cache_dir, english, _ = world
     out = tmp_path / "out"
-    job_id = prepare(out, cache_dir, "--workflow", "translate", "-s", "auto", "-t", "en,fr", "--nllb-model", "distilled-600M",
-                     "--no-align", "--end-time", f"{END:.2f}")
+    job_id = prepare(
+        out,
+        cache_dir,
+        "--workflow",
+        "translate",
+        "-s",
+        "auto",
+        "-t",
+        "en,fr",
+        "--nllb-model",
+        "distilled-600M",
+        "--no-align",
+        "--end-time",
+        f"{END:.2f}",
+    )
     run_pipeline(out, cache_dir, job_id)
     folder = out / job_id
     assert (folder / "speech-en.fr.txt").read_text().splitlines() == FRENCH[: len(english)]
@@ -154,8 +244,13 @@ def _stage(request: dict, cache_dir: Path, work: Path) -> list[dict]:
     path = work / "request.json"
     write_json(path, request)
     env = offline_env(cache_dir) | {"PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run(["unshare", "-n", str(venv_python("translation")), "-m", "offline_speech.stages.translate", str(path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        ["unshare", "-n", str(venv_python("translation")), "-m", "offline_speech.stages.translate", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -164,26 +259,56 @@ def _spec(cache_dir: Path, key: str, kind: str, ct2: bool = False) -> dict:
     model = load_catalog().get(key)
     lock = cache.read_lock(cache_dir)
     commit = lock["models"][key]["commit"]
-    return {"key": key, "repo": model.repo, "commit": commit, "kind": kind, "trust_remote_code": model.trust_remote_code,
-            "remote_code_allowed": True,  # the tiny IndicTrans2's code is this suite's own (no catalog pin)
-            "path": str(cache.snapshot_dir(cache_dir, model.repo, commit)),
-            "ct2": str(cache.derived_dir(cache_dir, model, commit)) if ct2 else None}
+    return {
+        "key": key,
+        "repo": model.repo,
+        "commit": commit,
+        "kind": kind,
+        "trust_remote_code": model.trust_remote_code,
+        "remote_code_allowed": True,  # the tiny IndicTrans2's code is this suite's own (no catalog pin)
+        "path": str(cache.snapshot_dir(cache_dir, model.repo, commit)),
+        "ct2": str(cache.derived_dir(cache_dir, model, commit)) if ct2 else None,
+    }
 
 
 def test_indic_sources_route_to_indic_en_and_indic_indic(world, tmp_path):
     cache_dir, _, _ = world
-    doc = {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j1", "language": "hi", "clip": {"start": 0.0, "end": 9.0},
-           "segments": [{"start": 1.0 + 4 * i, "end": 3.5 + 4 * i, "text": h} for i, h in enumerate(HINDI[:2])],
-           "model": {}, "warnings": []}
+    doc = {
+        "kind": TRANSCRIPT_KIND,
+        "schema": TRANSCRIPT_SCHEMA,
+        "job": "j1",
+        "language": "hi",
+        "clip": {"start": 0.0, "end": 9.0},
+        "segments": [{"start": 1.0 + 4 * i, "end": 3.5 + 4 * i, "text": h} for i, h in enumerate(HINDI[:2])],
+        "model": {},
+        "warnings": [],
+    }
     write_json(tmp_path / "hi.json", doc)
-    targets = [{"language": "en", "model": IT2[1], "src": "hin_Deva", "tgt": "eng_Latn"},
-               {"language": "ta", "model": IT2[2], "src": "hin_Deva", "tgt": "tam_Taml"}]
-    job = {"id": "j1", "dir": str(tmp_path), "job": {}, "inputs": {"transcript": str(tmp_path / "hi.json")},
-           "outputs": {t["language"]: str(tmp_path / f"{t['language']}.json") for t in targets}, "targets": targets}
-    request = {"schema": 1, "stage": "translate", "options": {}, "jobs": [job],
-               "models": {k: _spec(cache_dir, k, "indictrans2") for k in IT2[1:]}}
+    targets = [
+        {"language": "en", "model": IT2[1], "src": "hin_Deva", "tgt": "eng_Latn"},
+        {"language": "ta", "model": IT2[2], "src": "hin_Deva", "tgt": "tam_Taml"},
+    ]
+    job = {
+        "id": "j1",
+        "dir": str(tmp_path),
+        "job": {},
+        "inputs": {"transcript": str(tmp_path / "hi.json")},
+        "outputs": {t["language"]: str(tmp_path / f"{t['language']}.json") for t in targets},
+        "targets": targets,
+    }
+    request = {
+        "schema": 1,
+        "stage": "translate",
+        "options": {},
+        "jobs": [job],
+        "models": {k: _spec(cache_dir, k, "indictrans2") for k in IT2[1:]},
+    }
     events = _stage(request, cache_dir, tmp_path)
-    assert [e["event"] for e in events if e["event"] in ("model_loaded", "job_done")] == ["model_loaded", "model_loaded", "job_done"]
+    assert [e["event"] for e in events if e["event"] in ("model_loaded", "job_done")] == [
+        "model_loaded",
+        "model_loaded",
+        "job_done",
+    ]
     for lang, expected in (("en", ENGLISH_OF_HINDI), ("ta", TAMIL_OF_HINDI)):
         out = read_transcript(tmp_path / f"{lang}.json")
         assert [s["text"] for s in out["segments"]] == expected
@@ -192,17 +317,39 @@ def test_indic_sources_route_to_indic_en_and_indic_indic(world, tmp_path):
 
 def test_ctranslate2_and_transformers_nllb_give_identical_output(world, tmp_path):
     cache_dir, english, _ = world
-    doc = {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j", "language": "en", "clip": {"start": 0.0, "end": 30.0},
-           "segments": [{"start": 2.0 * i, "end": 2.0 * i + 1.5, "text": e} for i, e in enumerate(english * 3)],
-           "model": {}, "warnings": []}
+    doc = {
+        "kind": TRANSCRIPT_KIND,
+        "schema": TRANSCRIPT_SCHEMA,
+        "job": "j",
+        "language": "en",
+        "clip": {"start": 0.0, "end": 30.0},
+        "segments": [{"start": 2.0 * i, "end": 2.0 * i + 1.5, "text": e} for i, e in enumerate(english * 3)],
+        "model": {},
+        "warnings": [],
+    }
     write_json(tmp_path / "en.json", doc)
     results = {}
     for engine, ct2 in (("ct2", True), ("torch", False)):
         target = {"language": "fr", "model": NLLB, "src": "eng_Latn", "tgt": "fra_Latn"}
-        job = {"id": "j", "dir": str(tmp_path), "job": {}, "inputs": {"transcript": str(tmp_path / "en.json")},
-               "outputs": {"fr": str(tmp_path / f"fr-{engine}.json")}, "targets": [target]}
-        events = _stage({"schema": 1, "stage": "translate", "options": {}, "jobs": [job],
-                         "models": {NLLB: _spec(cache_dir, NLLB, "nllb", ct2=ct2)}}, cache_dir, tmp_path)
+        job = {
+            "id": "j",
+            "dir": str(tmp_path),
+            "job": {},
+            "inputs": {"transcript": str(tmp_path / "en.json")},
+            "outputs": {"fr": str(tmp_path / f"fr-{engine}.json")},
+            "targets": [target],
+        }
+        events = _stage(
+            {
+                "schema": 1,
+                "stage": "translate",
+                "options": {},
+                "jobs": [job],
+                "models": {NLLB: _spec(cache_dir, NLLB, "nllb", ct2=ct2)},
+            },
+            cache_dir,
+            tmp_path,
+        )
         loaded = next(e for e in events if e["event"] == "model_loaded")
         assert ("ctranslate2" in loaded["engine"]) == ct2
         results[engine] = [s["text"] for s in read_transcript(tmp_path / f"fr-{engine}.json")["segments"]]
@@ -232,15 +379,31 @@ def test_a_job_needing_an_uncached_translation_model_is_refused_naming_it(world,
     shutil.copytree(world[0], cache_dir, symlinks=True)
     shim("cache-models.sh", "--clear", "--yes", IT2[0], cache=cache_dir)
     out = tmp_path / "out"
-    job_id = prepare(out, cache_dir, "--workflow", "subtitle", "-s", "en", "-t", "hi,fr", "--nllb-model", "distilled-600M",
-                     "--no-align", "--end-time", "4")
+    job_id = prepare(
+        out,
+        cache_dir,
+        "--workflow",
+        "subtitle",
+        "-s",
+        "en",
+        "-t",
+        "hi,fr",
+        "--nllb-model",
+        "distilled-600M",
+        "--no-align",
+        "--end-time",
+        "4",
+    )
     proc = run_pipeline(out, cache_dir, job_id, code=2)
-    assert f"translation model {IT2[0]} (en -> hi) is missing in the cache: ./cache-models.sh --indictrans2" in proc.stderr
+    assert (
+        f"translation model {IT2[0]} (en -> hi) is missing in the cache: ./cache-models.sh --indictrans2" in proc.stderr
+    )
     assert NLLB not in proc.stderr and not (out / job_id / "work").exists()
     # the fix: cache-models.sh --job fetches what the job needs (here only that model), then the job runs
     files = folder_files(world[2] / "tiny-it2")
-    fixed = provision(cache_dir, "--job", str(out / job_id), "--json", overrides={load_catalog().get(IT2[0]).repo: files},
-                      token=True)
+    fixed = provision(
+        cache_dir, "--job", str(out / job_id), "--json", overrides={load_catalog().get(IT2[0]).repo: files}, token=True
+    )
     fetched = {r["key"] for r in json.loads(fixed.stdout)["results"] if r["fetched_bytes"]}
     assert fetched == {IT2[0]}
     run_pipeline(out, cache_dir, job_id, netns=True, extra=("--trust-remote-code",))

@@ -118,16 +118,35 @@ def test_export_import_verify_on_a_xet_cache(cli, universe, tmp_path):
     imported = other.json("--import", str(bundle), netns=True)
     assert [r["status"] for r in imported["imported"]] == ["imported"], imported
     assert other.json("--verify", netns=True)["problems"] == 0
-    model = other.cache / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots" / TINY_EN_COMMIT / "model.bin"
-    assert model.resolve().read_bytes() == (cli.cache / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots"
-                                            / TINY_EN_COMMIT / "model.bin").resolve().read_bytes()
+    model = (
+        other.cache / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots" / TINY_EN_COMMIT / "model.bin"
+    )
+    assert (
+        model.resolve().read_bytes()
+        == (
+            cli.cache
+            / "huggingface/hub/models--Systran--faster-whisper-tiny.en/snapshots"
+            / TINY_EN_COMMIT
+            / "model.bin"
+        )
+        .resolve()
+        .read_bytes()
+    )
 
 
 def test_from_hf_cache_adopts_a_cache_made_by_hf_download(cli, universe, tmp_path):
     other = tmp_path / "user-hf-cache"
     files = ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]  # what faster-whisper asks for
-    cmd = [str(ROOT / "venv/core/bin/hf"), "download", TINY_EN_REPO, *files, "--revision", TINY_EN_COMMIT,
-           "--cache-dir", str(other)]
+    cmd = [
+        str(ROOT / "venv/core/bin/hf"),
+        "download",
+        TINY_EN_REPO,
+        *files,
+        "--revision",
+        TINY_EN_COMMIT,
+        "--cache-dir",
+        str(other),
+    ]
     proc = subprocess.run(cmd, env=cli.env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     theirs = other / "models--Systran--faster-whisper-tiny.en/blobs" / SHA_MODEL
@@ -200,8 +219,12 @@ def test_a_mirror_without_xet_and_a_client_with_xet_off_get_plain_blobs(tmp_path
 def test_leftovers_of_the_shared_store_are_cleaned(cli, universe):
     cli.run("--whisperx", "--asr-model", "tiny.en")
     prefix = payloads(cli.cache)[0].parent
-    leftovers = [store(cli.cache) / ".huggingface-shared-blobs.0123abcd.tmp", prefix / f"{'ab' * 32}.refs.0123abcd.tmp",
-                 prefix / f"{'ab' * 32}.refs", prefix / f"{'ab' * 32}.lock"]
+    leftovers = [
+        store(cli.cache) / ".huggingface-shared-blobs.0123abcd.tmp",
+        prefix / f"{'ab' * 32}.refs.0123abcd.tmp",
+        prefix / f"{'ab' * 32}.refs",
+        prefix / f"{'ab' * 32}.lock",
+    ]
     for path in leftovers:
         path.write_text("x")
         os.utime(path, (1, 1))
@@ -274,7 +297,9 @@ def test_ctrl_c_ends_a_xet_download_at_once_records_nothing_and_the_rerun_comple
             lock = cache_root / "offline-speech.lock.json"
             assert not lock.exists() or interrupt.KEY not in json.loads(lock.read_text())["models"]
         shim("cache-models.sh", interrupt.KEY, cache=cache_root, **interrupt.hub_env(hub, cache_root))
-    assert json.loads(shim("cache-models.sh", "--verify", "--json", cache=cache_root, netns=True).stdout)["problems"] == 0
+    assert (
+        json.loads(shim("cache-models.sh", "--verify", "--json", cache=cache_root, netns=True).stdout)["problems"] == 0
+    )
 
 
 def test_after_kill_9_mid_xet_download_the_rerun_fetches_only_the_rest(tmp_path):
@@ -295,4 +320,6 @@ def test_after_kill_9_mid_xet_download_the_rerun_fetches_only_the_rest(tmp_path)
     assert len(gets) == 1 and gets[0].status == 206 and gets[0].range.startswith("bytes=")
     resumed_from = int(gets[0].range.removeprefix("bytes=").removesuffix("-"))
     assert resumed_from >= kept and gets[0].bytes_sent == len(big) - resumed_from
-    assert json.loads(shim("cache-models.sh", "--verify", "--json", cache=cache_root, netns=True).stdout)["problems"] == 0
+    assert (
+        json.loads(shim("cache-models.sh", "--verify", "--json", cache=cache_root, netns=True).stdout)["problems"] == 0
+    )

@@ -24,13 +24,13 @@ import fnmatch
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
-from .util import atomic_write, git_sha1_file, path_kind, sha256_file, utc_now  # noqa: F401 - sha256_file re-exported
 from .catalog import Asset, Item, Model
 from .errors import StateError
+from .util import atomic_write, git_sha1_file, path_kind, sha256_file, utc_now
 from .verified import VerifiedIndex
 
 LOCK_NAME = "offline-speech.lock.json"
@@ -69,8 +69,11 @@ def shared_store(root: Path) -> Path:
 def is_store_file(root: Path, path: Path) -> bool:
     """Whether `path` (normalised, not resolved) names a payload of the shared store: `blobs/<2 hex>/<64 hex>`."""
     path = Path(os.path.normpath(path))
-    return (path.parent.parent == Path(os.path.normpath(shared_store(root))) and _XET_HASH.fullmatch(path.name) is not None
-            and path.parent.name == path.name[:2])
+    return (
+        path.parent.parent == Path(os.path.normpath(shared_store(root)))
+        and _XET_HASH.fullmatch(path.name) is not None
+        and path.parent.name == path.name[:2]
+    )
 
 
 def link_target(link: Path) -> Path:
@@ -306,8 +309,12 @@ def _file_record_ok(f: object) -> bool:
 
 
 def _sized(info: object) -> bool:
-    return isinstance(info, dict) and isinstance(info.get("size"), int) and isinstance(info.get("sha256"), str) \
+    return (
+        isinstance(info, dict)
+        and isinstance(info.get("size"), int)
+        and isinstance(info.get("sha256"), str)
         and _HASHES["sha256"].fullmatch(info["sha256"]) is not None
+    )
 
 
 def lock_problem(data: dict) -> str | None:
@@ -321,17 +328,28 @@ def lock_problem(data: dict) -> str | None:
             return f"model entry {key!r}: its 'files' are missing or malformed"
     for key, e in data["assets"].items():
         members = e.get("members", {}) if isinstance(e, dict) else None
-        if not _sized(e) or not relative_path(e.get("dest")) or not isinstance(members, dict) or \
-                not all(relative_path(m) and _sized(i) for m, i in members.items()):
+        if (
+            not _sized(e)
+            or not relative_path(e.get("dest"))
+            or not isinstance(members, dict)
+            or not all(relative_path(m) and _sized(i) for m, i in members.items())
+        ):
             return f"asset entry {key!r} is malformed"
     for key, e in data["derived"].items():
-        if not isinstance(e, dict) or not isinstance(e.get("source_commit"), str) or \
-                not _LOCK_COMMIT.fullmatch(e["source_commit"]):
+        if (
+            not isinstance(e, dict)
+            or not isinstance(e.get("source_commit"), str)
+            or not _LOCK_COMMIT.fullmatch(e["source_commit"])
+        ):
             return f"conversion entry {key!r} names no source commit"
         files = e.get("files")
         dest = e.get("dest")
-        if not relative_path(dest) or not str(dest).startswith("offline-speech/ct2/") or not isinstance(files, dict) \
-                or not all(relative_path(n) and "/" not in n and _sized(i) for n, i in files.items()):
+        if (
+            not relative_path(dest)
+            or not str(dest).startswith("offline-speech/ct2/")
+            or not isinstance(files, dict)
+            or not all(relative_path(n) and "/" not in n and _sized(i) for n, i in files.items())
+        ):
             return f"conversion entry {key!r} is malformed"
     return None
 
@@ -354,8 +372,10 @@ def cache_lock(root: Path, name: str = "offline-speech", waiting: Callable[[], N
         path.parent.mkdir(parents=True, exist_ok=True)
         f = open(path, "a")
     except (IsADirectoryError, NotADirectoryError, FileExistsError):
-        raise StateError(f"{path} is {path_kind(path) if path.exists() else 'blocked'}, not a lock file: remove it "
-                         "(nothing is kept in .locks/) and run again") from None
+        raise StateError(
+            f"{path} is {path_kind(path) if path.exists() else 'blocked'}, not a lock file: remove it "
+            "(nothing is kept in .locks/) and run again"
+        ) from None
     with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -369,7 +389,9 @@ def cache_lock(root: Path, name: str = "offline-speech", waiting: Callable[[], N
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def entry_lock(root: Path, key: str, waiting: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+def entry_lock(
+    root: Path, key: str, waiting: Callable[[], None] | None = None
+) -> contextlib.AbstractContextManager[None]:
     """The lock one entry is provisioned (or removed) under: a second run waits for it."""
     return cache_lock(root, f"entry-{key}", waiting)
 
@@ -451,7 +473,9 @@ def blob_problem(root: Path, repo: str, file: Path) -> str | None:
     return None
 
 
-def snapshot_damage(root: Path, repo: str, commit: str, files, index: VerifiedIndex) -> tuple[list[str], list[str], int]:
+def snapshot_damage(
+    root: Path, repo: str, commit: str, files, index: VerifiedIndex
+) -> tuple[list[str], list[str], int]:
     """(missing, damaged, bytes on disk) of these files in the snapshot: damaged = there, but with another size,
     not a blob of the cache, or content that does not hash to its id (checked through `index`)."""
     snapshot = snapshot_dir(root, repo, commit)
@@ -461,7 +485,11 @@ def snapshot_damage(root: Path, repo: str, commit: str, files, index: VerifiedIn
         on_disk += size or 0
         if size is None:
             missing.append(f.path)
-        elif size != f.size or blob_problem(root, repo, snapshot / f.path) or not index.check(snapshot / f.path, f.etag, f.size):
+        elif (
+            size != f.size
+            or blob_problem(root, repo, snapshot / f.path)
+            or not index.check(snapshot / f.path, f.etag, f.size)
+        ):
             damaged.append(f.path)
     return missing, damaged, on_disk
 
@@ -492,7 +520,9 @@ def model_state(root: Path, model: Model, lock: dict, index: VerifiedIndex | Non
         status = "incomplete"
     else:
         status = "missing"
-    detail = f"damaged: {', '.join(damaged)}" if damaged else ("" if refs_ok or status == "missing" else "ref not written")
+    detail = (
+        f"damaged: {', '.join(damaged)}" if damaged else ("" if refs_ok or status == "missing" else "ref not written")
+    )
     absent = tuple(f.path for f in needed if f.path in missing or f.path in damaged)
     return LocalState(model.key, status, commit, location, tuple(needed), absent, on_disk, detail)
 
@@ -510,14 +540,24 @@ def asset_state(root: Path, asset: Asset, lock: dict, index: VerifiedIndex | Non
     members = entry.get("members", {})
     absent = [m for m, info in members.items() if not _has_size(dest.parent / m, info["size"])]
     own = index or VerifiedIndex(root)
-    damaged = [str(p.relative_to(root)) for p, info in [(dest, entry), *((dest.parent / m, i) for m, i in members.items())]
-               if _has_size(p, info["size"]) and not own.check(p, info["sha256"], info["size"])]
+    damaged = [
+        str(p.relative_to(root))
+        for p, info in [(dest, entry), *((dest.parent / m, i) for m, i in members.items())]
+        if _has_size(p, info["size"]) and not own.check(p, info["sha256"], info["size"])
+    ]
     if index is None:
         own.save()
     on_disk = size + sum(info["size"] for info in members.values())
     status = "corrupt" if damaged else ("incomplete" if absent else "complete")
-    return LocalState(asset.key, status, entry["sha256"], dest, absent=tuple(absent + damaged), bytes_on_disk=on_disk,
-                      detail=f"damaged: {', '.join(damaged)}" if damaged else "")
+    return LocalState(
+        asset.key,
+        status,
+        entry["sha256"],
+        dest,
+        absent=tuple(absent + damaged),
+        bytes_on_disk=on_disk,
+        detail=f"damaged: {', '.join(damaged)}" if damaged else "",
+    )
 
 
 def _has_size(path: Path, size: int) -> bool:
@@ -560,10 +600,15 @@ def derived_state(root: Path, model: Model, lock: dict, index: VerifiedIndex | N
     files = entry.get("files", {})
     own = index or VerifiedIndex(root)
     absent = [name for name, info in files.items() if not _has_size(location / name, info["size"])]
-    damaged = [name for name, info in files.items()
-               if name not in absent and not own.check(location / name, info["sha256"], info["size"])]
+    damaged = [
+        name
+        for name, info in files.items()
+        if name not in absent and not own.check(location / name, info["sha256"], info["size"])
+    ]
     if index is None:
         own.save()
     on_disk = sum((location / n).stat().st_size for n in files if (location / n).is_file())
-    status = "corrupt" if damaged else ("complete" if files and not absent else ("incomplete" if on_disk else "missing"))
+    status = (
+        "corrupt" if damaged else ("complete" if files and not absent else ("incomplete" if on_disk else "missing"))
+    )
     return LocalState(key, status, commit, location, absent=tuple(absent + damaged), bytes_on_disk=on_disk)

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .languages import lookup
-from .settings import APPLE_SILICON, host_platform
 from .errors import BadInput
+from .languages import AUTO, DIRECTIONS, LanguageError, lookup, possible_routes, route
+from .settings import APPLE_SILICON, host_platform
 
 try:
     import tomllib
@@ -24,6 +24,7 @@ GROUPS = ("whisperx", "mlx", "indictrans2", "nllb", "align", "diarization")
 DEFAULT_ASR_MODEL = "large-v3"
 DEFAULT_NLLB_MODEL = "3.3B"
 DEFAULT_LANGUAGES = ("en", "hi")
+DEFAULT_INDICTRANS2_VARIANT = "1B"
 
 
 class CatalogError(BadInput, ValueError):
@@ -134,8 +135,10 @@ class Catalog:
                 return m
         names = sorted({n for m in self.models if m.group == group for n in m.asr})
         if group == "mlx" and name in self.asr_names():
-            raise CatalogError(f"'{name}' has no MLX Whisper conversion; use --backend whisperx for it, or an MLX "
-                               f"size: {', '.join(names)}")
+            raise CatalogError(
+                f"'{name}' has no MLX Whisper conversion; use --backend whisperx for it, or an MLX "
+                f"size: {', '.join(names)}"
+            )
         raise CatalogError(f"no {group} model named '{name}'; known: {', '.join(names)}")
 
     def asr_names(self) -> list[str]:
@@ -149,6 +152,40 @@ class Catalog:
                 return m
         names = [v for m in self.models if m.group == "nllb" for v in m.variant]
         raise CatalogError(f"no NLLB model named '{name}'; known: {', '.join(names)}")
+
+    def indictrans2_model(self, direction: str, variant: str = DEFAULT_INDICTRANS2_VARIANT) -> Model:
+        """The IndicTrans2 entry for `direction` (key indictrans2-<direction>-<variant>)."""
+        if direction not in DIRECTIONS:
+            raise LanguageError(f"unknown IndicTrans2 direction '{direction}'; known: {', '.join(DIRECTIONS)}")
+        key = f"indictrans2-{direction}-{variant}"
+        for m in self.models:
+            if m.group == "indictrans2" and m.key == key:
+                return m
+        raise LanguageError(f"the catalog has no IndicTrans2 model {key}")
+
+    def translation_models(
+        self,
+        source: str,
+        targets: list[str] | tuple[str, ...],
+        nllb_variant: str,
+        indictrans2_variant: str = DEFAULT_INDICTRANS2_VARIANT,
+    ) -> list[Model]:
+        """The entries a job translating `source` into `targets` loads, in catalog order, each once.
+
+        Every pair is routed (LanguageError for the first one refused). With source "auto" the route is decided after
+        language detection, so this returns every model a route into the targets could use."""
+        wanted: set[tuple[str, str | None]] = set()
+        for target in targets:
+            if source.strip().lower() == AUTO:
+                wanted.update(possible_routes(target))
+            else:
+                r = route(source, target)
+                wanted.add((r.model_group, r.direction))
+        models = [self.indictrans2_model(d, indictrans2_variant) for g, d in wanted if g == "indictrans2" and d]
+        if ("nllb", None) in wanted:
+            models.append(self.nllb_model(nllb_variant))
+        order = {m.key: i for i, m in enumerate(self.models)}
+        return sorted(models, key=lambda m: order[m.key])
 
     def aligners(self, language: str) -> list[Item]:
         """The aligner entries for one language (hub repo or torchaudio checkpoint), empty if none exists."""

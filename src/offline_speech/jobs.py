@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import cache
-from .catalog import DEFAULT_LANGUAGES, APPLE_SILICON, DEFAULT_NLLB_MODEL, Catalog
+from .catalog import APPLE_SILICON, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, Catalog
 from .errors import BadInput
 from .languages import AUTO, LanguageError, lookup, route, source_language
 from .media import MediaError, probe
@@ -25,7 +25,6 @@ from .pipeline.manifest import disk_error
 from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media, output_stem
 from .settings import DEFAULT_OUT_DIR, VENV_ROOT, backend_python, host_platform
 from .util import last_line, sha256_file, utc_now
-
 
 TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
@@ -49,14 +48,19 @@ def parse_time(text: str, flag: str) -> float:
     return seconds
 
 
-def check_speakers(diarize: bool, folder: Path | None, low: int | None, high: int | None, threshold: float) -> str | None:
+def check_speakers(
+    diarize: bool, folder: Path | None, low: int | None, high: int | None, threshold: float
+) -> str | None:
     """--diarize's options, checked before anything is written; the speakers folder as an absolute path."""
-    from .stages.diarize import MIN_SAMPLE_SECONDS, enrolled_samples  # stdlib-only parts of the stage
     from .stages.base import StageFailure
+    from .stages.diarize import MIN_SAMPLE_SECONDS, enrolled_samples  # stdlib-only parts of the stage
 
     if not diarize:
-        given = [flag for flag, value in (("--speakers", folder), ("--min-speakers", low), ("--max-speakers", high))
-                 if value is not None]
+        given = [
+            flag
+            for flag, value in (("--speakers", folder), ("--min-speakers", low), ("--max-speakers", high))
+            if value is not None
+        ]
         if given:
             raise JobError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --diarize")
         return None
@@ -80,8 +84,10 @@ def check_speakers(diarize: bool, folder: Path | None, low: int | None, high: in
             except MediaError as exc:
                 raise JobError(f"--speakers: {exc}") from None
             if seconds < MIN_SAMPLE_SECONDS:
-                raise JobError(f"--speakers: {sample} is {seconds:.2f} s long: a sample needs at least "
-                               f"{MIN_SAMPLE_SECONDS:g} s of speech")
+                raise JobError(
+                    f"--speakers: {sample} is {seconds:.2f} s long: a sample needs at least "
+                    f"{MIN_SAMPLE_SECONDS:g} s of speech"
+                )
     return str(folder)
 
 
@@ -93,7 +99,7 @@ def parse_align_languages(value: str | None, source: str, align: bool) -> tuple[
     if source != AUTO or not align:
         return ()
     codes: list[str] = []
-    for raw in (value.split(",") if value is not None else DEFAULT_LANGUAGES):
+    for raw in value.split(",") if value is not None else DEFAULT_LANGUAGES:
         if raw.strip():
             try:
                 code = lookup(raw.strip()).code
@@ -155,7 +161,9 @@ def decide_backend(requested: str, platform_id: str, mlx_python: Path) -> tuple[
         return "whisperx", "requested with --backend whisperx"
     if platform_id != APPLE_SILICON:
         if requested == "mlx":
-            raise JobError(f"--backend mlx cannot run here: this machine is {platform_id}, MLX needs Apple Silicon (darwin-arm64)")
+            raise JobError(
+                f"--backend mlx cannot run here: this machine is {platform_id}, MLX needs Apple Silicon (darwin-arm64)"
+            )
         return "whisperx", f"auto: {platform_id} is not Apple Silicon"
     ok, why = mlx_importable(mlx_python)
     if requested == "mlx":
@@ -221,7 +229,9 @@ def prepare(
         raise JobError(f"--asr-model {asr_model} is English-only and -s is {source}: use a multilingual model")
     job = Job(
         id=new_job_id(media_path),
-        media=Media(str(media_path), sha256_file(media_path), media_path.stat().st_size, info.duration, info.audio_streams),
+        media=Media(
+            str(media_path), sha256_file(media_path), media_path.stat().st_size, info.duration, info.audio_streams
+        ),
         workflow=workflow,
         source_language=source,
         target_languages=target_list,
@@ -250,8 +260,9 @@ def prepare(
         if state.status != "complete":
             warnings.append(f"{need.item.key} is not cached yet: {need.fetch}")
     if job.output_stem != Path(job.media.path).stem:
-        warnings.append(f"outputs are named {job.output_stem}.* (the media's name would not make a visible file name "
-                        "that fits)")
+        warnings.append(
+            f"outputs are named {job.output_stem}.* (the media's name would not make a visible file name that fits)"
+        )
     job = dataclasses.replace(job, models=models, warnings=tuple(warnings))
     return job, write_job(out_dir, job)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import cache
 from .catalog import APPLE_SILICON, COMMIT_RE, DEFAULT_NLLB_MODEL, Catalog, Item, Model
-from .languages import AUTO, LanguageError, indictrans2_model, lookup, route, translation_models
+from .languages import AUTO, LanguageError, lookup, route
 from .schema import Job
 from .settings import host_platform
 from .stages.base import ModelSpec
@@ -89,15 +89,20 @@ def aligner_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
     for language in languages:
         found = aligner_entries(catalog, language)
         if not found:
-            notes.append(f"no word aligner exists for '{language}': {'jobs in it keep' if job.source_language == AUTO else 'the job keeps'} segment timestamps")
-        needs += [Need(item, fetch_command(item, language)) for item in found if item.key not in {n.item.key for n in needs}]
+            notes.append(
+                f"no word aligner exists for '{language}': "
+                f"{'jobs in it keep' if job.source_language == AUTO else 'the job keeps'} segment timestamps"
+            )
+        needs += [
+            Need(item, fetch_command(item, language)) for item in found if item.key not in {n.item.key for n in needs}
+        ]
     return needs, notes
 
 
 def translator_needs(catalog: Catalog, job: Job) -> tuple[list[Need], list[str]]:
     """Every translation model the job's routes use (every route into the targets for an auto source).
     LanguageError for a pair no model translates."""
-    models = translation_models(catalog, job.source_language, job.target_languages, nllb_name(catalog, job))
+    models = catalog.translation_models(job.source_language, job.target_languages, nllb_name(catalog, job))
     return [Need(model, fetch_command(model)) for model in models], []
 
 
@@ -124,11 +129,18 @@ def resolve_diarization(catalog: Catalog, root: Path, lock: dict) -> tuple[Model
     state = cache.model_state(root, item, lock)
     entry = lock["models"].get(item.key)
     if state.status != "complete" or not entry or entry.get("commit") != state.commit:
-        return None, (f"{item.key} is {state.status} in the cache {root}: {fix_for(state, fetch_command(item))} (it is gated: accept "
-                      f"its licence at https://huggingface.co/{item.repo} and set HF_TOKEN once; loading it offline "
-                      f"needs no token)")
-    return {"key": item.key, "commit": state.commit, "path": str(cache.snapshot_dir(root, item.repo, state.commit)),
-            "files": entry["files"], "cache": str(root)}, ""
+        return None, (
+            f"{item.key} is {state.status} in the cache {root}: {fix_for(state, fetch_command(item))} "
+            f"(it is gated: accept its licence at https://huggingface.co/{item.repo} and set HF_TOKEN once; "
+            f"loading it offline needs no token)"
+        )
+    return {
+        "key": item.key,
+        "commit": state.commit,
+        "path": str(cache.snapshot_dir(root, item.repo, state.commit)),
+        "files": entry["files"],
+        "cache": str(root),
+    }, ""
 
 
 # ---- resolved against the cache (run-pipeline) ----------------------------------------------------------------
@@ -139,12 +151,24 @@ def resolve_asr(catalog: Catalog, root: Path, lock: dict, job: Job) -> tuple[Mod
     model = asr_entry(catalog, job)
     state = cache.model_state(root, model, lock)
     if state.status != "complete":
-        return None, f"model {model.key} is {state.status} in the cache {root}: {fix_for(state, fetch_command(model, job.asr_model))}"
+        return (
+            None,
+            (
+                f"model {model.key} is {state.status} in the cache {root}: "
+                f"{fix_for(state, fetch_command(model, job.asr_model))}"
+            ),
+        )
     if job.backend == "mlx" and host_platform() != APPLE_SILICON:
-        return None, (f"the mlx backend needs Apple Silicon and this machine is {host_platform()}: "
-                      "prepare the job with --backend whisperx")
-    return {"key": model.key, "repo": model.repo, "commit": state.commit,
-            "path": str(cache.snapshot_dir(root, model.repo, state.commit))}, ""
+        return None, (
+            f"the mlx backend needs Apple Silicon and this machine is {host_platform()}: "
+            "prepare the job with --backend whisperx"
+        )
+    return {
+        "key": model.key,
+        "repo": model.repo,
+        "commit": state.commit,
+        "path": str(cache.snapshot_dir(root, model.repo, state.commit)),
+    }, ""
 
 
 def resolve_aligner(catalog: Catalog, root: Path, lock: dict, language: str) -> tuple[ModelSpec | None, str]:
@@ -159,12 +183,30 @@ def resolve_aligner(catalog: Catalog, root: Path, lock: dict, language: str) -> 
         return None, f"aligner {item.key} is {state.status} in the cache: {fix_for(state, fetch)}"
     punkt_state = cache.item_state(root, punkt, lock)
     if punkt_state.status != "complete":
-        return None, f"{punkt.key} (sentence splitter for alignment) is {punkt_state.status} in the cache: {fix_for(punkt_state, fetch)}"
+        return (
+            None,
+            (
+                f"{punkt.key} (sentence splitter for alignment) is {punkt_state.status} in the cache: "
+                f"{fix_for(punkt_state, fetch)}"
+            ),
+        )
     if isinstance(item, Model):
-        return {"key": item.key, "kind": "hub", "language": language, "commit": state.commit,
-                "path": str(cache.snapshot_dir(root, item.repo, state.commit)), "fetch": fetch}, ""
-    return {"key": item.key, "kind": "torchaudio", "language": language, "commit": state.commit,
-            "path": str(root / item.dest), "fetch": fetch}, ""
+        return {
+            "key": item.key,
+            "kind": "hub",
+            "language": language,
+            "commit": state.commit,
+            "path": str(cache.snapshot_dir(root, item.repo, state.commit)),
+            "fetch": fetch,
+        }, ""
+    return {
+        "key": item.key,
+        "kind": "torchaudio",
+        "language": language,
+        "commit": state.commit,
+        "path": str(root / item.dest),
+        "fetch": fetch,
+    }, ""
 
 
 def foreign_code(catalog: Catalog, root: Path, model: Model) -> dict[str, dict]:
@@ -175,12 +217,16 @@ def foreign_code(catalog: Catalog, root: Path, model: Model) -> dict[str, dict]:
     for other in catalog.models:
         commit = cache.read_ref(root, other.repo, "main")
         if other.trust_remote_code and other.repo != model.repo and commit and COMMIT_RE.match(commit):
-            found[other.repo] = {"path": str(cache.snapshot_dir(root, other.repo, commit)),
-                                 "code_sha256": other.pinned_files(commit) or {}}
+            found[other.repo] = {
+                "path": str(cache.snapshot_dir(root, other.repo, commit)),
+                "code_sha256": other.pinned_files(commit) or {},
+            }
     return found
 
 
-def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, language: str) -> tuple[list[dict], dict[str, ModelSpec], list[str]]:
+def translation_plan(
+    catalog: Catalog, root: Path, lock: dict, job: Job, language: str
+) -> tuple[list[dict], dict[str, ModelSpec], list[str]]:
     """For a job whose source is `language`: (targets with their route, model specs by key, problems with fixes).
 
     A target equal to the source (possible when the source was "auto") is left out: the source transcript is it."""
@@ -197,7 +243,7 @@ def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, languag
             problems.append(str(exc))
             continue
         if r.model_group == "indictrans2":
-            model = indictrans2_model(catalog, r.direction)
+            model = catalog.indictrans2_model(r.direction)
         else:
             model = catalog.nllb_model(nllb_name(catalog, job))
         targets.append({"language": target, "model": model.key, "src": r.src_code, "tgt": r.tgt_code})
@@ -205,14 +251,20 @@ def translation_plan(catalog: Catalog, root: Path, lock: dict, job: Job, languag
             continue
         state = cache.model_state(root, model, lock)
         if state.status != "complete":
-            problems.append(f"translation model {model.key} ({source} -> {target}) is {state.status} in the cache: "
-                            f"{fix_for(state, fetch_command(model))}")
+            problems.append(
+                f"translation model {model.key} ({source} -> {target}) is {state.status} in the cache: "
+                f"{fix_for(state, fetch_command(model))}"
+            )
             models[model.key] = {}
             continue
         ct2 = cache.derived_state(root, model, lock) if model.group == "nllb" else None
         models[model.key] = {
-            "key": model.key, "repo": model.repo, "commit": state.commit, "kind": r.model_group,
-            "path": str(cache.snapshot_dir(root, model.repo, state.commit)), "trust_remote_code": model.trust_remote_code,
+            "key": model.key,
+            "repo": model.repo,
+            "commit": state.commit,
+            "kind": r.model_group,
+            "path": str(cache.snapshot_dir(root, model.repo, state.commit)),
+            "trust_remote_code": model.trust_remote_code,
             "code_sha256": model.pinned_files(state.commit),
             "foreign_code": foreign_code(catalog, root, model) if model.trust_remote_code else {},
             "ct2": str(ct2.location) if ct2 and ct2.status == "complete" else None,

@@ -9,8 +9,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .util import write_json  # noqa: F401 - the stages write their documents with it
 from .errors import StateError
+from .languages import AUTO, LanguageError, lookup
 
 JOB_SCHEMA = 3  # 2 records --nllb-model, 3 the output stem; older jobs are still read (see Job.stem, requirements.py)
 READABLE_JOB_SCHEMAS = (1, 2, 3)
@@ -20,13 +20,6 @@ MAX_STEM_BYTES = 200
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WORKFLOWS = ("transcribe", "translate", "subtitle")
 BACKENDS = ("auto", "whisperx", "mlx")
-
-# Whisper's language codes (whisper.tokenizer.LANGUAGES), the codes -s accepts.
-WHISPER_LANGUAGES = frozenset(
-    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no th ur hr bg lt la mi "
-    "ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw gl mr pa si km sn yo so af oc ka be tg sd "
-    "gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl mg as tt haw ln ha ba jw su yue".split()
-)
 
 
 class SchemaError(StateError, ValueError):
@@ -57,8 +50,13 @@ def output_stem(media_path: str) -> str:
 
 def safe_stem(stem: str) -> bool:
     """Whether a recorded stem can name output files: one visible path component that fits NAME_MAX."""
-    return (bool(stem) and "/" not in stem and "\0" not in stem and not stem.startswith((".", " "))
-            and len(stem.encode("utf-8")) <= MAX_STEM_BYTES)
+    return (
+        bool(stem)
+        and "/" not in stem
+        and "\0" not in stem
+        and not stem.startswith((".", " "))
+        and len(stem.encode("utf-8")) <= MAX_STEM_BYTES
+    )
 
 
 @dataclass(frozen=True)
@@ -110,11 +108,27 @@ class Job:
 _NUMBER = (int, float)
 # The type of every job.json field (hand edits are checked before anything uses them).
 _JOB_TYPES: dict[str, tuple] = {
-    "id": (str,), "workflow": (str,), "source_language": (str,), "backend": (str,), "backend_reason": (str,),
-    "asr_model": (str,), "created": (str,), "schema": (int,), "align": (bool,), "nllb_model": (str, type(None)),
-    "target_languages": (list,), "warnings": (list,), "align_languages": (list,), "models": (dict,),
-    "media": (dict,), "clip": (dict,), "diarize": (bool,), "speakers_dir": (str, type(None)),
-    "min_speakers": (int, type(None)), "max_speakers": (int, type(None)), "speaker_threshold": _NUMBER,
+    "id": (str,),
+    "workflow": (str,),
+    "source_language": (str,),
+    "backend": (str,),
+    "backend_reason": (str,),
+    "asr_model": (str,),
+    "created": (str,),
+    "schema": (int,),
+    "align": (bool,),
+    "nllb_model": (str, type(None)),
+    "target_languages": (list,),
+    "warnings": (list,),
+    "align_languages": (list,),
+    "models": (dict,),
+    "media": (dict,),
+    "clip": (dict,),
+    "diarize": (bool,),
+    "speakers_dir": (str, type(None)),
+    "min_speakers": (int, type(None)),
+    "max_speakers": (int, type(None)),
+    "speaker_threshold": _NUMBER,
     "output_stem": (str, type(None)),
 }
 CLIP_SLACK = 0.5  # seconds: container and stream durations differ by a frame or a packet
@@ -143,9 +157,9 @@ def _check_job_values(raw: dict, where: str) -> None:
     if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in raw.get("models", {}).items()):
         raise SchemaError(f"{where}: field 'models' must map catalog keys to commits")
     if raw.get("output_stem") is not None and not safe_stem(raw["output_stem"]):
-        raise SchemaError(f"{where}: field 'output_stem' must be a visible file name stem of at most {MAX_STEM_BYTES} bytes")
-    from .languages import AUTO, LanguageError, lookup  # languages imports this module
-
+        raise SchemaError(
+            f"{where}: field 'output_stem' must be a visible file name stem of at most {MAX_STEM_BYTES} bytes"
+        )
     for code in [*raw.get("target_languages", ()), *raw.get("align_languages", ()), raw.get("source_language", AUTO)]:
         try:
             if code != AUTO and lookup(code).code != code:
@@ -184,7 +198,9 @@ def read_job(path: Path) -> Job:
     if not 0 <= job.clip.start < job.clip.end:
         raise SchemaError(f"{path}: invalid clip {job.clip.start}..{job.clip.end}")
     if job.clip.end > job.media.duration + CLIP_SLACK:  # prepare-job clamps --end-time to the media's end
-        raise SchemaError(f"{path}: clip end {job.clip.end:g} s is past the end of the media ({job.media.duration:g} s)")
+        raise SchemaError(
+            f"{path}: clip end {job.clip.end:g} s is past the end of the media ({job.media.duration:g} s)"
+        )
     return job
 
 

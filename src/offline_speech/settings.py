@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Mapping, MutableMapping
 
 from .errors import BadInput
 
@@ -118,8 +118,9 @@ def hub_client_variables(root: Path) -> dict[str, str]:
     }
 
 
-def prepare_hub_client(root: Path, environ: MutableMapping[str, str] = os.environ,
-                       modules: Mapping[str, object] = sys.modules) -> bool:
+def prepare_hub_client(
+    root: Path, environ: MutableMapping[str, str] = os.environ, modules: Mapping[str, object] = sys.modules
+) -> bool:
     """Set hub_client_variables(root) in this process's environment, which is only right before huggingface_hub and
     hf_xet are imported (both read it once, then); False, changing nothing, when either already is (a caller that
     imported them first keeps its own settings). The one place that writes os.environ: cache-models calls it first

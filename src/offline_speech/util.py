@@ -15,8 +15,9 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import BadInput, OfflineSpeechError, StateError, WorkFailed
 
@@ -121,8 +122,10 @@ def write_problem(exc: OSError, where: Path, needed: int, elsewhere: str) -> Off
         return StateError(f"cannot write in {where} ({exc.strerror}): make it writable or {elsewhere}")
     if exc.errno in NO_SPACE:
         free = shutil.disk_usage(where).free if where.exists() else 0
-        return WorkFailed(f"no space left in {where} ({human_bytes(free)} free; needs about {human_bytes(needed)}): "
-                          f"free some space or {elsewhere}, then run again")
+        return WorkFailed(
+            f"no space left in {where} ({human_bytes(free)} free; needs about {human_bytes(needed)}): "
+            f"free some space or {elsewhere}, then run again"
+        )
     return None
 
 

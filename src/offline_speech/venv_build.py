@@ -38,6 +38,7 @@ print("; ".join(bad))
 sys.exit(1 if bad else 0)
 """
 
+
 class StepError(Exception):
     """One setup step of one venv failed; `tail` holds the last lines of the tool's output."""
 
@@ -135,9 +136,7 @@ def run_tool(cmd: list[str], step: str, verbose: bool, env: dict[str, str] | Non
         if code != 0:
             raise StepError(step, f"exit {code} (its output is above)")
         return
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env)
     tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
     assert proc.stdout is not None
     for line in proc.stdout:

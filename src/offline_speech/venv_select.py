@@ -55,8 +55,11 @@ def check_can_create_venvs(python: str, version: str) -> None:
         raise UsageError(f"{python}: does not run ({exc})") from None
     if proc.returncode != 0:
         short = ".".join(version.split(".")[:2])
-        fix = (f"sudo apt-get install python{short}-venv" if Path("/etc/debian_version").exists()
-               else "install your Python's venv/ensurepip package")
+        fix = (
+            f"sudo apt-get install python{short}-venv"
+            if Path("/etc/debian_version").exists()
+            else "install your Python's venv/ensurepip package"
+        )
         raise UsageError(f"Python {version} ({python}) cannot create virtualenvs (no ensurepip): {fix}")
 
 

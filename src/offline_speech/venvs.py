@@ -74,9 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s (offline-speech) {VERSION}")
     parser.add_argument("names", nargs="*", metavar="VENV", help=f"{', '.join(VENV_NAMES)} or all")
     parser.add_argument("--python", help="interpreter (>= 3.10) that creates the venvs; default: this one")
-    parser.add_argument(
-        "--venv-dir", type=Path, default=VENV_ROOT, help="where the venvs live (default: %(default)s)"
-    )
+    parser.add_argument("--venv-dir", type=Path, default=VENV_ROOT, help="where the venvs live (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="delete and recreate the selected venvs")
     parser.add_argument(
         "--installer",
@@ -107,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         check_can_create_venvs(base_python, base_version)
         skipped = unsupported(names, system, machine)
         if skipped and len(skipped) == len(names):
-            raise UsageError(f"{', '.join(skipped)} cannot be built on {system}-{machine}: {next(iter(skipped.values()))}")
+            raise UsageError(
+                f"{', '.join(skipped)} cannot be built on {system}-{machine}: {next(iter(skipped.values()))}"
+            )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         installer=args.installer,
     )
     if skipped:
-        log(f"{', '.join(skipped)}: cannot be built on {system}-{machine} ({next(iter(skipped.values()))}); "
-            f"setting up {', '.join(n for n in names if n not in skipped)}")
+        log(
+            f"{', '.join(skipped)}: cannot be built on {system}-{machine} ({next(iter(skipped.values()))}); "
+            f"setting up {', '.join(n for n in names if n not in skipped)}"
+        )
         names = [n for n in names if n not in skipped]
     if "mlx" in names and not is_apple_silicon(system, machine):
         log(f"mlx: not Apple Silicon ({system} {machine}): installs mlx[cpu]; mlx-whisper runs here on CPU only")

@@ -19,8 +19,13 @@ def folder_files(folder: Path) -> dict[str, bytes]:
 
 def run_builder(venv: str, script: str, *args: object, env: dict[str, str] | None = None, timeout: float = 900) -> None:
     """python tests/support/SCRIPT ARGS in venv/VENV; it must succeed."""
-    proc = subprocess.run([str(venv_python(venv)), str(HERE / script), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [str(venv_python(venv)), str(HERE / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 

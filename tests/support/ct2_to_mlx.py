@@ -49,8 +49,14 @@ _CT2_DTYPE_NAMES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16
 class Ct2Model:
     """The variables of a CTranslate2 model.bin: raw arrays, their CT2 dtype names and the aliases."""
 
-    def __init__(self, spec: str, revision: int, variables: dict[str, np.ndarray], dtypes: dict[str, str],
-                 aliases: dict[str, str]):
+    def __init__(
+        self,
+        spec: str,
+        revision: int,
+        variables: dict[str, np.ndarray],
+        dtypes: dict[str, str],
+        aliases: dict[str, str],
+    ):
         self.spec = spec
         self.revision = revision
         self.variables = variables
@@ -133,7 +139,7 @@ def convert_weights(model: Ct2Model) -> tuple[dict[str, np.ndarray], dict[str, i
     if model.spec != "WhisperSpec":
         raise ValueError(f"not a Whisper model: CTranslate2 spec {model.spec!r}")
     v = model.variables
-    f = lambda name: _to_float(model, name)  # noqa: E731
+    f = lambda name: _to_float(model, name)  # noqa: E731 - a local one-line helper
     out: dict[str, np.ndarray] = {}
     used: set[str] = set()
 
@@ -210,13 +216,28 @@ def convert_weights(model: Ct2Model) -> tuple[dict[str, np.ndarray], dict[str, i
             raise ValueError("decoder/projection/weight differs from decoder/embeddings/weight: MLX Whisper ties them")
     used.add(projection)
 
-    # Scalar settings: check they are Whisper's (exact GELU = CT2 activation 3, pre-norm, no ALiBi, unscaled embeddings).
-    settings = {"decoder/activation", "decoder/alibi", "decoder/alignment_heads", "decoder/alignment_layer",
-                "decoder/num_heads", "decoder/pre_norm", "decoder/scale_embeddings",
-                "decoder/start_from_zero_embedding", "encoder/num_heads", "encoder/activation",
-                "encoder/pre_norm"}
-    for name, expected in (("decoder/activation", 3), ("decoder/pre_norm", 1), ("decoder/alibi", 0), ("decoder/scale_embeddings", 0),
-                           ("decoder/start_from_zero_embedding", 0)):
+    # Scalar settings: check they are Whisper's (exact GELU = CT2 activation 3, pre-norm, no ALiBi, unscaled
+    # embeddings).
+    settings = {
+        "decoder/activation",
+        "decoder/alibi",
+        "decoder/alignment_heads",
+        "decoder/alignment_layer",
+        "decoder/num_heads",
+        "decoder/pre_norm",
+        "decoder/scale_embeddings",
+        "decoder/start_from_zero_embedding",
+        "encoder/num_heads",
+        "encoder/activation",
+        "encoder/pre_norm",
+    }
+    for name, expected in (
+        ("decoder/activation", 3),
+        ("decoder/pre_norm", 1),
+        ("decoder/alibi", 0),
+        ("decoder/scale_embeddings", 0),
+        ("decoder/start_from_zero_embedding", 0),
+    ):
         if name in v and _scalar(model, name) != expected:
             raise ValueError(f"{name} = {_scalar(model, name)}, Whisper has {expected}")
     used |= settings
@@ -253,8 +274,11 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict
         array = np.ascontiguousarray(tensors[name])
         array = array.astype(array.dtype.newbyteorder("<"), copy=False)
         blob = array.tobytes()
-        header[name] = {"dtype": codes[array.dtype], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": codes[array.dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -282,7 +306,11 @@ def convert(ct2_dir: str | Path, out_dir: str | Path, dtype: str = "float16") ->
     heads = ct2_config.get("alignment_heads")
     if heads:
         heads = np.asarray(heads, dtype=np.int64).reshape(-1, 2)
-        if (heads < 0).any() or (heads[:, 0] >= dims["n_text_layer"]).any() or (heads[:, 1] >= dims["n_text_head"]).any():
+        if (
+            (heads < 0).any()
+            or (heads[:, 0] >= dims["n_text_layer"]).any()
+            or (heads[:, 1] >= dims["n_text_head"]).any()
+        ):
             raise ValueError(f"alignment_heads out of range for {dims}: {heads.tolist()}")
         # Whisper.alignment_heads is a public mx.array, so load_model's model.update() sets it from the weights.
         tensors["alignment_heads"] = heads

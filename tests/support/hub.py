@@ -282,8 +282,11 @@ def _main(argv: list[str] | None = None) -> int:
     repo = HubRepo(args.repo, files, commit=args.commit)
     hub = TestHub([repo], xet=not args.no_xet).start(args.port)
     print(hub.url, flush=True)  # stdout carries only the URL, so a script can read the port
-    print(f"serving {repo.repo_id} at {repo.commit} ({len(files)} files); HF_ENDPOINT={hub.url}; Ctrl-C stops",
-          file=sys.stderr, flush=True)
+    print(
+        f"serving {repo.repo_id} at {repo.commit} ({len(files)} files); HF_ENDPOINT={hub.url}; Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -147,8 +147,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._resolve(segs)
         self._error(404, None, f"Not found: {self._rec.path}")
 
-    def _send(self, status: int, headers: dict[str, str], body: bytes | memoryview, *,
-              throttled: bool = False, cut: int | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes | memoryview,
+        *,
+        throttled: bool = False,
+        cut: int | None = None,
+    ) -> None:
         """Send a complete response (Content-Length always exact); `cut` truncates the body and hangs up."""
         self._rec.status = status
         self.server.hub._record(self._rec)  # logged before the client can see the answer
@@ -214,7 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._tree(repo, unquote("/".join(rest[2:])), query)
         if rest and rest[0] == "xet-read-token":
             return self._xet_token(repo)
-        self._send(200, {"Content-Type": "application/json"}, json.dumps(repo.model_info(_flag(query, "blobs"))).encode())
+        self._send(
+            200, {"Content-Type": "application/json"}, json.dumps(repo.model_info(_flag(query, "blobs"))).encode()
+        )
 
     def _tree(self, repo: HubRepo, prefix: str, query: str) -> None:
         params = parse_qs(query)
@@ -237,12 +246,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not repo.gated:
             return False
         auth = self.headers.get("Authorization", "")
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
         if token in repo.tokens:
             return False
         # Like the hub: 401 when anonymous, 403 when the token has no access; GatedRepo either way.
-        message = (f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
-                   "authenticated to access it. Please log in.")
+        message = (
+            f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
+            "authenticated to access it. Please log in."
+        )
         self._error(401 if token is None else 403, "GatedRepo", message)
         return True
 
@@ -274,8 +285,9 @@ class _Handler(BaseHTTPRequestHandler):
         meta = repo.file(path)
         if meta is None:
             # X-Repo-Commit lets the client cache the miss under .no_exist/<commit>/.
-            return self._error(404, "EntryNotFound", f"{path} does not exist on {repo.commit}",
-                               {"X-Repo-Commit": repo.commit})
+            return self._error(
+                404, "EntryNotFound", f"{path} does not exist on {repo.commit}", {"X-Repo-Commit": repo.commit}
+            )
         headers = {
             "X-Repo-Commit": repo.commit,
             "ETag": f'"{meta.etag}"',

@@ -137,7 +137,7 @@ class HubRepo:
         for path, meta in self._meta.items():
             if not path.startswith(base):
                 continue
-            parts = path[len(base):].split("/")
+            parts = path[len(base) :].split("/")
             if not recursive and len(parts) > 1:
                 folders.add(base + parts[0])
                 continue
@@ -145,6 +145,8 @@ class HubRepo:
             files.append(meta.tree_entry(path, xet_hash(meta.sha256)))
         if prefix and not files and not folders:
             return None
-        dirs = [{"type": "directory", "oid": hashlib.sha1(f"tree {d}".encode()).hexdigest(), "size": 0, "path": d}
-                for d in folders]
+        dirs = [
+            {"type": "directory", "oid": hashlib.sha1(f"tree {d}".encode()).hexdigest(), "size": 0, "path": d}
+            for d in folders
+        ]
         return sorted(dirs + files, key=lambda entry: entry["path"])

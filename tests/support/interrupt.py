@@ -49,8 +49,14 @@ def hub_env(hub: TestHub, cache_root: Path) -> dict[str, str]:
 
 def start(hub: TestHub, cache_root: Path, *keys: str) -> subprocess.Popen:
     """./cache-models.sh KEYS into cache_root, in its own process group."""
-    return subprocess.Popen([str(ROOT / "cache-models.sh"), *keys], env=shim_env(cache_root, **hub_env(hub, cache_root)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [str(ROOT / "cache-models.sh"), *keys],
+        env=shim_env(cache_root, **hub_env(hub, cache_root)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def partials(cache_root: Path, etag: str) -> list[Path]:
@@ -59,7 +65,9 @@ def partials(cache_root: Path, etag: str) -> list[Path]:
     return list(blobs.glob(f"{etag}*.incomplete")) if blobs.is_dir() else []
 
 
-def wait_for_partial(proc: subprocess.Popen, cache_root: Path, data: bytes, fraction: float, timeout: float = 60) -> int:
+def wait_for_partial(
+    proc: subprocess.Popen, cache_root: Path, data: bytes, fraction: float, timeout: float = 60
+) -> int:
     """Poll until a partial download of `data` holds at least `fraction` of it; its size (RuntimeError if the run
     ends first or it takes longer than `timeout`)."""
     etag = sha256_hex(data)

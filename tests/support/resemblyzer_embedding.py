@@ -28,8 +28,16 @@ class ResemblyzerEmbedding(Model):
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, num_channels: int = 1, task=None):
         super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=400, hop_length=160, n_mels=40,
-                                                        power=2.0, norm="slaney", mel_scale="slaney", pad_mode="constant")
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=400,
+            hop_length=160,
+            n_mels=40,
+            power=2.0,
+            norm="slaney",
+            mel_scale="slaney",
+            pad_mode="constant",
+        )
         self.lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
         self.linear = torch.nn.Linear(256, 256)
 
@@ -46,7 +54,7 @@ class ResemblyzerEmbedding(Model):
             starts = list(range(0, len(frames) - self.PARTIAL + 1, self.PARTIAL // 2))
             if starts[-1] + self.PARTIAL < len(frames):
                 starts.append(len(frames) - self.PARTIAL)
-            partials = torch.stack([frames[s:s + self.PARTIAL] for s in starts])
+            partials = torch.stack([frames[s : s + self.PARTIAL] for s in starts])
         _, (hidden, _) = self.lstm(partials)
         raw = torch.relu(self.linear(hidden[-1]))
         raw = raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-8)
@@ -61,7 +69,9 @@ class ResemblyzerEmbedding(Model):
                 wav = wav * (10 ** (-30 / 20) / rms)
             frames = self.mel(wav).T  # (frames, 40)
             if weights is not None:
-                w = torch.nn.functional.interpolate(weights[i][None, None].float(), size=len(frames), mode="nearest")[0, 0]
+                w = torch.nn.functional.interpolate(weights[i][None, None].float(), size=len(frames), mode="nearest")[
+                    0, 0
+                ]
                 frames = frames[w > 0.5]
             out.append(self._embed(frames))
         return torch.stack(out)

@@ -44,13 +44,23 @@ def shim_env(cache: Path, platform: str = PLATFORM, **variables: str) -> dict[st
     return scrubbed_env(**(fixed | variables))
 
 
-def shim(name: str, *args: str, cache: Path, code: int | None = 0, netns: bool = False, timeout: float = 900,
-         platform: str = PLATFORM, **variables: str) -> subprocess.CompletedProcess:
+def shim(
+    name: str,
+    *args: str,
+    cache: Path,
+    code: int | None = 0,
+    netns: bool = False,
+    timeout: float = 900,
+    platform: str = PLATFORM,
+    **variables: str,
+) -> subprocess.CompletedProcess:
     """Run the shim ./NAME (cache-models.sh, prepare-job.sh, run-pipeline.sh) in shim_env(cache, platform,
     **variables); netns=True runs it in a fresh network namespace (no network at all); `code` is the exit status it
     must end with (None: any)."""
     cmd = (["unshare", "-n"] if netns else []) + [str(ROOT / name), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=shim_env(cache, platform, **variables), timeout=timeout)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=shim_env(cache, platform, **variables), timeout=timeout
+    )
     if code is not None:
         assert proc.returncode == code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -58,8 +68,18 @@ def shim(name: str, *args: str, cache: Path, code: int | None = 0, netns: bool =
 
 def prepare(out: Path, cache: Path, *args: str, media: Path = CLIP, netns: bool = False) -> str:
     """prepare-job.sh --media MEDIA --asr-model tiny.en into `out`; the job id, which it prints last."""
-    proc = shim("prepare-job.sh", "--media", str(media), "--asr-model", "tiny.en", "--out-dir", str(out), *args,
-                cache=cache, netns=netns)
+    proc = shim(
+        "prepare-job.sh",
+        "--media",
+        str(media),
+        "--asr-model",
+        "tiny.en",
+        "--out-dir",
+        str(out),
+        *args,
+        cache=cache,
+        netns=netns,
+    )
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -69,8 +89,15 @@ def run_pipeline(out: Path, cache: Path, *ids: str, code: int | None = 0, netns:
     return shim("run-pipeline.sh", *args, "--out-dir", str(out), *extra, cache=cache, code=code, netns=netns)
 
 
-def provision(cache: Path, *flags: str, overrides: dict[str, dict[str, bytes]] | None = None, token: bool = False,
-              code: int | None = 0, timeout: float = 600, assets: dict[str, bytes] | None = None) -> subprocess.CompletedProcess:
+def provision(
+    cache: Path,
+    *flags: str,
+    overrides: dict[str, dict[str, bytes]] | None = None,
+    token: bool = False,
+    code: int | None = 0,
+    timeout: float = 600,
+    assets: dict[str, bytes] | None = None,
+) -> subprocess.CompletedProcess:
     """cache-models.sh FLAGS into `cache` from a test hub serving the catalog (the real tiny.en, stand-ins for the
     rest, `overrides` as repo -> files, `assets` as asset path -> bytes), stopped afterwards; token=True gives the
     hub's token for its gated repos."""
@@ -78,7 +105,11 @@ def provision(cache: Path, *flags: str, overrides: dict[str, dict[str, bytes]] |
     for path, data in (assets or {}).items():
         u.hub.add_asset(path, data)
     with u.hub:
-        hub = {"HF_ENDPOINT": u.hub.url, "OFFLINE_SPEECH_ASSET_MIRROR": u.hub.url + "/assets", "HOME": str(cache.parent)}
+        hub = {
+            "HF_ENDPOINT": u.hub.url,
+            "OFFLINE_SPEECH_ASSET_MIRROR": u.hub.url + "/assets",
+            "HOME": str(cache.parent),
+        }
         if token:
             hub["HF_TOKEN"] = u.token
         return shim("cache-models.sh", *flags, cache=cache, code=code, timeout=timeout, **hub)
@@ -108,9 +139,13 @@ class Cli:
         prefix = ["unshare", "-n"] if netns else []
         return [*prefix, sys.executable, "-m", "offline_speech", "cache-models", *args, "--cache-dir", str(self.cache)]
 
-    def run(self, *args: str, check_code: int | None = 0, netns: bool = False, **extra: str) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check_code: int | None = 0, netns: bool = False, **extra: str
+    ) -> subprocess.CompletedProcess:
         """Run cache-models; netns=True runs it in a fresh network namespace (no network at all)."""
-        proc = subprocess.run(self.args(*args, netns=netns), env=self.env(**extra), capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            self.args(*args, netns=netns), env=self.env(**extra), capture_output=True, text=True, timeout=600
+        )
         if check_code is not None:
             assert proc.returncode == check_code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
@@ -120,7 +155,9 @@ class Cli:
         return json.loads(proc.stdout)
 
     def popen(self, *args: str, **extra: str) -> subprocess.Popen:
-        return subprocess.Popen(self.args(*args), env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            self.args(*args), env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
 
 def one_line(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:

@@ -44,10 +44,16 @@ CONVERSATION = [
     (MALE, "That seems reasonable. Can we reduce it next quarter?"),
     (FEMALE, "Yes, I think we can move two of the trips to video calls."),
 ]
-ENROL = {MALE: ["The quick brown fox jumps over the lazy dog near the river bank.",
-                "Please remember to send the signed contract before Friday afternoon."],
-         FEMALE: ["My favourite season is autumn because the leaves turn red and gold.",
-                  "We should book the train tickets early to get a cheaper fare."]}
+ENROL = {
+    MALE: [
+        "The quick brown fox jumps over the lazy dog near the river bank.",
+        "Please remember to send the signed contract before Friday afternoon.",
+    ],
+    FEMALE: [
+        "My favourite season is autumn because the leaves turn red and gold.",
+        "We should book the train tickets early to get a cheaper fare.",
+    ],
+}
 CONFIG = """\
 version: 4.0.0
 pipeline:
@@ -72,8 +78,12 @@ params:
 def speak(voice: str, text: str) -> bytes:
     """16 kHz mono s16le samples of espeak-ng reading `text`."""
     raw = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", "-", "-ac", "1", "-ar", str(RATE), "-f", "s16le", "-"],
-                          input=raw, capture_output=True, check=True).stdout
+    return subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "-", "-ac", "1", "-ar", str(RATE), "-f", "s16le", "-"],
+        input=raw,
+        capture_output=True,
+        check=True,
+    ).stdout
 
 
 def write_wav(path: Path, pcm: bytes) -> None:
@@ -111,18 +121,40 @@ def conversation(dest: Path, lines=CONVERSATION) -> list[tuple[float, float, str
 
 def transcript(path: Path, spans, offset: float, end: float) -> None:
     """An aligned transcript of the spans (words spread evenly over each), in media times (`offset` = clip start)."""
-    from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA, write_json
+    from offline_speech.schema import TRANSCRIPT_KIND, TRANSCRIPT_SCHEMA
+    from offline_speech.util import write_json
 
     segments = []
     for a, b, _, text in spans:
         words = text.split()
         step = (b - a) / len(words)
-        segments.append({"start": round(a + offset, 3), "end": round(b + offset, 3), "text": text,
-                         "words": [{"word": w, "start": round(a + offset + i * step, 3),
-                                    "end": round(a + offset + (i + 1) * step, 3)} for i, w in enumerate(words)]})
-    write_json(path, {"kind": TRANSCRIPT_KIND, "schema": TRANSCRIPT_SCHEMA, "job": "j", "stage": "align", "backend": "whisperx",
-                      "language": "en", "language_probability": None, "model": {"key": "k", "repo": "r", "commit": None},
-                      "clip": {"start": offset, "end": offset + end}, "segments": segments, "warnings": []})
+        segments.append(
+            {
+                "start": round(a + offset, 3),
+                "end": round(b + offset, 3),
+                "text": text,
+                "words": [
+                    {"word": w, "start": round(a + offset + i * step, 3), "end": round(a + offset + (i + 1) * step, 3)}
+                    for i, w in enumerate(words)
+                ],
+            }
+        )
+    write_json(
+        path,
+        {
+            "kind": TRANSCRIPT_KIND,
+            "schema": TRANSCRIPT_SCHEMA,
+            "job": "j",
+            "stage": "align",
+            "backend": "whisperx",
+            "language": "en",
+            "language_probability": None,
+            "model": {"key": "k", "repo": "r", "commit": None},
+            "clip": {"start": offset, "end": offset + end},
+            "segments": segments,
+            "warnings": [],
+        },
+    )
 
 
 def der(reference, hypothesis, step: float = 0.01) -> float:
@@ -187,8 +219,23 @@ def resemblyzer_weights() -> Path:
 
     pt = WEIGHTS_DIR / "resemblyzer" / "pretrained.pt"
     if not pt.is_file():
-        proc = subprocess.run([str(backend_python("whisperx")), "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
-                               "--target", str(WEIGHTS_DIR), RESEMBLYZER], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [
+                str(backend_python("whisperx")),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-compile",
+                "--target",
+                str(WEIGHTS_DIR),
+                RESEMBLYZER,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0 or not pt.is_file():
             raise RuntimeError(f"pip install {RESEMBLYZER} failed: {proc.stdout}{proc.stderr}")
     return pt
@@ -199,8 +246,12 @@ def build_repo(dest: Path, real: bool = False) -> Path:
     from offline_speech.settings import backend_python
 
     extra = ["--real", str(resemblyzer_weights())] if real else []
-    proc = subprocess.run([str(backend_python("whisperx")), str(Path(__file__)), str(dest), *extra],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(backend_python("whisperx")), str(Path(__file__)), str(dest), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"building the diarization repo failed: {proc.stderr[-2000:]}")
     return dest
@@ -214,8 +265,11 @@ def save_checkpoint(model, specifications, path: Path) -> None:
 
     model.specifications = specifications
     model.build()
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                  "pytorch-lightning_version": lightning.__version__}
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+    }
     model.on_save_checkpoint(checkpoint)  # records the class by module name: pyannote imports it to load
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)
@@ -241,15 +295,31 @@ def build_random(dest: Path, seed: int = 0) -> None:
     from pyannote.audio.models.segmentation import PyanNet
 
     torch.manual_seed(seed)
-    save_checkpoint(PyanNet(sincnet={"stride": 10}), Specifications(
-        problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME, duration=10.0,
-        classes=["speaker#1", "speaker#2", "speaker#3"], powerset_max_classes=2, permutation_invariant=True),
-        dest / "segmentation" / "pytorch_model.bin")
-    save_checkpoint(WeSpeakerResNet34(), Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=10.0),
-                    dest / "embedding" / "pytorch_model.bin")
+    save_checkpoint(
+        PyanNet(sincnet={"stride": 10}),
+        Specifications(
+            problem=Problem.MONO_LABEL_CLASSIFICATION,
+            resolution=Resolution.FRAME,
+            duration=10.0,
+            classes=["speaker#1", "speaker#2", "speaker#3"],
+            powerset_max_classes=2,
+            permutation_invariant=True,
+        ),
+        dest / "segmentation" / "pytorch_model.bin",
+    )
+    save_checkpoint(
+        WeSpeakerResNet34(),
+        Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=10.0),
+        dest / "embedding" / "pytorch_model.bin",
+    )
     write_plda(dest / "plda", seed)
-    (dest / "config.yaml").write_text(CONFIG.format(clustering="VBxClustering", segmentation_extra="",
-                                                    clustering_params="    threshold: 0.6\n    Fa: 0.07\n    Fb: 0.8"))
+    (dest / "config.yaml").write_text(
+        CONFIG.format(
+            clustering="VBxClustering",
+            segmentation_extra="",
+            clustering_params="    threshold: 0.6\n    Fa: 0.07\n    Fb: 0.8",
+        )
+    )
 
 
 def build_real(dest: Path, resemblyzer_pt: Path, seed: int = 0) -> None:
@@ -261,19 +331,28 @@ def build_real(dest: Path, resemblyzer_pt: Path, seed: int = 0) -> None:
     from tests.support.resemblyzer_embedding import ResemblyzerEmbedding
 
     (dest / "segmentation").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin", dest / "segmentation" / "pytorch_model.bin")
+    shutil.copyfile(
+        Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin", dest / "segmentation" / "pytorch_model.bin"
+    )
     model = ResemblyzerEmbedding()
     state = torch.load(resemblyzer_pt, map_location="cpu", weights_only=True)["model_state"]
     model.load_state_dict({k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))}, strict=False)
-    save_checkpoint(model, Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0),
-                    dest / "embedding" / "pytorch_model.bin")
+    save_checkpoint(
+        model,
+        Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0),
+        dest / "embedding" / "pytorch_model.bin",
+    )
     write_plda(dest / "plda", seed)
     # No trained PLDA exists for this encoder, and VBx with an untrained one merged both voices: this config clusters
     # with pyannote's agglomerative clustering (unit vectors, distance 0.7 = cosine 0.755; the same espeak voice
     # sits at >= 0.87, the male and the female voice at <= 0.67). The multi-label segmentation needs its threshold.
-    (dest / "config.yaml").write_text(CONFIG.format(
-        clustering="AgglomerativeClustering", segmentation_extra="    threshold: 0.5\n",
-        clustering_params="    method: centroid\n    min_cluster_size: 3\n    threshold: 0.7"))
+    (dest / "config.yaml").write_text(
+        CONFIG.format(
+            clustering="AgglomerativeClustering",
+            segmentation_extra="    threshold: 0.5\n",
+            clustering_params="    method: centroid\n    min_cluster_size: 3\n    threshold: 0.7",
+        )
+    )
 
 
 def main() -> int:

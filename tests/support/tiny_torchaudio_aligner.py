@@ -37,7 +37,9 @@ def build(dest: Path, seed: int) -> None:
         if name.startswith("aux."):  # fairseq's output layer has rows the bundle drops on load (_remove_aux_axis)
             shape[0] += len(bundle._remove_aux_axis)
         norm = "norm" in name and name.endswith("weight")
-        state[name] = strided_random(torch.Size(shape), generator, 0.02 if norm or tensor.dim() == 1 else 0.05, 1.0 if norm else 0.0)
+        state[name] = strided_random(
+            torch.Size(shape), generator, 0.02 if norm or tensor.dim() == 1 else 0.05, 1.0 if norm else 0.0
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, dest)
     # it must load the way whisperx's bundle loads it: weights only, the extra rows dropped

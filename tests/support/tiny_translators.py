@@ -26,8 +26,9 @@ indictrans2: a model shaped like ai4bharat/indictrans2-*-1B, loaded with trust_r
   config.json and tokenizer_config.json with their auto_map, generation_config.json, special_tokens_map.json and
   model.safetensors, plus the pytorch_model.bin twin the real repos carry, here a decoy of the same size (not a
   pickle: this project never writes or loads one) so that tests can prove provisioning skips it. Sources are
-  trained in the form IndicProcessor.preprocess_batch gives them; each target in the first form among (IndicProcessor's target
-  preprocessing, the raw text) that decode + IndicProcessor.postprocess_batch turns back into exactly tgt.
+  trained in the form IndicProcessor.preprocess_batch gives them; each target in the first form among
+  (IndicProcessor's target preprocessing, the raw text) that decode + IndicProcessor.postprocess_batch turns back
+  into exactly tgt.
 
 This file is the command line; the builders are tiny_translators_nllb.py and tiny_translators_indictrans2.py, their
 shared training tiny_translators_train.py, the checks tiny_translators_check.py.

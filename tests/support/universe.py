@@ -36,7 +36,7 @@ def generated_repo_files(model: Model, rng: random.Random, scale: int = 1) -> tu
     The 'wanted' sets are this test suite's own statement of what each loader asks for; decoys are files the
     real repos also carry that no loader reads (READMEs, the .bin twin of a safetensors, flax weights).
     """
-    j = lambda d: json.dumps(d).encode()  # noqa: E731
+    j = lambda d: json.dumps(d).encode()  # noqa: E731 - a local one-line helper
     decoys = {"README.md": b"# model card\n", ".gitattributes": b"*.bin filter=lfs\n"}
     if model.group == "whisperx":
         wanted = {
@@ -122,7 +122,9 @@ GATED_TOKEN = "hf_testtoken_0123456789abcdefABCDEF"
 
 
 def build_universe(
-    tiny_en_files: dict[str, bytes], scale: int = 1, overrides: dict[str, dict[str, bytes]] | None = None,
+    tiny_en_files: dict[str, bytes],
+    scale: int = 1,
+    overrides: dict[str, dict[str, bytes]] | None = None,
     xet: bool = True,
 ) -> Universe:
     """Serve every catalog repo; `overrides` replaces a repo's stand-in with real files (all of them wanted).
@@ -173,5 +175,3 @@ def punkt_zip() -> bytes:
             z.writestr(f"punkt_tab/{lang}/abbrev_types.txt", "dr\nmr\n")
             z.writestr(f"punkt_tab/{lang}/ortho_context.tab", "")
     return buf.getvalue()
-
-

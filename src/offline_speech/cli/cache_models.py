@@ -10,19 +10,19 @@ import os
 import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, GROUPS, load_catalog
 from ..errors import BadInput
 from ..provisioning import service
-from ..provisioning.download import Reporter
-from ..provisioning.plan import DISK_MARGIN, ItemResult
+from ..provisioning.contract import DISK_MARGIN, ItemResult, Reporter
 from ..settings import cache_root, user_hub_cache
 from .app import app
 from .options import AsJson, CacheDir, OutDir, Version
-from .output import LineReporter, RichReporter, emit_json as _emit_json, err, human, live, out, print_table
+from .output import LineReporter, RichReporter, err, human, live, out, print_table
+from .output import emit_json as _emit_json
 
 CACHE_MODELS_EXAMPLES = """\b
 Examples:
@@ -62,47 +62,218 @@ def _languages(value: str) -> tuple[str, ...]:
     "show or clear them. Without a mode flag it downloads what the selection needs that is not cached yet.",
 )
 def cache_models(
-    keys: Annotated[Optional[list[str]], typer.Argument(help="Catalog keys (see --info); alternative to group flags.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every group this machine's pipeline uses (MLX only on Apple Silicon).")] = False,
-    whisperx: Annotated[bool, typer.Option("--whisperx", help="The faster-whisper model named by --asr-model.")] = False,
-    mlx: Annotated[bool, typer.Option("--mlx", help="The MLX Whisper model named by --asr-model (runs on Apple Silicon only).")] = False,
-    indictrans2: Annotated[bool, typer.Option("--indictrans2", help="IndicTrans2 indic-en, en-indic, indic-indic 1B (gated; safetensors only).")] = False,
-    nllb: Annotated[bool, typer.Option("--nllb", help="The NLLB-200 model named by --nllb-model, plus its CTranslate2 int8 conversion (made here with venv/translation).")] = False,
+    keys: Annotated[
+        list[str] | None, typer.Argument(help="Catalog keys (see --info); alternative to group flags.")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every group this machine's pipeline uses (MLX only on Apple Silicon).")
+    ] = False,
+    whisperx: Annotated[
+        bool, typer.Option("--whisperx", help="The faster-whisper model named by --asr-model.")
+    ] = False,
+    mlx: Annotated[
+        bool, typer.Option("--mlx", help="The MLX Whisper model named by --asr-model (runs on Apple Silicon only).")
+    ] = False,
+    indictrans2: Annotated[
+        bool,
+        typer.Option("--indictrans2", help="IndicTrans2 indic-en, en-indic, indic-indic 1B (gated; safetensors only)."),
+    ] = False,
+    nllb: Annotated[
+        bool,
+        typer.Option(
+            "--nllb",
+            help=(
+                "The NLLB-200 model named by --nllb-model, plus its CTranslate2 int8 conversion (made here with "
+                "venv/translation)."
+            ),
+        ),
+    ] = False,
     align: Annotated[bool, typer.Option("--align", help="Word aligners for --languages, plus nltk punkt_tab.")] = False,
-    diarization: Annotated[bool, typer.Option("--diarization", help="pyannote/speaker-diarization-community-1 (gated).")] = False,
-    asr_model: Annotated[str, typer.Option(help="ASR model name, as faster-whisper names them (tiny.en … large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
-    nllb_model: Annotated[str, typer.Option(help="NLLB size: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
-    languages: Annotated[str, typer.Option(help="Comma-separated language codes for --align.")] = ",".join(DEFAULT_LANGUAGES),
-    job: Annotated[Optional[list[str]], typer.Option("--job", "-j", metavar="ID|DIR", help="Every model a prepared job needs (ASR, aligner, translation models): a job id under out/, or a job folder; repeatable.")] = None,
-    convert: Annotated[bool, typer.Option("--convert/--no-convert", help="Make NLLB's CTranslate2 int8 conversion after provisioning it (needs venv/translation); --no-convert leaves the translate stage on transformers.")] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan (cached, to fetch, bytes, free disk); change nothing.")] = False,
-    verify: Annotated[bool, typer.Option("--verify", help="Offline: hash every cached file against the hub's ids; exit 1 on any problem.")] = False,
-    repair: Annotated[bool, typer.Option("--repair", help="With or without --verify: re-fetch only missing, truncated or corrupt files.")] = False,
-    info: Annotated[bool, typer.Option("--info", help="Table of cached models: revision, size on disk, status, location.")] = False,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove the named keys or groups from the cache (asks first).")] = False,
+    diarization: Annotated[
+        bool, typer.Option("--diarization", help="pyannote/speaker-diarization-community-1 (gated).")
+    ] = False,
+    asr_model: Annotated[
+        str,
+        typer.Option(
+            help="ASR model name, as faster-whisper names them (tiny.en … large-v3, large-v3-turbo, distil-*)."
+        ),
+    ] = DEFAULT_ASR_MODEL,
+    nllb_model: Annotated[
+        str, typer.Option(help="NLLB size: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")
+    ] = DEFAULT_NLLB_MODEL,
+    languages: Annotated[str, typer.Option(help="Comma-separated language codes for --align.")] = ",".join(
+        DEFAULT_LANGUAGES
+    ),
+    job: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--job",
+            "-j",
+            metavar="ID|DIR",
+            help=(
+                "Every model a prepared job needs (ASR, aligner, translation models): a job id under out/, or a job "
+                "folder; repeatable."
+            ),
+        ),
+    ] = None,
+    convert: Annotated[
+        bool,
+        typer.Option(
+            "--convert/--no-convert",
+            help=(
+                "Make NLLB's CTranslate2 int8 conversion after provisioning it (needs venv/translation); --no-convert "
+                "leaves the translate stage on transformers."
+            ),
+        ),
+    ] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan (cached, to fetch, bytes, free disk); change nothing.")
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Offline: hash every cached file against the hub's ids; exit 1 on any problem."),
+    ] = False,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="With or without --verify: re-fetch only missing, truncated or corrupt files."),
+    ] = False,
+    info: Annotated[
+        bool, typer.Option("--info", help="Table of cached models: revision, size on disk, status, location.")
+    ] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the named keys or groups from the cache (asks first).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--clear).")] = False,
-    from_dir: Annotated[Optional[Path], typer.Option("--from-dir", help="Register model files obtained elsewhere (needs --key).")] = None,
-    key: Annotated[Optional[str], typer.Option("--key", help="Catalog key for --from-dir.")] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="The hub commit the --from-dir files claim to be (default: the catalog's pin, else the commit cached); they are checked against what is known of it, else registered as a local, unverified revision.")] = None,
+    from_dir: Annotated[
+        Path | None, typer.Option("--from-dir", help="Register model files obtained elsewhere (needs --key).")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Catalog key for --from-dir.")] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision",
+            help=(
+                "The hub commit the --from-dir files claim to be (default: the catalog's pin, else the commit cached); "
+                "they are checked against what is known of it, else registered as a local, unverified revision."
+            ),
+        ),
+    ] = None,
     as_json: AsJson = False,
     cache_dir: CacheDir = None,
-    asset_mirror: Annotated[Optional[str], typer.Option("--asset-mirror", envvar="OFFLINE_SPEECH_ASSET_MIRROR", help="Base URL replacing download.pytorch.org / GitHub for non-hub assets.")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, max=32, help="Files downloaded at once (default: one per CPU core, 2 to 8).")] = None,
-    export: Annotated[Optional[Path], typer.Option("--export", metavar="FILE", help="Write the selected models (default: everything cached) into one verified tar for an offline machine; with --dry-run, only its size.")] = None,
-    since: Annotated[Optional[Path], typer.Option("--since", metavar="LOCKFILE", help="With --export: leave out what this lock file (the target machine's .cache/offline-speech.lock.json) already has.")] = None,
-    import_: Annotated[Optional[Path], typer.Option("--import", metavar="FILE", help="Check every file of a bundle made by --export, then move it into the cache.")] = None,
+    asset_mirror: Annotated[
+        str | None,
+        typer.Option(
+            "--asset-mirror",
+            envvar="OFFLINE_SPEECH_ASSET_MIRROR",
+            help="Base URL replacing download.pytorch.org / GitHub for non-hub assets.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=32, help="Files downloaded at once (default: one per CPU core, 2 to 8).")
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            metavar="FILE",
+            help=(
+                "Write the selected models (default: everything cached) into one verified tar for an offline machine; "
+                "with --dry-run, only its size."
+            ),
+        ),
+    ] = None,
+    since: Annotated[
+        Path | None,
+        typer.Option(
+            "--since",
+            metavar="LOCKFILE",
+            help=(
+                "With --export: leave out what this lock file (the target machine's .cache/offline-speech.lock.json) "
+                "already has."
+            ),
+        ),
+    ] = None,
+    import_: Annotated[
+        Path | None,
+        typer.Option(
+            "--import",
+            metavar="FILE",
+            help="Check every file of a bundle made by --export, then move it into the cache.",
+        ),
+    ] = None,
     out_dir: OutDir = None,
-    prune: Annotated[bool, typer.Option("--prune", help="Remove what nothing needs any more: revisions the lock no longer names (the old commit after --update), shared blobs no cached repo links, partial downloads nobody writes; with --dry-run, only say what it would free.")] = False,
-    from_hf_cache: Annotated[bool, typer.Option("--from-hf-cache", help="Before downloading, link complete, verified snapshots of the selection from your own Hugging Face cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub; another one with --hf-cache).")] = False,
-    hf_cache: Annotated[Optional[Path], typer.Option("--hf-cache", metavar="DIR", help="The hub cache --from-hf-cache reads (a folder of models--ORG--NAME).")] = None,
-    lock_file: Annotated[Optional[Path], typer.Option("--lock-file", metavar="FILE", help="Provision exactly the commits this lock file pins (a cache's .cache/offline-speech.lock.json, or a copy in a team's repository): alone, every key it records; with a selection, those keys. A commit the hub no longer has fails that key only.")] = None,
-    update: Annotated[Optional[list[str]], typer.Option("--update", metavar="KEY|GROUP", help="Move these catalog keys or groups (repeatable, or comma-separated; a group is what its flag selects) to the newest commit on the hub, fetch it and say what changed. Without it a cached model is never re-checked online.")] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help=(
+                "Remove what nothing needs any more: revisions the lock no longer names (the old commit after "
+                "--update), shared blobs no cached repo links, partial downloads nobody writes; with --dry-run, only "
+                "say what it would free."
+            ),
+        ),
+    ] = False,
+    from_hf_cache: Annotated[
+        bool,
+        typer.Option(
+            "--from-hf-cache",
+            help=(
+                "Before downloading, link complete, verified snapshots of the selection from your own Hugging Face "
+                "cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub; another one with --hf-cache)."
+            ),
+        ),
+    ] = False,
+    hf_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--hf-cache", metavar="DIR", help="The hub cache --from-hf-cache reads (a folder of models--ORG--NAME)."
+        ),
+    ] = None,
+    lock_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--lock-file",
+            metavar="FILE",
+            help=(
+                "Provision exactly the commits this lock file pins (a cache's .cache/offline-speech.lock.json, or a "
+                "copy in a team's repository): alone, every key it records; with a selection, those keys. A commit the "
+                "hub no longer has fails that key only."
+            ),
+        ),
+    ] = None,
+    update: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--update",
+            metavar="KEY|GROUP",
+            help=(
+                "Move these catalog keys or groups (repeatable, or comma-separated; a group is what its flag selects) "
+                "to the newest commit on the hub, fetch it and say what changed. Without it a cached model is never "
+                "re-checked online."
+            ),
+        ),
+    ] = None,
     version: Version = None,
 ) -> None:
-    flags = {"whisperx": whisperx, "mlx": mlx, "indictrans2": indictrans2, "nllb": nllb, "align": align,
-             "diarization": diarization}
-    mode = service.mode_of(dry_run=dry_run, verify=verify, info=info, clear=clear, from_dir=from_dir is not None,
-                           repair=repair, export=export is not None, import_=import_ is not None, prune=prune)
+    flags = {
+        "whisperx": whisperx,
+        "mlx": mlx,
+        "indictrans2": indictrans2,
+        "nllb": nllb,
+        "align": align,
+        "diarization": diarization,
+    }
+    mode = service.mode_of(
+        dry_run=dry_run,
+        verify=verify,
+        info=info,
+        clear=clear,
+        from_dir=from_dir is not None,
+        repair=repair,
+        export=export is not None,
+        import_=import_ is not None,
+        prune=prune,
+    )
     if since is not None and export is None:
         raise BadInput("--since goes with --export")
     if hf_cache is not None and not from_hf_cache:
@@ -119,8 +290,20 @@ def cache_models(
         update=tuple(v.strip() for value in update or () for v in value.split(",") if v.strip()),
     )
     request = service.Request(
-        mode, root, wanted, repair=repair, convert=convert, confirmed=yes, workers=workers, asset_mirror=asset_mirror,
-        from_dir=from_dir, key=key, revision=revision, dry_run=dry_run, archive=export or import_, since=since,
+        mode,
+        root,
+        wanted,
+        repair=repair,
+        convert=convert,
+        confirmed=yes,
+        workers=workers,
+        asset_mirror=asset_mirror,
+        from_dir=from_dir,
+        key=key,
+        revision=revision,
+        dry_run=dry_run,
+        archive=export or import_,
+        since=since,
         hf_cache=(hf_cache or user_hub_cache()).expanduser() if from_hf_cache or mode is service.Mode.INFO else None,
         lock_file=lock_file,
     )
@@ -147,7 +330,6 @@ def _job_models(job: str, out_dir: Path | None) -> list[str]:
     folder = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
     needs, _ = job_needs(load_catalog(), load_job(folder, job, flag="--job", folders=True).job)
     return [need.item.key for need in needs]
-
 
 
 # ---- what a run says while it works ---------------------------------------------------------------------
@@ -225,8 +407,17 @@ def _render_plan(planned: service.Planned, as_json: bool) -> None:
         }
         for p in the_plan.items
     ] + [
-        {"key": r.key, "repo": "", "commit": None, "action": "error", "files": [], "fetch": [], "bytes_needed": 0,
-         "bytes_to_fetch": 0, "error": r.message}
+        {
+            "key": r.key,
+            "repo": "",
+            "commit": None,
+            "action": "error",
+            "files": [],
+            "fetch": [],
+            "bytes_needed": 0,
+            "bytes_to_fetch": 0,
+            "error": r.message,
+        }
         for r in planned.left_out
     ]
     summary = {
@@ -239,9 +430,21 @@ def _render_plan(planned: service.Planned, as_json: bool) -> None:
     if as_json:
         _emit_json({"plan": rows, **summary})
         return
-    print_table(f"plan for {root}", ["key", "repo", "commit", "status", "files", "to fetch"], [
-        [r["key"], r["repo"], (r["commit"] or "")[:12], r["action"] if not r["error"] else f"error: {r['error']}",
-         str(len(r["files"])), human(r["bytes_to_fetch"])] for r in rows])
+    print_table(
+        f"plan for {root}",
+        ["key", "repo", "commit", "status", "files", "to fetch"],
+        [
+            [
+                r["key"],
+                r["repo"],
+                (r["commit"] or "")[:12],
+                r["action"] if not r["error"] else f"error: {r['error']}",
+                str(len(r["files"])),
+                human(r["bytes_to_fetch"]),
+            ]
+            for r in rows
+        ],
+    )
     failed = sum(1 for r in rows if r["error"])
     fit = "DOES NOT FIT" if not the_plan.fits else f"{failed} could not be planned" if failed else "fits"
     out.print(f"to fetch: {human(the_plan.bytes_to_fetch)}; free: {human(the_plan.free_bytes)}; {fit}")
@@ -252,8 +455,11 @@ def _render_results(results: tuple[ItemResult, ...], as_json: bool, title: str) 
     if as_json:
         _emit_json({"results": [r.__dict__ for r in results], "failed": len(failed)})
         return
-    print_table(title, ["key", "status", "fetched", "detail"],
-                [[r.key, "ok" if r.ok else "FAILED", human(r.fetched_bytes), r.message] for r in results])
+    print_table(
+        title,
+        ["key", "status", "fetched", "detail"],
+        [[r.key, "ok" if r.ok else "FAILED", human(r.fetched_bytes), r.message] for r in results],
+    )
     if failed:
         err.print(f"{len(failed)} of {len(results)} failed: {', '.join(r.key for r in failed)}")
 
@@ -261,15 +467,27 @@ def _render_results(results: tuple[ItemResult, ...], as_json: bool, title: str) 
 def _render_info(info: service.Info, as_json: bool) -> None:
     if as_json:
         elsewhere = {"hf_cache": str(info.hf_cache), "keys": list(info.elsewhere), "command": info.link_command}
-        _emit_json({"cache": str(info.root), "models": [r.__dict__ for r in info.rows], "total_bytes": info.total_bytes,
-                    "in_your_hf_cache": elsewhere if info.elsewhere else None})
+        _emit_json(
+            {
+                "cache": str(info.root),
+                "models": [r.__dict__ for r in info.rows],
+                "total_bytes": info.total_bytes,
+                "in_your_hf_cache": elsewhere if info.elsewhere else None,
+            }
+        )
         return
-    print_table(f"cache {info.root}", ["key", "repo", "revision", "size", "status", "location"],
-                [[r.key, r.repo, r.revision[:12], human(r.bytes), r.status, r.location] for r in info.rows])
+    print_table(
+        f"cache {info.root}",
+        ["key", "repo", "revision", "size", "status", "location"],
+        [[r.key, r.repo, r.revision[:12], human(r.bytes), r.status, r.location] for r in info.rows],
+    )
     out.print(f"total on disk: {human(info.total_bytes)}")
     if info.elsewhere:
-        out.print(f"complete in your Hugging Face cache {info.hf_cache}, not here: {', '.join(info.elsewhere)}; "
-                  "link them (verified, no download) with:", soft_wrap=True)
+        out.print(
+            f"complete in your Hugging Face cache {info.hf_cache}, not here: {', '.join(info.elsewhere)}; "
+            "link them (verified, no download) with:",
+            soft_wrap=True,
+        )
         out.print(f"  {info.link_command}", soft_wrap=True)
 
 
@@ -286,9 +504,14 @@ def _render_verified(verified: service.Verified, as_json: bool) -> None:
             }
         )
         return
-    print_table(f"verify {verified.root}", ["key", "files", "status", "problems"], [
-        [r.key, str(r.checked), r.status, "; ".join(f"{p.path}: {p.kind} {p.detail}".strip() for p in r.problems)]
-        for r in verified.results])
+    print_table(
+        f"verify {verified.root}",
+        ["key", "files", "status", "problems"],
+        [
+            [r.key, str(r.checked), r.status, "; ".join(f"{p.path}: {p.kind} {p.detail}".strip() for p in r.problems)]
+            for r in verified.results
+        ],
+    )
     if verified.bad and not verified.repaired_too:
         err.print("problems found: run ./cache-models.sh --verify --repair to re-fetch only those files")
 
@@ -306,29 +529,49 @@ def _render_cleared(cleared: service.Cleared, as_json: bool) -> None:
 def _render_pruned(pruned: service.Pruned, as_json: bool) -> None:
     verb = "would free" if pruned.dry_run else "freed"
     if as_json:
-        _emit_json({"pruned": [{"what": i.what, "path": str(i.path), "bytes": i.size} for i in pruned.items],
-                    "freed_bytes": pruned.freed, "dry_run": pruned.dry_run})
+        _emit_json(
+            {
+                "pruned": [{"what": i.what, "path": str(i.path), "bytes": i.size} for i in pruned.items],
+                "freed_bytes": pruned.freed,
+                "dry_run": pruned.dry_run,
+            }
+        )
         return
-    print_table(f"prune {pruned.root}" + (" (dry run: nothing removed)" if pruned.dry_run else ""),
-                ["what", "bytes", "path"], [[i.what, human(i.size), str(i.path)] for i in pruned.items])
+    print_table(
+        f"prune {pruned.root}" + (" (dry run: nothing removed)" if pruned.dry_run else ""),
+        ["what", "bytes", "path"],
+        [[i.what, human(i.size), str(i.path)] for i in pruned.items],
+    )
     out.print(f"{verb} {human(pruned.freed)}" if pruned.items else "nothing to prune")
 
 
 def _render_exported(exported: service.Exported, as_json: bool) -> None:
     if as_json:
-        _emit_json({"archive": str(exported.archive), "entries": list(exported.entries), "files": exported.files,
-                    "bytes": exported.bytes, "archive_bytes": exported.archive_bytes,
-                    "skipped": [list(s) for s in exported.skipped], "dry_run": exported.dry_run,
-                    "files_hashed": exported.files_hashed})
+        _emit_json(
+            {
+                "archive": str(exported.archive),
+                "entries": list(exported.entries),
+                "files": exported.files,
+                "bytes": exported.bytes,
+                "archive_bytes": exported.archive_bytes,
+                "skipped": [list(s) for s in exported.skipped],
+                "dry_run": exported.dry_run,
+                "files_hashed": exported.files_hashed,
+            }
+        )
         return
     what = "would write" if exported.dry_run else "wrote"
-    out.print(f"{what} {exported.archive}: {len(exported.entries)} entries, {exported.files} files, "
-              f"{human(exported.bytes)}")
+    out.print(
+        f"{what} {exported.archive}: {len(exported.entries)} entries, {exported.files} files, {human(exported.bytes)}"
+    )
 
 
 def _render_imported(imported: service.Imported, as_json: bool) -> None:
     if as_json:
         _emit_json({"archive": str(imported.archive), "imported": [r.__dict__ for r in imported.results]})
         return
-    print_table(f"import {imported.archive}", ["key", "status", "detail"],
-                [[r.key, r.status, r.detail] for r in imported.results])
+    print_table(
+        f"import {imported.archive}",
+        ["key", "status", "detail"],
+        [[r.key, r.status, r.detail] for r in imported.results],
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,12 +17,12 @@ def _show_version(ctx: typer.Context, value: bool) -> None:
 
 
 CacheDir = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--cache-dir", help="Cache root (default: $OFFLINE_SPEECH_CACHE or <project>/.cache)."),
 ]
-OutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders are (default <project>/out).")]
+OutDir = Annotated[Path | None, typer.Option("--out-dir", help="Where job folders are (default <project>/out).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
 Version = Annotated[
-    Optional[bool],
+    bool | None,
     typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
 ]

@@ -61,7 +61,6 @@ def human(n: float) -> str:
     return f"{n} B"
 
 
-
 # ---- progress ------------------------------------------------------------------------------------------
 
 
@@ -159,7 +158,7 @@ class PipelineProgress:
         )
         self.tasks: dict[str, int] = {}
 
-    def __enter__(self) -> "PipelineProgress":
+    def __enter__(self) -> PipelineProgress:
         self.bars.start()
         return self
 
@@ -178,7 +177,9 @@ class PipelineProgress:
         self.bars.console.print(f"  {job}: {stage} up to date, skipped")
 
     def job_started(self, job: str, stage: str, seconds: float) -> None:
-        self.bars.update(self._task(job), description=f"{job} [cyan]{stage}[/cyan]", total=max(seconds, 0.001), completed=0)
+        self.bars.update(
+            self._task(job), description=f"{job} [cyan]{stage}[/cyan]", total=max(seconds, 0.001), completed=0
+        )
 
     def progress(self, job: str, stage: str, seconds: float) -> None:
         self.bars.update(self._task(job), completed=seconds)
@@ -194,7 +195,7 @@ class PipelineProgress:
 class PipelineLines:
     """Plain lines for run-pipeline when stderr is not a terminal."""
 
-    def __enter__(self) -> "PipelineLines":
+    def __enter__(self) -> PipelineLines:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_NLLB_MODEL, load_catalog
 from ..settings import DEFAULT_OUT_DIR, cache_root
 from .app import app
-from .options import Version, CacheDir
+from .options import CacheDir, Version
 from .output import err, out
 
 PREPARE_EXAMPLES = """\b
@@ -30,23 +30,104 @@ Examples:
 )
 def prepare_job(
     media: Annotated[Path, typer.Option("--media", help="The media file (audio or video with an audio stream).")],
-    workflow: Annotated[str, typer.Option(help="transcribe, translate (needs -t) or subtitle (muxes the source subtitles, and each -t language's).")] = "transcribe",
-    source: Annotated[str, typer.Option("-s", "--source-language", help="Spoken language (Whisper code) or auto.")] = "auto",
-    targets: Annotated[Optional[str], typer.Option("-t", "--target-languages", help="Comma-separated target languages (translate; subtitle, where they are optional).")] = None,
-    start_time: Annotated[Optional[str], typer.Option("--start-time", help="Clip start, HH:MM:SS[.mmm] or seconds (absolute).")] = None,
-    end_time: Annotated[Optional[str], typer.Option("--end-time", help="Clip end, HH:MM:SS[.mmm] or seconds (absolute).")] = None,
-    asr_model: Annotated[str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")] = DEFAULT_ASR_MODEL,
-    backend: Annotated[str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")] = "auto",
-    align: Annotated[bool, typer.Option("--align/--no-align", help="Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment timestamps.")] = True,
-    align_languages: Annotated[Optional[str], typer.Option("--align-languages", metavar="LANG[,LANG...]", help="With -s auto: the languages whose aligners the job is provisioned with (default en,hi); the detected language's aligner is used when cached.")] = None,
-    diarize: Annotated[bool, typer.Option("--diarize", help="Who spoke: speaker labels on segments and words (./cache-models.sh --diarization).")] = False,
-    speakers: Annotated[Optional[Path], typer.Option("--speakers", metavar="DIR", help="With --diarize: enrolled voice samples, <name>[_N].<audio> (anna_1.wav, anna_2.m4a, ravi.wav); matching speakers get the name.")] = None,
-    min_speakers: Annotated[Optional[int], typer.Option("--min-speakers", help="With --diarize: at least this many speakers.")] = None,
-    max_speakers: Annotated[Optional[int], typer.Option("--max-speakers", help="With --diarize: at most this many speakers.")] = None,
-    speaker_threshold: Annotated[float, typer.Option("--speaker-threshold", help="With --speakers: the cosine score at or above which a voice is named (the job's speakers.json lists every score).")] = 0.5,
-    nllb_model: Annotated[str, typer.Option(help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M.")] = DEFAULT_NLLB_MODEL,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the job as one JSON document (its \"id\" is the job id) instead of the id line.")] = False,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where job folders go (default <project>/out).")] = None,
+    workflow: Annotated[
+        str,
+        typer.Option(
+            help="transcribe, translate (needs -t) or subtitle (muxes the source subtitles, and each -t language's)."
+        ),
+    ] = "transcribe",
+    source: Annotated[
+        str, typer.Option("-s", "--source-language", help="Spoken language (Whisper code) or auto.")
+    ] = "auto",
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            "-t",
+            "--target-languages",
+            help="Comma-separated target languages (translate; subtitle, where they are optional).",
+        ),
+    ] = None,
+    start_time: Annotated[
+        str | None, typer.Option("--start-time", help="Clip start, HH:MM:SS[.mmm] or seconds (absolute).")
+    ] = None,
+    end_time: Annotated[
+        str | None, typer.Option("--end-time", help="Clip end, HH:MM:SS[.mmm] or seconds (absolute).")
+    ] = None,
+    asr_model: Annotated[
+        str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")
+    ] = DEFAULT_ASR_MODEL,
+    backend: Annotated[
+        str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")
+    ] = "auto",
+    align: Annotated[
+        bool,
+        typer.Option(
+            "--align/--no-align",
+            help=(
+                "Word timestamps with the language's aligner (./cache-models.sh --align); --no-align keeps segment "
+                "timestamps."
+            ),
+        ),
+    ] = True,
+    align_languages: Annotated[
+        str | None,
+        typer.Option(
+            "--align-languages",
+            metavar="LANG[,LANG...]",
+            help=(
+                "With -s auto: the languages whose aligners the job is provisioned with (default en,hi); the detected "
+                "language's aligner is used when cached."
+            ),
+        ),
+    ] = None,
+    diarize: Annotated[
+        bool,
+        typer.Option(
+            "--diarize", help="Who spoke: speaker labels on segments and words (./cache-models.sh --diarization)."
+        ),
+    ] = False,
+    speakers: Annotated[
+        Path | None,
+        typer.Option(
+            "--speakers",
+            metavar="DIR",
+            help=(
+                "With --diarize: enrolled voice samples, <name>[_N].<audio> (anna_1.wav, anna_2.m4a, ravi.wav); "
+                "matching speakers get the name."
+            ),
+        ),
+    ] = None,
+    min_speakers: Annotated[
+        int | None, typer.Option("--min-speakers", help="With --diarize: at least this many speakers.")
+    ] = None,
+    max_speakers: Annotated[
+        int | None, typer.Option("--max-speakers", help="With --diarize: at most this many speakers.")
+    ] = None,
+    speaker_threshold: Annotated[
+        float,
+        typer.Option(
+            "--speaker-threshold",
+            help=(
+                "With --speakers: the cosine score at or above which a voice is named (the job's speakers.json lists "
+                "every score)."
+            ),
+        ),
+    ] = 0.5,
+    nllb_model: Annotated[
+        str,
+        typer.Option(
+            help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M."
+        ),
+    ] = DEFAULT_NLLB_MODEL,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='Print the job as one JSON document (its "id" is the job id) instead of the id line.'
+        ),
+    ] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", help="Where job folders go (default <project>/out).")
+    ] = None,
     cache_dir: CacheDir = None,
     version: Version = None,
 ) -> None:
@@ -78,6 +159,8 @@ def prepare_job(
     if as_json:  # one JSON document: the job, whose "id" is the id
         print(job.to_json(), end="")
         return
-    summary = f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}"
+    summary = (
+        f"job {folder}: {job.workflow} {job.clip.duration:.1f} s of {Path(job.media.path).name}, backend {job.backend}"
+    )
     out.print(summary, soft_wrap=True)  # one line however long: a pipe is not 80 columns wide
     print(job.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -33,9 +33,28 @@ resume). One run-pipeline at a time per job: a second one on the same job refuse
 
 @app.command("run-pipeline", epilog=RUN_PIPELINE_EPILOG)
 def run_pipeline(
-    job_ids: Annotated[list[str], typer.Option("-j", "--job", metavar="ID|DIR", help="A job id from prepare-job.sh (or a job folder); repeat for several jobs.")],
-    restart: Annotated[bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")] = False,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model's own code (IndicTrans2) run although the catalog pins no reviewed hashes for its commit; for this run only, recorded nowhere.")] = False,
+    job_ids: Annotated[
+        list[str],
+        typer.Option(
+            "-j",
+            "--job",
+            metavar="ID|DIR",
+            help="A job id from prepare-job.sh (or a job folder); repeat for several jobs.",
+        ),
+    ],
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")
+    ] = False,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-remote-code",
+            help=(
+                "Let a model's own code (IndicTrans2) run although the catalog pins no reviewed hashes for its commit; "
+                "for this run only, recorded nowhere."
+            ),
+        ),
+    ] = False,
     as_json: AsJson = False,
     out_dir: OutDir = None,
     cache_dir: CacheDir = None,
@@ -46,16 +65,33 @@ def run_pipeline(
 
     reporter = PipelineProgress() if live(err) and not as_json else PipelineLines()
     try:
-        runs = run_jobs(load_catalog(), cache_root(cache_dir), Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR)),
-                        job_ids, reporter, VENV_ROOT, restart=restart, trust_remote_code=trust_remote_code)
+        runs = run_jobs(
+            load_catalog(),
+            cache_root(cache_dir),
+            Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR)),
+            job_ids,
+            reporter,
+            VENV_ROOT,
+            restart=restart,
+            trust_remote_code=trust_remote_code,
+        )
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
         raise typer.Exit(130) from None
     failed = [r for r in runs if r.failed]
     if as_json:
-        summary = [{"id": r.id, "dir": str(r.dir), "status": r.manifest["status"], "error": r.manifest.get("error"),
-                    "outputs": {k: str(r.dir / v) for k, v in r.manifest.get("outputs", {}).items()},
-                    "warnings": r.manifest.get("warnings", []), "notes": _notes(r.manifest)} for r in runs]
+        summary = [
+            {
+                "id": r.id,
+                "dir": str(r.dir),
+                "status": r.manifest["status"],
+                "error": r.manifest.get("error"),
+                "outputs": {k: str(r.dir / v) for k, v in r.manifest.get("outputs", {}).items()},
+                "warnings": r.manifest.get("warnings", []),
+                "notes": _notes(r.manifest),
+            }
+            for r in runs
+        ]
         print(json.dumps({"jobs": summary}, indent=2, ensure_ascii=False))
     else:
         for r in runs:
@@ -78,5 +114,8 @@ def run_pipeline(
 def _notes(manifest: dict) -> list[str]:
     """What the job's stages said for the user to read at the end (diarize: each enrolled person's best score, to
     tune --speaker-threshold by), as `<stage>: <note>`."""
-    return [f"{name}: {note}" for name, record in manifest.get("stages", {}).items()
-            for note in (record.get("info") or {}).get("notes", [])]
+    return [
+        f"{name}: {note}"
+        for name, record in manifest.get("stages", {}).items()
+        for note in (record.get("info") or {}).get("notes", [])
+    ]

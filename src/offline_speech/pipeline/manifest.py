@@ -1,4 +1,4 @@
-"""A job during a run: finding it (job id or folder), its manifest, and the preflight that says what would stop it.
+"""A job during a run: finding it (job id or folder), its manifest, its run lock and the space it needs.
 
 out/<id>/manifest.json records every stage's status, times, input digest, outputs (with sha256), model commits
 and error. A manifest that is unreadable or not of this schema is set aside: every stage runs again, which is
@@ -15,18 +15,13 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from .. import cache
-from ..catalog import Catalog
 from ..errors import BadInput, OfflineSpeechError, StateError
 from ..schema import JOB_ID_RE, Job, SchemaError, read_job
-from ..settings import backend_python
-from ..util import NO_SPACE, human_bytes, sha256_file, utc_now, write_json, write_problem
-from .registry import Context, stages_of
+from ..util import NO_SPACE, utc_now, write_json, write_problem
 
 MANIFEST_KIND = "offline-speech/manifest"
 MANIFEST_SCHEMA = 1
@@ -93,9 +88,13 @@ def load_job(out_dir: Path, ref: str, flag: str = "-j", folders: bool = True) ->
         raise PreflightError([f"{flag} {ref!r}: not a job id ({kind})"])
     if not (folder / "job.json").is_file():
         if by_id:
-            raise PreflightError([f"{flag} {ref}: unknown job id (no {folder}/job.json): ./prepare-job.sh --media FILE "
-                                  "prints one; a job prepared with --out-dir DIR needs --out-dir DIR here too (or give "
-                                  "its folder, DIR/ID)"])
+            raise PreflightError(
+                [
+                    f"{flag} {ref}: unknown job id (no {folder}/job.json): ./prepare-job.sh --media FILE "
+                    "prints one; a job prepared with --out-dir DIR needs --out-dir DIR here too (or give "
+                    "its folder, DIR/ID)"
+                ]
+            )
         raise PreflightError([f"{flag} {ref}: no prepared job there ({folder / 'job.json'} does not exist)"])
     try:
         job = read_job(folder / "job.json")
@@ -119,7 +118,11 @@ def read_manifest(path: Path, job_id: str) -> dict:
 
 def _valid(manifest: object) -> bool:
     """Of this kind and schema, with stage records whose outputs are {path, sha256}: what the runner relies on."""
-    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND or manifest.get("schema") != MANIFEST_SCHEMA:
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("kind") != MANIFEST_KIND
+        or manifest.get("schema") != MANIFEST_SCHEMA
+    ):
         return False
     stages = manifest.get("stages")
     if not isinstance(stages, dict) or not isinstance(manifest.get("media", {}), dict):
@@ -161,69 +164,12 @@ def run_lock(run: JobRun) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "?"
-            raise StateError(f"job {run.id} is being run by another run-pipeline (pid {holder}): wait for it to end "
-                             "(or stop it), then run again") from None
+            raise StateError(
+                f"job {run.id} is being run by another run-pipeline (pid {holder}): wait for it to end "
+                "(or stop it), then run again"
+            ) from None
         with contextlib.suppress(OSError):  # only for the message above: a full disk must not stop the run
             f.truncate(0)
             f.write(str(os.getpid()))
             f.flush()
         yield
-
-
-def preflight(catalog: Catalog, root: Path, runs: list[JobRun], venv_root: Path, trust_remote_code: bool = False,
-              restart: bool = False) -> list[str]:
-    """Everything that would stop the jobs, each with its fix (the space their folders need among them); also
-    hashes each job's media."""
-    problems: list[str] = []
-    ctx = Context(catalog, root, cache.read_lock(root), trust_remote_code)
-    needed_venvs = {"core"}
-    for run in runs:
-        job = run.job
-        stages = stages_of(job)
-        if not stages:
-            problems.append(f"job {job.id}: unknown workflow {job.workflow!r}")
-            continue
-        for stage in stages:
-            needed_venvs.add(stage.venv_for(job))
-            problems += [f"job {job.id}: {p}" for p in stage.check(ctx, job)]
-        media = Path(job.media.path)
-        if not media.is_file():
-            problems.append(f"job {job.id}: the media {media} is gone: put it back or prepare a new job")
-            continue
-        run.media_sha256 = _media_hash(run, media)
-        if run.media_sha256 != job.media.sha256:
-            problems.append(f"job {job.id}: the media {media} changed since the job was prepared (sha256 differs): prepare a new job")
-    for name in sorted(needed_venvs):
-        if not backend_python(name, venv_root).exists():
-            problems.append(f"venv/{name} is missing: ./venv-setup {name}")
-    return problems + _space_problems(runs, restart)
-
-
-def _space_problems(runs: list[JobRun], restart: bool) -> list[str]:
-    """Per file system holding job folders: whether it has the space their runs write."""
-    needed: dict[int, tuple[Path, int]] = {}
-    for run in runs:
-        device = run.dir.stat().st_dev
-        where, total = needed.get(device, (run.dir.parent, 0))
-        needed[device] = (where, total + space_needed(run, restart))
-    problems = []
-    for where, total in needed.values():
-        free = shutil.disk_usage(where).free
-        if total and free < total:
-            problems.append(f"only {human_bytes(free)} free in {where}: the jobs need about {human_bytes(total)} there "
-                            "(the clip as WAV, documents, logs): free some space or use another --out-dir")
-    return problems
-
-
-def _media_hash(run: JobRun, media: Path) -> str:
-    """sha256 of the media, reusing the manifest's figure while its stat is the one it was taken at: size, mtime,
-    and ctime and inode, which no rewrite can set back (a file changed with its size and mtime restored)."""
-    st = media.stat()
-    stat = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
-            "device": st.st_dev}
-    seen = run.manifest.get("media")
-    if seen and seen.get("sha256") and all(seen.get(k) == v for k, v in stat.items()):
-        return seen["sha256"]
-    digest = sha256_file(media)
-    run.manifest["media"] = stat | {"sha256": digest}
-    return digest

@@ -9,9 +9,10 @@ The runner knows no stage by name: it only walks this table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..catalog import Catalog, CatalogError
 from ..errors import WorkFailed
@@ -23,8 +24,8 @@ from ..requirements import (
     asr_needs,
     diarization_needs,
     resolve_aligner,
-    resolve_diarization,
     resolve_asr,
+    resolve_diarization,
     translation_plan,
     translator_needs,
 )
@@ -32,7 +33,8 @@ from ..schema import WORKFLOWS, Job, read_transcript
 from ..stages.base import JobEntry, ModelSpec
 from ..stages.mux import output_name
 from ..stages.translate import remote_code_refusal
-from ..util import digest as digest_text, sha256_file
+from ..util import digest as digest_text
+from ..util import sha256_file
 
 if TYPE_CHECKING:
     from .manifest import JobRun
@@ -86,7 +88,7 @@ class Stage:
     workflows: tuple[str, ...]
     module: str | Callable[[Job], str]
     venv: str | Callable[[Job, JobEntry | None], str]  # entry None: before the build (preflight), what it may need
-    build: Callable[[Context, "JobRun"], Built]
+    build: Callable[[Context, JobRun], Built]
     needs: Callable[[Catalog, Job], tuple[list[Need], list[str]]] = _no_models  # catalog entries it loads, notes
     check: Callable[[Context, Job], list[str]] = _no_problems  # preflight problems, each with its fix
     final: bool = False  # its outputs are the job's results, its warnings the job's warnings
@@ -108,7 +110,7 @@ def _digest(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
-def _entry(run: "JobRun", inputs: dict | None = None, outputs: dict | None = None, **fields) -> JobEntry:
+def _entry(run: JobRun, inputs: dict | None = None, outputs: dict | None = None, **fields) -> JobEntry:
     job = run.job
     return JobEntry(job.id, str(run.dir), asdict(job), inputs or {}, outputs or {}, fields)
 
@@ -116,7 +118,7 @@ def _entry(run: "JobRun", inputs: dict | None = None, outputs: dict | None = Non
 # ---- demux: the clip as 16 kHz mono WAV -----------------------------------------------------------------------
 
 
-def _build_demux(ctx: Context, run: "JobRun") -> Built:
+def _build_demux(ctx: Context, run: JobRun) -> Built:
     job = run.job
     entry = _entry(run, {"media": job.media.path}, {"audio": str(run.path("audio.wav"))})
     return Built(entry, {"media": run.media_sha256, "clip": [job.clip.start, job.clip.end]})
@@ -133,13 +135,16 @@ def _check_asr(ctx: Context, job: Job) -> list[str]:
     return [problem] if problem else []
 
 
-def _build_asr(ctx: Context, run: "JobRun") -> Built:
+def _build_asr(ctx: Context, run: JobRun) -> Built:
     spec, problem = resolve_asr(ctx.catalog, ctx.root, ctx.lock, run.job)
     if spec is None:
         raise StageInputError(problem)
     entry = _entry(run, {"audio": str(run.path("audio.wav"))}, {"transcript": str(run.path("asr.json"))})
-    key = {"audio": _digest(run.path("audio.wav")), "model": [spec["key"], spec["commit"]],
-           "language": run.job.source_language}
+    key = {
+        "audio": _digest(run.path("audio.wav")),
+        "model": [spec["key"], spec["commit"]],
+        "language": run.job.source_language,
+    }
     return Built(entry, key, models={"asr": spec}, uses={spec["key"]: spec["commit"]})
 
 
@@ -151,8 +156,10 @@ def _check_align(ctx: Context, job: Job) -> list[str]:
         # before the language is known: at least one of the aligners the job was prepared for must be there
         with_aligner = [lang for lang in job.align_languages if aligner_entries(ctx.catalog, lang)]
         if with_aligner and not any(resolve_aligner(ctx.catalog, ctx.root, ctx.lock, lang)[0] for lang in with_aligner):
-            return [f"job {job.id}: no aligner for {', '.join(with_aligner)} is cached: ./cache-models.sh --job {job.id} "
-                    f"(or prepare the job with --no-align)"]
+            return [
+                f"job {job.id}: no aligner for {', '.join(with_aligner)} is cached: ./cache-models.sh --job {job.id} "
+                f"(or prepare the job with --no-align)"
+            ]
         return []
     if not job.align or not aligner_entries(ctx.catalog, job.source_language):
         return []  # a language without aligner is a warning
@@ -160,16 +167,24 @@ def _check_align(ctx: Context, job: Job) -> list[str]:
     return [] if spec else [f"{reason} (or prepare the job with --no-align)"]
 
 
-def _build_align(ctx: Context, run: "JobRun") -> Built:
+def _build_align(ctx: Context, run: JobRun) -> Built:
     language = read_transcript(run.path("asr.json"))["language"]
     if run.job.align:
         spec, reason = resolve_aligner(ctx.catalog, ctx.root, ctx.lock, language)
     else:
         spec, reason = None, "the job was prepared with --no-align"
-    entry = _entry(run, {"audio": str(run.path("audio.wav")), "transcript": str(run.path("asr.json"))},
-                   {"transcript": str(run.path("aligned.json"))}, aligner=spec, no_aligner_reason=reason)
-    key = {"transcript": _digest(run.path("asr.json")), "aligner": spec and [spec["key"], spec["commit"]],
-           "reason": reason}
+    entry = _entry(
+        run,
+        {"audio": str(run.path("audio.wav")), "transcript": str(run.path("asr.json"))},
+        {"transcript": str(run.path("aligned.json"))},
+        aligner=spec,
+        no_aligner_reason=reason,
+    )
+    key = {
+        "transcript": _digest(run.path("asr.json")),
+        "aligner": spec and [spec["key"], spec["commit"]],
+        "reason": reason,
+    }
     return Built(entry, key, uses={spec["key"]: spec["commit"]} if spec else {})
 
 
@@ -192,29 +207,42 @@ def _speaker_files(folder: str | None) -> list[list]:
     """[name, sha256] of every sample in the speakers folder: a changed folder diarizes (and names) again."""
     if not folder or not Path(folder).is_dir():
         return []
-    return [[p.name, sha256_file(p)] for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")]
+    return [
+        [p.name, sha256_file(p)] for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")
+    ]
 
 
-def _build_diarize(ctx: Context, run: "JobRun") -> Built:
+def _build_diarize(ctx: Context, run: JobRun) -> Built:
     spec, problem = resolve_diarization(ctx.catalog, ctx.root, ctx.lock)
     if spec is None:
         raise StageInputError(problem)
     job = run.job
     folder = job.speakers_dir
     enrolment = str(ctx.root / "offline-speech" / "enrolment" / f"{digest_text(folder)}.json") if folder else None
-    options = {"min_speakers": job.min_speakers, "max_speakers": job.max_speakers, "speakers_dir": folder,
-               "speaker_threshold": job.speaker_threshold, "enrolment_cache": enrolment}
-    entry = _entry(run, {"audio": str(run.path("audio.wav")), "transcript": str(run.path("aligned.json"))},
-                   {"transcript": str(run.path("diarized.json")),
-                    "speakers": str(run.dir / f"{job.stem}.speakers.json")},
-                   diarize=options)
-    key = {"audio": _digest(run.path("audio.wav")), "transcript": _digest(run.path("aligned.json")),
-           "model": spec["commit"], "options": {k: v for k, v in options.items() if k != "enrolment_cache"},
-           "samples": _speaker_files(folder)}
+    options = {
+        "min_speakers": job.min_speakers,
+        "max_speakers": job.max_speakers,
+        "speakers_dir": folder,
+        "speaker_threshold": job.speaker_threshold,
+        "enrolment_cache": enrolment,
+    }
+    entry = _entry(
+        run,
+        {"audio": str(run.path("audio.wav")), "transcript": str(run.path("aligned.json"))},
+        {"transcript": str(run.path("diarized.json")), "speakers": str(run.dir / f"{job.stem}.speakers.json")},
+        diarize=options,
+    )
+    key = {
+        "audio": _digest(run.path("audio.wav")),
+        "transcript": _digest(run.path("aligned.json")),
+        "model": spec["commit"],
+        "options": {k: v for k, v in options.items() if k != "enrolment_cache"},
+        "samples": _speaker_files(folder),
+    }
     return Built(entry, key, models={"diarization": spec}, uses={spec["key"]: spec["commit"]})
 
 
-def source_transcript(run: "JobRun") -> Path:
+def source_transcript(run: JobRun) -> Path:
     """The transcript later stages read: diarized when the job asked who spoke, else aligned."""
     return run.path("diarized.json") if run.job.diarize else run.path("aligned.json")
 
@@ -237,48 +265,71 @@ def _check_translate(ctx: Context, job: Job) -> list[str]:
     return _translators(ctx, job, job.source_language)[2]
 
 
-def _build_translate(ctx: Context, run: "JobRun") -> Built:
+def _build_translate(ctx: Context, run: JobRun) -> Built:
     source = source_transcript(run)  # diarized: the translations keep each segment's speaker
     language = read_transcript(source)["language"]
     targets, models, problems = _translators(ctx, run.job, language)
     if problems:
         raise StageInputError("; ".join(problems))
-    entry = _entry(run, {"transcript": str(source)},
-                   {t["language"]: str(run.path(f"translated.{t['language']}.json")) for t in targets}, targets=targets)
-    key = {"transcript": _digest(source), "targets": targets,
-           "models": {k: [m["commit"], m["ct2"]] for k, m in models.items()}}
+    entry = _entry(
+        run,
+        {"transcript": str(source)},
+        {t["language"]: str(run.path(f"translated.{t['language']}.json")) for t in targets},
+        targets=targets,
+    )
+    key = {
+        "transcript": _digest(source),
+        "targets": targets,
+        "models": {k: [m["commit"], m["ct2"]] for k, m in models.items()},
+    }
     return Built(entry, key, models=models, uses={k: m["commit"] for k, m in models.items()})
 
 
 # ---- outputs: subtitles and transcripts per language; mux: them as tracks of the original media ------------------
 
 
-def _documents(run: "JobRun") -> list[dict]:
+def _documents(run: JobRun) -> list[dict]:
     """The transcripts the outputs stage turns into files: the source, then each translation, with their files."""
     job = run.job
     stem = job.stem
     source = source_transcript(run)
     language = read_transcript(source)["language"]
-    docs = [{"language": language, "transcript": str(source),
-             "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in DOCUMENT_FORMATS}}]
+    docs = [
+        {
+            "language": language,
+            "transcript": str(source),
+            "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in DOCUMENT_FORMATS},
+        }
+    ]
     formats = DOCUMENT_FORMATS if any(s.name == "mux" for s in stages_of(job)) else ("txt", "json")  # where muxed
     for target, out in run.manifest["stages"].get("translate", {}).get("outputs", {}).items():
-        docs.append({"language": target, "transcript": str(run.dir / out["path"]),
-                     "outputs": {ext: str(run.dir / f"{stem}.{target}.{ext}") for ext in formats}})
+        docs.append(
+            {
+                "language": target,
+                "transcript": str(run.dir / out["path"]),
+                "outputs": {ext: str(run.dir / f"{stem}.{target}.{ext}") for ext in formats},
+            }
+        )
     return docs
 
 
-def _build_outputs(ctx: Context, run: "JobRun") -> Built:
+def _build_outputs(ctx: Context, run: JobRun) -> Built:
     documents = _documents(run)
     outputs = {f"{d['language']}.{ext}": path for d in documents for ext, path in d["outputs"].items()}
-    key = {"inputs": {d["transcript"]: _digest(Path(d["transcript"])) for d in documents},
-           "outputs": sorted(outputs.values())}
+    key = {
+        "inputs": {d["transcript"]: _digest(Path(d["transcript"])) for d in documents},
+        "outputs": sorted(outputs.values()),
+    }
     return Built(_entry(run, outputs=outputs, documents=documents), key)
 
 
-def _build_mux(ctx: Context, run: "JobRun") -> Built:
-    tracks = [{"path": path, "iso639_2": lookup(d["language"]).iso639_2, "title": lookup(d["language"]).name}
-              for d in _documents(run) for ext, path in d["outputs"].items() if ext == "srt"]
+def _build_mux(ctx: Context, run: JobRun) -> Built:
+    tracks = [
+        {"path": path, "iso639_2": lookup(d["language"]).iso639_2, "title": lookup(d["language"]).name}
+        for d in _documents(run)
+        for ext, path in d["outputs"].items()
+        if ext == "srt"
+    ]
     media = run.dir / output_name(run.job.media.path, run.job.stem)
     key = {"media": run.media_sha256, "tracks": [[t["iso639_2"], _digest(Path(t["path"]))] for t in tracks]}
     return Built(_entry(run, outputs={"media": str(media)}, tracks=tracks), key)
@@ -290,13 +341,40 @@ def _build_mux(ctx: Context, run: "JobRun") -> Built:
 ALL = WORKFLOWS
 REGISTRY: tuple[Stage, ...] = (
     Stage("demux", 2, ALL, "demux", "core", _build_demux),
-    Stage("asr", 1, ALL, lambda job: f"asr_{job.backend}", lambda job, entry: job.backend, _build_asr, asr_needs,
-          _check_asr),
+    Stage(
+        "asr",
+        1,
+        ALL,
+        lambda job: f"asr_{job.backend}",
+        lambda job, entry: job.backend,
+        _build_asr,
+        asr_needs,
+        _check_asr,
+    ),
     Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
-    Stage("diarize", 1, ALL, "diarize", "whisperx", _build_diarize, diarization_needs, _check_diarize, final=True,
-          when=lambda job: job.diarize),  # final: <stem>.speakers.json (who matched whom, every score) is a result
-    Stage("translate", 1, ("translate", "subtitle"), "translate", "translation", _build_translate, translator_needs,
-          _check_translate, when=lambda job: bool(job.target_languages)),  # subtitle without -t: the source only
+    Stage(
+        "diarize",
+        1,
+        ALL,
+        "diarize",
+        "whisperx",
+        _build_diarize,
+        diarization_needs,
+        _check_diarize,
+        final=True,
+        when=lambda job: job.diarize,
+    ),  # final: <stem>.speakers.json (who matched whom, every score) is a result
+    Stage(
+        "translate",
+        1,
+        ("translate", "subtitle"),
+        "translate",
+        "translation",
+        _build_translate,
+        translator_needs,
+        _check_translate,
+        when=lambda job: bool(job.target_languages),
+    ),  # subtitle without -t: the source only
     Stage("outputs", 3, ALL, "outputs", "core", _build_outputs, final=True),
     Stage("mux", 2, ("subtitle",), "mux", "core", _build_mux, final=True),
 )

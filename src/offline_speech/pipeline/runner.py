@@ -20,8 +20,10 @@ from ..catalog import Catalog
 from ..orphans import clean_out_dir, remove_work_dir, work_dir
 from ..settings import backend_python, offline_env
 from ..stages.base import ModelSpec, StageRequest
-from ..util import NO_SPACE, digest as value_digest, human_bytes, sha256_file, utc_now, write_json
-from .manifest import WORK, JobRun, PreflightError, disk_error, load_job, preflight, run_lock, space_needed
+from ..util import NO_SPACE, human_bytes, sha256_file, utc_now, write_json
+from ..util import digest as value_digest
+from .manifest import WORK, JobRun, PreflightError, disk_error, load_job, run_lock, space_needed
+from .preflight import preflight
 from .process import StageProcess
 from .registry import REGISTRY, Built, Context, Stage, StageInputError
 
@@ -54,8 +56,10 @@ def up_to_date(run: JobRun, name: str, digest: str) -> bool:
     record = run.manifest["stages"].get(name)
     if not record or record.get("status") != "done" or record.get("inputs") != digest:
         return False
-    return all((run.dir / o["path"]).is_file() and sha256_file(run.dir / o["path"]) == o["sha256"]
-               for o in record.get("outputs", {}).values())
+    return all(
+        (run.dir / o["path"]).is_file() and sha256_file(run.dir / o["path"]) == o["sha256"]
+        for o in record.get("outputs", {}).values()
+    )
 
 
 class Logs:
@@ -80,9 +84,22 @@ class Logs:
 
 
 class Runner:
-    def __init__(self, catalog: Catalog, root: Path, venv_root: Path, reporter: Reporter, restart: bool = False,
-                 trust_remote_code: bool = False):
-        self.catalog, self.root, self.venv_root, self.reporter, self.restart = catalog, root, venv_root, reporter, restart
+    def __init__(
+        self,
+        catalog: Catalog,
+        root: Path,
+        venv_root: Path,
+        reporter: Reporter,
+        restart: bool = False,
+        trust_remote_code: bool = False,
+    ):
+        self.catalog, self.root, self.venv_root, self.reporter, self.restart = (
+            catalog,
+            root,
+            venv_root,
+            reporter,
+            restart,
+        )
         self.trust_remote_code = trust_remote_code  # this run only: never written to the job or its manifest
         self.env = offline_env(root)
 
@@ -115,8 +132,11 @@ class Runner:
             try:
                 built = stage.build(ctx, run)
             except StageInputError as exc:
-                run.manifest["stages"][stage.name] = {"status": "failed", "started": utc_now(),
-                                                      "log": os.path.relpath(run.log(stage.name), run.dir)}
+                run.manifest["stages"][stage.name] = {
+                    "status": "failed",
+                    "started": utc_now(),
+                    "log": os.path.relpath(run.log(stage.name), run.dir),
+                }
                 self._record_failed(run, stage.name, str(exc))
                 continue
             digest = value_digest({"stage": stage.name, "version": stage.version, **built.key})
@@ -141,14 +161,23 @@ class Runner:
         logs = Logs([run for run, _, _ in batch.members], name)
         started_at: dict[str, float] = {}
         finished = False
-        process = StageProcess(backend_python(batch.venv, self.venv_root), batch.module, tmpdir / "request.json", self.env)
+        process = StageProcess(
+            backend_python(batch.venv, self.venv_root), batch.module, tmpdir / "request.json", self.env
+        )
         pid = process.pid
         try:
-            logs.write(f"=== {utc_now()} stage {name}: {batch.module} in venv/{batch.venv}, pid {pid}, jobs: {', '.join(by_id)}")
+            logs.write(
+                f"=== {utc_now()} stage {name}: {batch.module} in venv/{batch.venv}, pid {pid}, "
+                f"jobs: {', '.join(by_id)}"
+            )
             self.reporter.stage_started(name, list(by_id), pid)
             for run, _, _ in batch.members:
-                run.manifest["stages"][name] = {"status": "running", "started": utc_now(), "pid": pid,
-                                                "log": os.path.relpath(run.log(name), run.dir)}
+                run.manifest["stages"][name] = {
+                    "status": "running",
+                    "started": utc_now(),
+                    "pid": pid,
+                    "log": os.path.relpath(run.log(name), run.dir),
+                }
                 run.save()
             process.copy_stderr(logs.write)
             for event in process.events():
@@ -157,11 +186,19 @@ class Runner:
                     continue
                 kind, jid = event.get("event"), event.get("job")
                 if kind == "model_loaded":
-                    extra = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "key", "commit", "seconds"))
-                    logs.write(f"model loaded: {event['key']} @ {event.get('commit')} in {event['seconds']} s ({extra}) [pid {pid}]")
+                    extra = ", ".join(
+                        f"{k}={v}" for k, v in event.items() if k not in ("event", "key", "commit", "seconds")
+                    )
+                    logs.write(
+                        f"model loaded: {event['key']} @ {event.get('commit')} "
+                        f"in {event['seconds']} s ({extra}) [pid {pid}]"
+                    )
                 elif kind == "finished":
                     finished = True
-                    logs.write(f"model loads in this process: {event['model_loads']}; jobs in this process: {len(by_id)} [pid {pid}]")
+                    logs.write(
+                        f"model loads in this process: {event['model_loads']}; "
+                        f"jobs in this process: {len(by_id)} [pid {pid}]"
+                    )
                 elif jid not in by_id:
                     continue
                 elif kind == "job_started":
@@ -195,7 +232,9 @@ class Runner:
             remove_work_dir(tmpdir)
         for run, _, _ in batch.members:
             if run.manifest["stages"][name]["status"] == "running":
-                why = f"the {name} process exited with code {process.returncode}" + ("" if finished else " before finishing")
+                why = f"the {name} process exited with code {process.returncode}" + (
+                    "" if finished else " before finishing"
+                )
                 self._record_failed(run, name, why)
 
     def _record_done(self, run: JobRun, name: str, built: Built, digest: str, event: dict, seconds: float) -> None:
@@ -204,9 +243,16 @@ class Runner:
             if not Path(path).is_file():
                 return self._record_failed(run, name, f"the stage reported {Path(path).name} but did not write it")
             outs[key] = {"path": os.path.relpath(path, run.dir), "sha256": sha256_file(Path(path))}
-        run.manifest["stages"][name] |= {"status": "done", "ended": utc_now(), "duration": round(seconds, 3),
-                                         "inputs": digest, "outputs": outs, "models": dict(built.uses),
-                                         "info": event.get("info", {}), "error": None}
+        run.manifest["stages"][name] |= {
+            "status": "done",
+            "ended": utc_now(),
+            "duration": round(seconds, 3),
+            "inputs": digest,
+            "outputs": outs,
+            "models": dict(built.uses),
+            "info": event.get("info", {}),
+            "error": None,
+        }
         run.save()
         self.reporter.job_done(run.id, name, event.get("info", {}), seconds)
 
@@ -231,8 +277,16 @@ class Runner:
         run.save()
 
 
-def run_jobs(catalog: Catalog, root: Path, out_dir: Path, job_ids: list[str], reporter, venv_root: Path,
-             restart: bool = False, trust_remote_code: bool = False) -> list[JobRun]:
+def run_jobs(
+    catalog: Catalog,
+    root: Path,
+    out_dir: Path,
+    job_ids: list[str],
+    reporter,
+    venv_root: Path,
+    restart: bool = False,
+    trust_remote_code: bool = False,
+) -> list[JobRun]:
     """run-pipeline: load the jobs, take their run locks (StateError when another run holds one), preflight them
     (PreflightError lists every problem, nothing runs), then run them with `reporter` (a context manager) shown.
     A job folder that cannot be written is one line (manifest.disk_error). Returns every job, failed or not."""

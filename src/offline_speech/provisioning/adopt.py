@@ -12,17 +12,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from .. import cache
 from ..cache import RemoteFile
 from ..catalog import COMMIT_RE, Model
 from ..util import place_file
 from ..verified import hash_as
+from .contract import ItemResult
 from .hub_models import record_snapshot
-from .plan import ItemResult
 from .register import lfs_pointer_sha1
 
 
@@ -143,5 +143,7 @@ def adopt(root: Path, found: Found) -> ItemResult:
         cache.write_tree(root, model.repo, found.commit, {**{f.path: f for f in found.files}, **existing})
         result = record_snapshot(root, model, found.commit, list(found.files), 0)
     if result.ok:
-        return ItemResult(model.key, True, 0, f"{model.repo}@{found.commit[:8]} linked from {found.snapshot.parents[1]}")
+        return ItemResult(
+            model.key, True, 0, f"{model.repo}@{found.commit[:8]} linked from {found.snapshot.parents[1]}"
+        )
     return result

@@ -20,14 +20,12 @@ from .. import cache
 from ..cache import LocalState, RemoteFile
 from ..catalog import Asset
 from ..util import CHUNK, atomic_write, default_mode
-from .download import Reporter
-from .plan import ItemPlan, ItemResult
+from .contract import ItemPlan, ItemResult, Reporter, VerifyResult
 from .remote import Remote
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
 
-    from .verify import VerifyResult
 
 HEAD_TIMEOUT = 30
 GET_TIMEOUT = 60

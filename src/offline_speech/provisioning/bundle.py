@@ -32,8 +32,8 @@ from ..errors import BadInput, StateError
 from ..orphans import sweep_temp_files
 from ..util import output_file, utc_now, write_problem
 from ..verified import VerifiedIndex
-from .register import is_local
 from .bundle_stream import Hasher, Progress, copy_file, open_output, wants_zstd, zstandard
+from .register import is_local
 
 KIND = "offline-speech/bundle"
 SCHEMA = 1
@@ -100,15 +100,22 @@ def plan_export(root: Path, catalog: Catalog, keys: list[str], since: dict | Non
         item = catalog.get(key)
         state = cache.item_state(root, item, lock, unhashed)
         if state.status == "corrupt":  # never exported as if it were right
-            raise StateError(f"{key}: {', '.join(state.absent)} does not match its recorded hash (cache damaged): run "
-                             "./cache-models.sh --verify --repair, then export again")
+            raise StateError(
+                f"{key}: {', '.join(state.absent)} does not match its recorded hash (cache damaged): run "
+                "./cache-models.sh --verify --repair, then export again"
+            )
         if state.status != "complete":
             plan.skipped.append((key, f"{state.status} in this cache"))
             continue
         if isinstance(item, Model):
             if is_local(state.commit):
-                plan.skipped.append((key, f"{state.commit} is local, unverified (registered with --from-dir): a bundle "
-                                          "carries only hub commits, which the importing machine can check"))
+                plan.skipped.append(
+                    (
+                        key,
+                        f"{state.commit} is local, unverified (registered with --from-dir): a bundle "
+                        "carries only hub commits, which the importing machine can check",
+                    )
+                )
                 continue
             entry = lock["models"].get(key)
             if entry is None or entry.get("commit") != state.commit:
@@ -135,8 +142,13 @@ def _add_model(root: Path, plan: ExportPlan, model: Model, entry: dict, commit: 
         plan.files.setdefault(f.etag, BundleFile(f.etag, f.size, snapshot / f.path))
         files.append({"path": f.path, "size": f.size, "id": f.etag})
     listing = {p: {"size": f.size, "blob_id": f.blob_id, "lfs_sha256": f.lfs_sha256} for p, f in sorted(tree.items())}
-    plan.manifest["models"][model.key] = {"repo": model.repo, "commit": commit, "tree": listing, "files": files,
-                                         "lock": entry}
+    plan.manifest["models"][model.key] = {
+        "repo": model.repo,
+        "commit": commit,
+        "tree": listing,
+        "files": files,
+        "lock": entry,
+    }
 
 
 def _add_asset(root: Path, plan: ExportPlan, asset: Asset, entry: dict) -> None:
@@ -150,8 +162,10 @@ def _add_asset(root: Path, plan: ExportPlan, asset: Asset, entry: dict) -> None:
 
 
 def _add_derived(root: Path, plan: ExportPlan, key: str, entry: dict) -> None:
-    files = [{"path": f"{entry['dest']}/{name}", "size": info["size"], "id": info["sha256"]}
-             for name, info in sorted(entry["files"].items())]
+    files = [
+        {"path": f"{entry['dest']}/{name}", "size": info["size"], "id": info["sha256"]}
+        for name, info in sorted(entry["files"].items())
+    ]
     for f in files:
         plan.files.setdefault(f["id"], BundleFile(f["id"], f["size"], root / f["path"]))
     plan.manifest["derived"][key] = {"files": files, "lock": entry}
@@ -170,15 +184,19 @@ def write_bundle(plan: ExportPlan, dest: Path, progress: Progress = lambda n: No
     index = VerifiedIndex(plan.root)
     try:
         with open_output(dest, zstd) as out:
-            hashed = sum(_write_member(out, FILES + f.id, f, progress, index, kernel=not zstd)
-                         for f in sorted(plan.files.values(), key=lambda f: f.id))
+            hashed = sum(
+                _write_member(out, FILES + f.id, f, progress, index, kernel=not zstd)
+                for f in sorted(plan.files.values(), key=lambda f: f.id)
+            )
             data = json.dumps(plan.manifest, indent=1, sort_keys=True).encode()
             _write_header(out, MANIFEST, len(data))
             out.write(data + _padding(len(data)))
             out.write(b"\0" * (tarfile.BLOCKSIZE * 2))
     except FileNotFoundError as exc:
-        raise BundleError(f"{exc.filename} vanished while it was exported (removed by another run?): nothing was "
-                          "written; export again") from None
+        raise BundleError(
+            f"{exc.filename} vanished while it was exported (removed by another run?): nothing was "
+            "written; export again"
+        ) from None
     except OSError as exc:
         if (problem := write_problem(exc, dest.parent, plan.total_bytes, "export elsewhere")) is not None:
             raise problem from None
@@ -207,10 +225,11 @@ def _write_member(out, name: str, f: BundleFile, progress: Progress, index: Veri
     # The copy stops at f.size, so a file that grew is caught by its size, one that shrank by the bytes copied.
     ok = f.source.stat().st_size == f.size and copy_file(out, f.source, f.size, hasher, progress, kernel) == f.size
     if not ok or (hasher is not None and hasher.hexdigest() != f.id):
-        raise StateError(f"{f.source} does not match its recorded hash (cache damaged): run "
-                         f"./cache-models.sh --verify --repair, then export again")
+        raise StateError(
+            f"{f.source} does not match its recorded hash (cache damaged): run "
+            f"./cache-models.sh --verify --repair, then export again"
+        )
     if not known:
         index.record(f.source, f.id)
     out.write(_padding(f.size))
     return not known
-

@@ -24,8 +24,8 @@ from ..orphans import remove_work_dir, work_dir
 from ..util import default_mode, input_file, place_file, sha256_file, write_problem
 from ..verified import VerifiedIndex
 from .bundle import FILES, KIND, MANIFEST, SCHEMA, BundleError
-from .register import lfs_pointer_sha1
 from .bundle_stream import Hasher, Progress, archive_kind, decode_errors, kernel_copy, open_archive, pump, zstandard
+from .register import lfs_pointer_sha1
 
 _ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _MAX_MANIFEST = 64 << 20
@@ -38,7 +38,9 @@ class ImportResult:
     detail: str = ""
 
 
-def import_bundle(root: Path, catalog: Catalog, archive: Path, progress: Progress = lambda n: None) -> list[ImportResult]:
+def import_bundle(
+    root: Path, catalog: Catalog, archive: Path, progress: Progress = lambda n: None
+) -> list[ImportResult]:
     """Check everything in `archive`, then move it into the cache; BundleError (cache untouched) on any problem."""
     input_file(archive, "--import")
     try:
@@ -91,9 +93,11 @@ def _stream_in(archive: Path, staging: Path, progress: Progress) -> tuple[dict, 
                         raise BundleError(f"{archive}: manifest of {member.size} bytes is too large")
                     manifest = _parse_manifest(archive, tar.extractfile(member).read())
                     continue
-                file_id = name[len(FILES):] if name.startswith(FILES) else ""
+                file_id = name[len(FILES) :] if name.startswith(FILES) else ""
                 if not _ID.match(file_id):
-                    raise BundleError(f"{archive}: unexpected member {name!r} (absolute, outside the bundle, or not a file id)")
+                    raise BundleError(
+                        f"{archive}: unexpected member {name!r} (absolute, outside the bundle, or not a file id)"
+                    )
                 if file_id in staged:
                     raise BundleError(f"{archive}: {name!r} appears twice")
                 at = (plain, member.offset_data) if plain is not None else None
@@ -109,8 +113,9 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "link" if member.issym() or member.islnk() else "folder" if member.isdir() else "special file"
 
 
-def _stage(archive: Path, stream, at: tuple[int, int] | None, size: int, file_id: str, staging: Path,
-           progress: Progress) -> Path:
+def _stage(
+    archive: Path, stream, at: tuple[int, int] | None, size: int, file_id: str, staging: Path, progress: Progress
+) -> Path:
     """The member's bytes into staging/<id>, hashed as they are written. In a plain archive (`at`: its descriptor
     and the member's offset) the kernel copies them and the staged bytes are read back and hashed; else (or where
     the kernel cannot copy) they are read from `stream`, which stands at the member's first byte."""
@@ -175,8 +180,10 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
             if not isinstance(record.get("commit"), str) or not COMMIT_RE.match(record["commit"]):
                 raise BundleError(f"{archive}: {key}: bad commit {record.get('commit')!r}")
             files = _check_files(archive, record["files"], staged)
-            tree = {p: cache.RemoteFile(_safe_path(archive, p), int(i["size"]), i["blob_id"], i.get("lfs_sha256"))
-                    for p, i in record["tree"].items()}
+            tree = {
+                p: cache.RemoteFile(_safe_path(archive, p), int(i["size"]), i["blob_id"], i.get("lfs_sha256"))
+                for p, i in record["tree"].items()
+            }
             for path, file_id, size in files:
                 if path not in tree or (tree[path].etag, tree[path].size) != (file_id, size):
                     raise BundleError(f"{archive}: {key}/{path} disagrees with its tree listing")
@@ -196,12 +203,15 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
             model = models.get(key)
             if model is None:
                 raise BundleError(f"{archive}: {key} is no conversion of a catalog model")
-            if not isinstance(record["lock"], dict) or cache.lock_problem({"models": {}, "assets": {}, "derived": {key: record["lock"]}}):
+            if not isinstance(record["lock"], dict) or cache.lock_problem(
+                {"models": {}, "assets": {}, "derived": {key: record["lock"]}}
+            ):
                 raise BundleError(f"{archive}: {key}: its lock entry is malformed (source commit, folder or files)")
             folder = Path(os.path.relpath(cache.derived_dir(Path("/"), model, record["lock"]["source_commit"]), "/"))
             files = _check_files(archive, record["files"], staged)
             if record["lock"].get("dest") != folder.as_posix() or any(
-                    PurePosixPath(p).parent != PurePosixPath(folder.as_posix()) for p, _, _ in files):
+                PurePosixPath(p).parent != PurePosixPath(folder.as_posix()) for p, _, _ in files
+            ):
                 raise BundleError(f"{archive}: {key} does not go to {folder} in this catalog")
             entries.append(("derived", model, record, files, None))
     except CatalogError as exc:
@@ -211,8 +221,14 @@ def _check_manifest(archive: Path, catalog: Catalog, manifest: dict, staged: dic
     return entries
 
 
-def _check_model(archive: Path, model: Model, record: dict, files: list[tuple[str, str, int]],
-                 tree: dict[str, cache.RemoteFile], staged: dict[str, Path]) -> None:
+def _check_model(
+    archive: Path,
+    model: Model,
+    record: dict,
+    files: list[tuple[str, str, int]],
+    tree: dict[str, cache.RemoteFile],
+    staged: dict[str, Path],
+) -> None:
     """A model entry holds to the rules a download and --from-dir hold to: the catalog's pinned commit and pinned
     files, a tree listing whose ids are consistent, exactly the files the catalog's patterns select from it, and a
     lock entry that says what the files are. BundleError naming the first thing that differs."""
@@ -230,13 +246,26 @@ def _check_model(archive: Path, model: Model, record: dict, files: list[tuple[st
     pins = model.pinned_files(commit) or {}
     for path, file_id, _ in files:
         code = path.endswith(".py")
-        if (path in pins or (code and pins)) and pins.get(path) != (file_id if len(file_id) == 64 else sha256_file(staged[file_id])):
+        if (path in pins or (code and pins)) and pins.get(path) != (
+            file_id if len(file_id) == 64 else sha256_file(staged[file_id])
+        ):
             raise BundleError(f"{archive}: {key}/{path} is not the file the catalog pins for {commit[:8]}")
     lock = record.get("lock")
-    ids = {(f.get("path"), f.get("size"), f.get("sha256") or f.get("git-sha1")) for f in (lock or {}).get("files", [])
-           if isinstance(f, dict)} if isinstance(lock, dict) else set()
-    if not isinstance(lock, dict) or lock.get("repo") != model.repo or lock.get("commit") != commit or \
-            ids != {(p, size, file_id) for p, file_id, size in files}:
+    ids = (
+        {
+            (f.get("path"), f.get("size"), f.get("sha256") or f.get("git-sha1"))
+            for f in (lock or {}).get("files", [])
+            if isinstance(f, dict)
+        }
+        if isinstance(lock, dict)
+        else set()
+    )
+    if (
+        not isinstance(lock, dict)
+        or lock.get("repo") != model.repo
+        or lock.get("commit") != commit
+        or ids != {(p, size, file_id) for p, file_id, size in files}
+    ):
         raise BundleError(f"{archive}: {key}: its lock entry disagrees with its files (repo, commit or hashes)")
 
 
@@ -254,12 +283,15 @@ def _refuse_replacing_verified(root: Path, archive: Path, entries: list[tuple]) 
         known = cache.read_tree(root, model.repo, commit)
         if model.pinned_files(commit) or (known and all(known.get(p) == f for p, f in tree.items())):
             continue
-        raise BundleError(f"{archive}: {model.key} is cached here at {state.commit[:8]}, and nothing here can check the "
-                          f"bundle's {commit[:8]}: not replaced (./cache-models.sh --clear {model.key} first to take it)")
+        raise BundleError(
+            f"{archive}: {model.key} is cached here at {state.commit[:8]}, and nothing here can check the "
+            f"bundle's {commit[:8]}: not replaced (./cache-models.sh --clear {model.key} first to take it)"
+        )
 
 
-def _move_in(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]], section: str, item, record: dict,
-             files, tree) -> ImportResult:
+def _move_in(
+    root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]], section: str, item, record: dict, files, tree
+) -> ImportResult:
     """One entry into the cache (unless it is there already); `placed` gets each (file, id) moved in."""
     with cache.cache_lock(root, f"entry-{item.key if section != 'derived' else cache.derived_key(item)}"):
         lock = cache.read_lock(root)
@@ -267,8 +299,9 @@ def _move_in(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]]
             return _move_model(root, staged, placed, item, record, files, tree, lock)
         key = cache.derived_key(item) if section == "derived" else item.key
         previous = lock[section].get(key)
-        same = previous is not None and {k: v for k, v in previous.items() if k != "provisioned"} == \
-            {k: v for k, v in record["lock"].items() if k != "provisioned"}
+        same = previous is not None and {k: v for k, v in previous.items() if k != "provisioned"} == {
+            k: v for k, v in record["lock"].items() if k != "provisioned"
+        }
         state = cache.derived_state(root, item, lock) if section == "derived" else cache.item_state(root, item, lock)
         if same and state.status == "complete":
             return ImportResult(key, "cached")
@@ -279,8 +312,16 @@ def _move_in(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]]
         return ImportResult(key, "imported", f"{sum(s for _, _, s in files)} bytes")
 
 
-def _move_model(root: Path, staged: dict[str, Path], placed: list[tuple[Path, str]], model: Model, record: dict, files,
-                tree, lock: dict) -> ImportResult:
+def _move_model(
+    root: Path,
+    staged: dict[str, Path],
+    placed: list[tuple[Path, str]],
+    model: Model,
+    record: dict,
+    files,
+    tree,
+    lock: dict,
+) -> ImportResult:
     commit = record["commit"]
     before = lock["models"].get(model.key, {}).get("commit")
     if before == commit and cache.model_state(root, model, lock).status == "complete":

@@ -22,8 +22,9 @@ import os
 import queue
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from ..util import atomic_output
 
@@ -31,8 +32,16 @@ BLOCK = 4 << 20  # per read, hash and write: large enough that per-call overhead
 _BUFFERS = 4  # blocks in flight between the reader, the hasher and the writer
 _SEND = 16 << 20  # per kernel copy call: progress moves on a big file, and the read-back hash trails closely
 # What a kernel copy raises where it cannot copy between two files (macOS: sendfile only to sockets; a pipe).
-_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.ENOTSUP, errno.ENOTSOCK,
-                   errno.ESPIPE}
+_NO_KERNEL_COPY = {
+    errno.EXDEV,
+    errno.ENOSYS,
+    errno.EINVAL,
+    errno.EOPNOTSUPP,
+    errno.EBADF,
+    errno.ENOTSUP,
+    errno.ENOTSOCK,
+    errno.ESPIPE,
+}
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_SUFFIXES = (".zst", ".tzst")
 ZSTD_LEVEL = 1  # weights barely compress: a fast level, so compression never slows the export much
@@ -89,8 +98,7 @@ def open_output(dest: Path, zstd: bool) -> Iterator[BinaryIO]:
             yield out
 
 
-def copy_file(out: BinaryIO, source: Path, size: int, hasher: Hasher | None, progress: Progress,
-              kernel: bool) -> int:
+def copy_file(out: BinaryIO, source: Path, size: int, hasher: Hasher | None, progress: Progress, kernel: bool) -> int:
     """Copy `source` to `out`, `hasher` (if any) seeing every byte; the bytes copied. With `kernel` (`out` a plain
     file opened read-write), the kernel copies and `hasher` is fed what landed in `out`."""
     with open(source, "rb", buffering=0) as src:
@@ -209,7 +217,7 @@ class _ReadBack:
                         raise OSError(errno.EIO, "the bytes just written cannot be read back")
                     self.hasher.update(view[:n])
                     hashed += n
-        except BaseException as exc:  # noqa: BLE001 - raised by finish() in the copier's thread
+        except BaseException as exc:  # raised by finish() in the copier's thread
             self.error = exc
 
 
@@ -227,8 +235,9 @@ def open_archive(stack: contextlib.ExitStack, archive: Path) -> BinaryIO:
     if kind == "tar":
         return raw
     if kind == "zstd":
-        reader = zstandard().ZstdDecompressor().stream_reader(raw, read_size=BLOCK, read_across_frames=True,
-                                                              closefd=False)
+        reader = (
+            zstandard().ZstdDecompressor().stream_reader(raw, read_size=BLOCK, read_across_frames=True, closefd=False)
+        )
         return stack.enter_context(reader)
     opener = {"gzip": lambda f: gzip.GzipFile(fileobj=f), "xz": lzma.LZMAFile, "bz2": bz2.BZ2File}[kind]
     return stack.enter_context(opener(raw))
@@ -283,7 +292,7 @@ class _Pipeline:
                     break
                 self.read.put(buf[:n])
                 left -= n
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as exc:  # handed to the caller's thread
             self.error = self.error or exc
             self.stop.set()
         self.read.put(None)
@@ -293,7 +302,7 @@ class _Pipeline:
             while (view := self._get(self.hashed)) is not None:
                 self.write(view)
                 self.free.put(memoryview(view.obj))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as exc:  # handed to the caller's thread
             self.error = self.error or exc
             self.stop.set()
 

@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .. import cache
 from ..cache import LocalState, RemoteFile
@@ -45,7 +45,9 @@ class Ct2Conversion:
     def state(self, root: Path, lock: dict) -> LocalState:
         return cache.derived_state(root, self.model, lock)
 
-    def make(self, root: Path, announce: Callable[[str], None] | None = None, venv_root: Path = VENV_ROOT) -> tuple[bool, str]:
+    def make(
+        self, root: Path, announce: Callable[[str], None] | None = None, venv_root: Path = VENV_ROOT
+    ) -> tuple[bool, str]:
         """Convert the cached model unless a complete conversion of its commit exists (`announce` hears when a
         conversion starts). Returns (ok, message); a missing translation venv is not a failure (the stage falls
         back to transformers)."""
@@ -59,7 +61,13 @@ class Ct2Conversion:
                 return True, "CTranslate2 int8: cached"
             python = backend_python(CONVERTER_VENV, venv_root)
             if not python.exists():
-                return True, "not converted to CTranslate2 (venv/translation is missing: ./venv-setup translation, then run again)"
+                return (
+                    True,
+                    (
+                        "not converted to CTranslate2 "
+                        "(venv/translation is missing: ./venv-setup translation, then run again)"
+                    ),
+                )
             if announce:
                 announce(f"converting {model.key} to CTranslate2 {cache.CT2_QUANTIZATION} (venv/translation) ...")
             started = time.monotonic()
@@ -68,11 +76,20 @@ class Ct2Conversion:
             files, problem = _convert_into(python, source, dest, offline_env(root))
             if problem:
                 return False, f"CTranslate2 conversion failed: {problem}"
-            entry = {"source": model.key, "repo": model.repo, "source_commit": state.commit,
-                     "quantization": cache.CT2_QUANTIZATION, "dest": os.path.relpath(dest, root), "files": files}
+            entry = {
+                "source": model.key,
+                "repo": model.repo,
+                "source_commit": state.commit,
+                "quantization": cache.CT2_QUANTIZATION,
+                "dest": os.path.relpath(dest, root),
+                "files": files,
+            }
             cache.update_lock(root, "derived", self.key, entry)
             size = sum(f["size"] for f in files.values())
-            return True, f"CTranslate2 {cache.CT2_QUANTIZATION}: converted in {time.monotonic() - started:.1f} s ({size} bytes)"
+            return (
+                True,
+                f"CTranslate2 {cache.CT2_QUANTIZATION}: converted in {time.monotonic() - started:.1f} s ({size} bytes)",
+            )
 
     def expected_files(self, root: Path, lock: dict) -> tuple[Path, list[RemoteFile]] | None:
         """(folder, files with size and sha256) of the recorded conversion, None when there is none."""
@@ -104,11 +121,14 @@ def _convert_into(python: Path, source: Path, dest: Path, env: dict[str, str]) -
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
-        proc = subprocess.run([str(python), "-m", __name__, str(source), str(tmp)],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(python), "-m", __name__, str(source), str(tmp)], env=env, capture_output=True, text=True
+        )
         if proc.returncode != 0:
             return {}, last_line(proc.stderr, f"exit code {proc.returncode}")
-        files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {
+            p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir()) if p.is_file()
+        }
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
         return files, ""

@@ -28,14 +28,15 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .. import cache
 from ..cache import RemoteFile
 from ..errors import Interrupted, StateError
 from ..util import CHUNK, usable_cpus
 from ..verified import record_file
-from .plan import ItemPlan, ItemResult, Plan, cached
+from .contract import ItemPlan, ItemResult, Plan, Reporter
+from .plan import cached
 from .remote import Remote
 
 if TYPE_CHECKING:  # concurrent.futures is imported only by a run that downloads (a fast start elsewhere)
@@ -47,14 +48,6 @@ if TYPE_CHECKING:  # concurrent.futures is imported only by a run that downloads
 WIND_DOWN_SECONDS = 1.0
 # The cache metadata locks a Ctrl-C took, held until this process exits (see fetch).
 _HELD_UNTIL_EXIT = contextlib.ExitStack()
-
-
-class Reporter(Protocol):
-    """Receives progress; the CLI renders it as rich bars on a terminal and as plain lines otherwise."""
-
-    def file_started(self, key: str, path: str, size: int) -> None: ...
-    def advance(self, key: str, path: str, nbytes: int) -> None: ...
-    def file_done(self, key: str, path: str) -> None: ...
 
 
 # huggingface_hub reads a body 64 KiB per recv (httpcore) and regroups it into 10 MiB pieces (BytesIO, getvalue,
@@ -89,8 +82,10 @@ def require_writable(root: Path) -> None:
     if os.access(existing, os.W_OK):
         return
     why = "a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "no write permission"
-    raise StateError(f"cannot write to the cache {root} ({why}): provisioning needs a writable cache; a shared "
-                     "read-only cache is provisioned where it is writable, or give --cache-dir a folder you can write")
+    raise StateError(
+        f"cannot write to the cache {root} ({why}): provisioning needs a writable cache; a shared "
+        "read-only cache is provisioned where it is writable, or give --cache-dir a folder you can write"
+    )
 
 
 def default_workers() -> int:
@@ -99,7 +94,9 @@ def default_workers() -> int:
     return max(2, min(8, usable_cpus()))
 
 
-def fetch(root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, workers: int | None = None) -> list[ItemResult]:
+def fetch(
+    root: Path, the_plan: Plan, remote: Remote, reporter: Reporter, workers: int | None = None
+) -> list[ItemResult]:
     """Carry out a plan: download what is missing, verify it, write refs and the lock. Never raises per entry.
 
     Every file of every entry goes into one pool of `workers` (default_workers()), so one entry's big file does
@@ -187,8 +184,9 @@ class StoppableReporter:
         self.reporter.file_done(key, path)
 
 
-def _provision_entry(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: Executor,
-                     stop: threading.Event) -> ItemResult:
+def _provision_entry(
+    root: Path, p: ItemPlan, remote: Remote, reporter: Reporter, files: Executor, stop: threading.Event
+) -> ItemResult:
     """One entry, under its lock: re-judge it from disk (another run may have done it meanwhile), fetch, record
     (unless the run was stopped meanwhile)."""
     entry = p.entry
@@ -203,7 +201,7 @@ def _provision_entry(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter
         for future in entry.start(root, p, remote, reporter, files):
             try:
                 problem = future.result()
-            except Exception as exc:  # noqa: BLE001 - one file's failure is reported with the others
+            except Exception as exc:  # one file's failure is reported with the others
                 problem = entry.describe_error(exc, remote)
             if problem:
                 problems.append(problem)
@@ -214,7 +212,9 @@ def _provision_entry(root: Path, p: ItemPlan, remote: Remote, reporter: Reporter
         return entry.finish(root, p)
 
 
-def fetch_hub_file(root: Path, key: str, repo: str, commit: str, f: RemoteFile, remote: Remote, reporter: Reporter) -> str | None:
+def fetch_hub_file(
+    root: Path, key: str, repo: str, commit: str, f: RemoteFile, remote: Remote, reporter: Reporter
+) -> str | None:
     """Download one file through huggingface_hub (the rest of it, when an earlier run left part of it) and check it
     against the hub's id; a problem line or None."""
     from huggingface_hub import hf_hub_download
@@ -244,7 +244,9 @@ def fetch_hub_file(root: Path, key: str, repo: str, commit: str, f: RemoteFile, 
     return None
 
 
-def resume_partial(root: Path, key: str, repo: str, commit: str, f: RemoteFile, remote: Remote, reporter: Reporter) -> bool:
+def resume_partial(
+    root: Path, key: str, repo: str, commit: str, f: RemoteFile, remote: Remote, reporter: Reporter
+) -> bool:
     """Finish a partial download an earlier run left (see the module's docstring) with a Range request through
     huggingface_hub's `http_get`; True once the whole file hashed to the hub's id and is in `blobs/<etag>`.
     False when there is nothing to resume, or when the partial's bytes were wrong (it is deleted: the caller then
@@ -339,7 +341,9 @@ class StreamHasher:
 
     def start(self) -> None:
         if self.path is None:
-            found = list(self.blobs.glob(f"{self.etag}.*.incomplete")) + list(self.blobs.glob(f"{self.etag}.incomplete"))
+            found = list(self.blobs.glob(f"{self.etag}.*.incomplete")) + list(
+                self.blobs.glob(f"{self.etag}.incomplete")
+            )
             self.path = found[0] if len(found) == 1 else None
         try:
             self.file = open(self.path, "rb") if self.path is not None else None

@@ -49,18 +49,31 @@ def asset_entry(root: Path, asset: Asset) -> dict | None:
                         members[info.filename] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         if not members or not all((dest.parent / m).is_file() for m in members):
             return None
-    return {"url": asset.url(), "dest": asset.dest, "size": dest.stat().st_size, "sha256": sha256_file(dest),
-            "members": members}
+    return {
+        "url": asset.url(),
+        "dest": asset.dest,
+        "size": dest.stat().st_size,
+        "sha256": sha256_file(dest),
+        "members": members,
+    }
 
 
 def derived_entry(root: Path, model: Model, commit: str) -> dict | None:
     """The lock entry of a conversion folder of `model` at `commit`, when there is one."""
     folder = cache.derived_dir(root, model, commit)
-    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.glob("*")) if p.is_file()}
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.glob("*")) if p.is_file()
+    }
     if not files:
         return None
-    return {"source": model.key, "repo": model.repo, "source_commit": commit, "quantization": cache.CT2_QUANTIZATION,
-            "dest": os.path.relpath(folder, root), "files": files}
+    return {
+        "source": model.key,
+        "repo": model.repo,
+        "source_commit": commit,
+        "quantization": cache.CT2_QUANTIZATION,
+        "dest": os.path.relpath(folder, root),
+        "files": files,
+    }
 
 
 def rebuild(root: Path, catalog: Catalog) -> dict:

@@ -32,16 +32,20 @@ def describe_hub_error(exc: BaseException, model: Model, remote: Remote, commit:
         return f"{model.repo} not found on {remote.hub_url} (or private: a token with access is needed)"
     if isinstance(exc, RevisionNotFoundError):
         if commit:
-            return (f"{model.repo} has no commit {commit[:12]} on {remote.hub_url} (gone from its history?): "
-                    f"./cache-models.sh --update {model.key} takes the newest instead")
+            return (
+                f"{model.repo} has no commit {commit[:12]} on {remote.hub_url} (gone from its history?): "
+                f"./cache-models.sh --update {model.key} takes the newest instead"
+            )
         return f"{model.repo} has no revision {model.revision} ({page})"
     if model.gated and status in (401, 403):  # a proxy that refuses without saying GatedRepo
         return gated_message(model, remote, have_token=bool(remote.token))
     if isinstance(exc, HfHubHTTPError):
         return f"hub answered HTTP {status or '?'} for {model.repo}: {_first_line(exc)}"
     if unreachable(exc):
-        return (f"cannot reach {remote.hub_url} for {model.repo} ({type(exc).__name__}: {_first_line(exc)}): check "
-                "the network, or HF_ENDPOINT for a mirror; what is cached keeps working offline")
+        return (
+            f"cannot reach {remote.hub_url} for {model.repo} ({type(exc).__name__}: {_first_line(exc)}): check "
+            "the network, or HF_ENDPOINT for a mirror; what is cached keeps working offline"
+        )
     return f"cannot download {model.repo} from {remote.hub_url}: {type(exc).__name__}: {_first_line(exc)}"
 
 
@@ -66,8 +70,10 @@ def gated_message(model: Model, remote: Remote, have_token: bool) -> str:
     offline without one)."""
     page = f"{remote.hub_url}/{model.repo}"
     if have_token:
-        return (f"{model.repo} is gated and this token has no access: accept its licence at {page} with the token's "
-                "account (loading it offline later needs no token)")
+        return (
+            f"{model.repo} is gated and this token has no access: accept its licence at {page} with the token's "
+            "account (loading it offline later needs no token)"
+        )
     return (
         f"{model.repo} is gated: accept its licence at {page}, then give a token once (`hf auth login`, or "
         "export HF_TOKEN=hf_...); loading it offline later needs no token"

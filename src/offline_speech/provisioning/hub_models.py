@@ -16,16 +16,14 @@ from .. import cache
 from ..cache import LocalState, RemoteFile
 from ..catalog import Model
 from ..verified import VerifiedIndex
+from .contract import ItemPlan, ItemResult, Reporter, VerifyResult
 from .convert import Ct2Conversion, conversion_for
-from .download import Reporter, drop_file, fetch_hub_file
+from .download import drop_file, fetch_hub_file
 from .hub_errors import describe_hub_error
-from .plan import ItemPlan, ItemResult
 from .remote import Remote
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
-
-    from .verify import VerifyResult
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ class ModelEntry:
         serve it without a token); the hub's answer decides."""
         try:
             return self._plan_online(root, state, remote)
-        except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others
+        except Exception as exc:  # one model's failure must not stop the others
             return ItemPlan(self, state, error=self.describe_error(exc, remote))
 
     def _plan_online(self, root: Path, state: LocalState, remote: Remote) -> ItemPlan:
@@ -71,7 +69,9 @@ class ModelEntry:
 
         model = self.item
         api = remote.api()
-        commit = self.commit or (model.revision if model.pinned else api.model_info(model.repo, revision=model.revision).sha)
+        commit = self.commit or (
+            model.revision if model.pinned else api.model_info(model.repo, revision=model.revision).sha
+        )
         tree = cache.read_tree(root, model.repo, commit)
         if tree is None:
             tree = {

@@ -21,10 +21,10 @@ from .. import cache
 from ..catalog import COMMIT_RE, Catalog, CatalogError, Item, Model
 from ..errors import StateError
 from ..util import input_file
-from .entry import Entry
+from .contract import Entry, ItemResult
 from .hub_errors import describe_hub_error
 from .hub_models import ModelEntry
-from .plan import PLANNERS, ItemResult
+from .plan import PLANNERS
 from .remote import Remote
 
 SECTIONS = ("models", "assets", "derived")
@@ -62,7 +62,11 @@ class Move:
             return self.why
         if self.old == self.new:
             return f"already newest ({self.new[:12]})"
-        return f"updated {self.old[:12]} -> {self.new[:12]}" if self.old else f"newest is {self.new[:12]} (not cached before)"
+        return (
+            f"updated {self.old[:12]} -> {self.new[:12]}"
+            if self.old
+            else f"newest is {self.new[:12]} (not cached before)"
+        )
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,22 @@ def lock_items(catalog: Catalog, data: dict, path: Path, platform_id: str) -> tu
         try:
             item = catalog.get(key)
         except CatalogError:
-            refused.append(ItemResult(key, False, 0, f"in {path} but not in this catalog (a lock made by another "
-                                                     "version of offline-speech?): left out"))
+            refused.append(
+                ItemResult(
+                    key,
+                    False,
+                    0,
+                    f"in {path} but not in this catalog (a lock made by another version of offline-speech?): left out",
+                )
+            )
             continue
         if item.runs_on(platform_id):
             items.append(item)
         else:
-            notes.append(f"{key}: in {path}, but it runs only on {', '.join(item.platforms)}: left out (name it to "
-                         "fetch it anyway)")
+            notes.append(
+                f"{key}: in {path}, but it runs only on {', '.join(item.platforms)}: left out (name it to "
+                "fetch it anyway)"
+            )
     return items, Pinned((), tuple(refused), tuple(notes))
 
 
@@ -123,8 +135,10 @@ def _unusable(model: Model, recorded: dict) -> str | None:
     if recorded.get("repo") != model.repo:
         return f"the lock has {model.key} from {recorded.get('repo')}, this catalog from {model.repo}"
     if model.pinned and commit != model.revision:
-        return (f"the lock has {model.repo}@{commit[:12]}, this catalog pins {model.revision[:12]} "
-                "(a lock made by another version of offline-speech)")
+        return (
+            f"the lock has {model.repo}@{commit[:12]}, this catalog pins {model.revision[:12]} "
+            "(a lock made by another version of offline-speech)"
+        )
     return None
 
 
@@ -173,8 +187,11 @@ def move_to_newest(root: Path, entries: list[Entry], keys: set[str], remote: Rem
             kept.append(entry)
             continue
         if entry.key not in answers:
-            why = ("pinned by the catalog: nothing to move" if isinstance(entry.item, Model)
-                   else "a file at a fixed URL: nothing to move")
+            why = (
+                "pinned by the catalog: nothing to move"
+                if isinstance(entry.item, Model)
+                else "a file at a fixed URL: nothing to move"
+            )
             moves.append(Move(entry.key, None, None, why))
             kept.append(entry)
             continue
@@ -191,5 +208,5 @@ def _newest(model: Model, remote: Remote) -> tuple[str | None, str | None]:
     """(the commit the model's branch points to on the hub, None) or (None, why it could not be asked)."""
     try:
         return remote.api().model_info(model.repo, revision=model.revision).sha, None
-    except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the others
+    except Exception as exc:  # one key's failure must not stop the others
         return None, describe_hub_error(exc, model, remote)

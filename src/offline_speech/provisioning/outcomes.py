@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundle_import import ImportResult
-from .plan import ItemResult, Plan
-from .verify import VerifyResult
+from .contract import ItemResult, Plan, VerifyResult
 
 
 @dataclass(frozen=True)

@@ -8,83 +8,14 @@ entry that is complete on disk is judged from local files only: no request, no h
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import cache
-from ..cache import LocalState, RemoteFile
+from ..cache import LocalState
+from .contract import Entry, ItemPlan, Plan
 from .remote import Remote
 
-if TYPE_CHECKING:
-    from .entry import Entry
-
-DISK_MARGIN = 256 << 20  # keep this much free after a download
 PLANNERS = 8  # entries that need the remote ask it side by side: each costs a round trip or two
-
-
-@dataclass(frozen=True)
-class ItemPlan:
-    """What one catalog entry needs: the files its loader requests and which of them must be fetched."""
-
-    entry: Entry
-    state: LocalState
-    commit: str | None = None
-    needed: tuple[RemoteFile, ...] = ()
-    to_fetch: tuple[RemoteFile, ...] = ()
-    tree: dict[str, RemoteFile] = field(default_factory=dict, compare=False, repr=False)
-    error: str | None = None
-
-    @property
-    def key(self) -> str:
-        return self.entry.key
-
-    @property
-    def action(self) -> str:
-        """error, fetch or cached."""
-        if self.error:
-            return "error"
-        return "fetch" if self.to_fetch or self.state.status != "complete" else "cached"
-
-    @property
-    def bytes_needed(self) -> int:
-        return sum(f.size for f in self.needed)
-
-    @property
-    def bytes_to_fetch(self) -> int:
-        return sum(f.size for f in self.to_fetch)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Every entry's plan, the free space where the cache lives, and the selection's warnings."""
-
-    items: tuple[ItemPlan, ...]
-    free_bytes: int
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def bytes_to_fetch(self) -> int:
-        return sum(p.bytes_to_fetch for p in self.items if p.action == "fetch")
-
-    @property
-    def fits(self) -> bool:
-        return self.bytes_to_fetch == 0 or self.bytes_to_fetch + DISK_MARGIN <= self.free_bytes
-
-    @property
-    def failed(self) -> bool:
-        """True when an entry cannot be planned (offline, gated, not found, ...)."""
-        return any(p.action == "error" for p in self.items)
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    """What provisioning one entry came to: ok or not, bytes fetched, and a line for the table."""
-
-    key: str
-    ok: bool
-    fetched_bytes: int = 0
-    message: str = ""
 
 
 def free_bytes(root: Path) -> int:

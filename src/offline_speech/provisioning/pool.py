@@ -49,7 +49,7 @@ class DaemonPool(Executor):
                     continue
             try:
                 result = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            except BaseException as exc:  # handed to whoever waits on the future
                 self._settle(future, exc=exc)
             else:
                 self._settle(future, result=result)

@@ -32,8 +32,8 @@ from ..cache import RemoteFile
 from ..catalog import COMMIT_RE, Item, Model
 from ..errors import BadInput
 from ..util import CHUNK, default_mode, digest
+from .contract import ItemResult
 from .hub_models import record_snapshot
-from .plan import ItemResult
 
 LFS_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".npz", ".model", ".msgpack", ".h5", ".onnx")
 LFS_MIN_BYTES = 10 << 20
@@ -65,9 +65,12 @@ def is_local(commit: str | None) -> bool:
 def local_notes(root: Path, keys: list[str]) -> list[str]:
     """A note for each of `keys` the lock records as a local, unverified registration (--info, --verify)."""
     models = cache.read_lock(root)["models"]
-    return [f"{key} is local, unverified ({models[key]['commit']}): registered with --from-dir from files nothing "
-            f"here could check against the hub; --verify checks them against what was registered"
-            for key in keys if key in models and is_local(models[key].get("commit"))]
+    return [
+        f"{key} is local, unverified ({models[key]['commit']}): registered with --from-dir from files nothing "
+        f"here could check against the hub; --verify checks them against what was registered"
+        for key in keys
+        if key in models and is_local(models[key].get("commit"))
+    ]
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ def known_ids(root: Path, model: Model, commit: str) -> Known | None:
         return Known(commit, dict(tree), "the tree listing in the cache")
     entry = cache.read_lock(root)["models"].get(model.key)
     if entry and entry.get("repo") == model.repo and entry.get("commit") == commit and entry.get("files"):
-        files = {f["path"]: RemoteFile(f["path"], f["size"], f.get("git-sha1", ""), f.get("sha256")) for f in entry["files"]}
+        files = {
+            f["path"]: RemoteFile(f["path"], f["size"], f.get("git-sha1", ""), f.get("sha256")) for f in entry["files"]
+        }
         return Known(commit, dict(files), "the lock")
     pins = model.pinned_files(commit)
     if pins:
@@ -143,15 +148,20 @@ def register_dir(root: Path, model: Item, source: Path, revision: str | None = N
         raise ProvisionError(f"{model.key} is not a hub model; --from-dir registers hub models")
     if not source.is_dir():
         raise ProvisionError(f"--from-dir {source}: not a directory")
-    present = sorted(p.relative_to(source).as_posix() for p in source.rglob("*")
-                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts))
+    present = sorted(
+        p.relative_to(source).as_posix()
+        for p in source.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+    )
     _refuse_links_out(source, present)
     commit = claimed_commit(root, model, revision)
     known = known_ids(root, model, commit) if commit else None
     if known is None and model.pinned:
-        raise ProvisionError(f"--from-dir {source}: nothing here knows the files of {model.key}@{commit[:8]} to check "
-                             f"them against (no tree listing cached, no pins in the catalog): fetch it with "
-                             f"./cache-models.sh {model.key}, or import a bundle")
+        raise ProvisionError(
+            f"--from-dir {source}: nothing here knows the files of {model.key}@{commit[:8]} to check "
+            f"them against (no tree listing cached, no pins in the catalog): fetch it with "
+            f"./cache-models.sh {model.key}, or import a bundle"
+        )
     wanted = cache.select_paths(model, list(known.files) if known else present)
     if not wanted:
         raise ProvisionError(f"--from-dir {source}: no file matches {model.key}'s patterns {list(model.files)}")
@@ -167,8 +177,10 @@ def register_dir(root: Path, model: Item, source: Path, revision: str | None = N
                 files = _check_local(source, wanted, blobs, staged, model)
                 commit = LOCAL_PREFIX + digest([[f.path, f.etag] for f in files])[: 40 - len(LOCAL_PREFIX)]
                 unknown = f"--revision {revision} is unknown here" if revision else "nothing here knows the hub's ids"
-                note = (f"local, unverified ({unknown}: no tree listing cached, no pins in the catalog); "
-                        f"--clear {model.key} and fetch it to replace them")
+                note = (
+                    f"local, unverified ({unknown}: no tree listing cached, no pins in the catalog); "
+                    f"--clear {model.key} and fetch it to replace them"
+                )
             _place(root, model, commit, staged, files)
         finally:
             for s in staged:
@@ -180,8 +192,9 @@ def register_dir(root: Path, model: Item, source: Path, revision: str | None = N
     return ItemResult(result.key, True, 0, f"{model.repo}@{commit if is_local(commit) else commit[:8]}; {note}")
 
 
-def _check_known(source: Path, present: list[str], wanted: list[str], known: Known, blobs: Path,
-                 staged: list[Staged], model: Model) -> list[RemoteFile]:
+def _check_known(
+    source: Path, present: list[str], wanted: list[str], known: Known, blobs: Path, staged: list[Staged], model: Model
+) -> list[RemoteFile]:
     """Stage every needed file and compare it with the known ids; ProvisionError listing what differs (what is
     missing first, before a byte is copied)."""
     problems = [f"{rel}: missing" for rel in wanted if rel not in present]
@@ -189,22 +202,30 @@ def _check_known(source: Path, present: list[str], wanted: list[str], known: Kno
         if problem := _stage(source / rel, rel, blobs, staged).problem(known.files[rel]):
             problems.append(problem)
     if problems:
-        shown = "; ".join(problems[:SHOWN_PROBLEMS]) + (f"; and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else "")
-        raise ProvisionError(f"--from-dir {source}: not the files of {model.repo}@{known.commit[:8]} (checked against "
-                             f"{known.source}: {shown}); nothing was changed")
+        shown = "; ".join(problems[:SHOWN_PROBLEMS]) + (
+            f"; and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+        )
+        raise ProvisionError(
+            f"--from-dir {source}: not the files of {model.repo}@{known.commit[:8]} (checked against "
+            f"{known.source}: {shown}); nothing was changed"
+        )
     return [f if isinstance(f := known.files[s.path], RemoteFile) else s.as_remote() for s in staged]
 
 
 def _check_local(source: Path, wanted: list[str], blobs: Path, staged: list[Staged], model: Model) -> list[RemoteFile]:
     """Files nothing can check: at least refuse what cannot be a model (no weights, a config that is not JSON)."""
     if not any(rel.endswith(WEIGHTS_SUFFIXES) for rel in wanted):
-        raise ProvisionError(f"--from-dir {source}: no weights among {', '.join(wanted)} for {model.key}; nothing was changed")
+        raise ProvisionError(
+            f"--from-dir {source}: no weights among {', '.join(wanted)} for {model.key}; nothing was changed"
+        )
     for rel in wanted:
         if rel.endswith(".json"):
             try:
                 json.loads((source / rel).read_bytes())
             except (ValueError, OSError) as exc:
-                raise ProvisionError(f"--from-dir {source}: {rel} is not valid JSON ({type(exc).__name__}); nothing was changed") from None
+                raise ProvisionError(
+                    f"--from-dir {source}: {rel} is not valid JSON ({type(exc).__name__}); nothing was changed"
+                ) from None
         _stage(source / rel, rel, blobs, staged)
     return [s.as_remote() for s in staged]
 
@@ -212,8 +233,10 @@ def _check_local(source: Path, wanted: list[str], blobs: Path, staged: list[Stag
 def _refuse_replacing_hub_snapshot(root: Path, model: Model, source: Path) -> None:
     state = cache.model_state(root, model, cache.read_lock(root))
     if state.status == "complete" and not is_local(state.commit):
-        raise ProvisionError(f"--from-dir {source}: {model.key} is cached at hub commit {state.commit[:8]} and these files "
-                             f"are not it; unverified files never replace it (--clear {model.key} first to use them)")
+        raise ProvisionError(
+            f"--from-dir {source}: {model.key} is cached at hub commit {state.commit[:8]} and these files "
+            f"are not it; unverified files never replace it (--clear {model.key} first to use them)"
+        )
 
 
 def _refuse_links_out(source: Path, present: list[str]) -> None:
@@ -223,8 +246,10 @@ def _refuse_links_out(source: Path, present: list[str]) -> None:
     for rel in present:
         real = (source / rel).resolve()
         if real != inside and inside not in real.parents:
-            raise ProvisionError(f"--from-dir {source}: {rel} is a link to {real}, outside the folder; copy the file "
-                                 "into the folder to register it; nothing was changed")
+            raise ProvisionError(
+                f"--from-dir {source}: {rel} is a link to {real}, outside the folder; copy the file "
+                "into the folder to register it; nothing was changed"
+            )
 
 
 def _stage(src: Path, rel: str, blobs: Path, staged_so_far: list[Staged]) -> Staged:

@@ -19,7 +19,7 @@ class Remote:
     asset_mirror: str | None = None
 
     @classmethod
-    def from_settings(cls, asset_mirror: str | None = None) -> "Remote":
+    def from_settings(cls, asset_mirror: str | None = None) -> Remote:
         """The remote the environment names: HF_ENDPOINT, the user's token, --asset-mirror or its variable."""
         return cls(settings.hub_endpoint(), settings.user_token(), settings.asset_mirror(asset_mirror))
 

@@ -37,15 +37,16 @@ from ..catalog import (
 from ..errors import BadInput
 from ..settings import host_platform, prepare_hub_client
 from ..util import output_file, write_problem
-from .download import Reporter, fetch, require_writable
-from .entry import Entry, entries_for
-from .plan import ItemResult, plan
 from . import adopt, heal, lockfile
 from .bundle import plan_export, write_bundle
-from .bundle_stream import wants_zstd
 from .bundle_import import import_bundle
-from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Pruned, Verified  # noqa: F401 - the CLI reads them here
+from .bundle_stream import wants_zstd
+from .contract import Entry, ItemResult, Reporter
+from .download import fetch, require_writable
+from .entry import entries_for
 from .hub_models import ModelEntry
+from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Pruned, Verified  # noqa: F401 - the CLI reads them here
+from .plan import plan
 from .prune import prune
 from .register import local_notes, register_dir
 from .remote import Remote
@@ -66,8 +67,18 @@ class Mode(str, Enum):
     PRUNE = "prune"  # with --dry-run: only what it would free
 
 
-def mode_of(*, dry_run: bool, verify: bool, info: bool, clear: bool, from_dir: bool, repair: bool,
-            export: bool = False, import_: bool = False, prune: bool = False) -> Mode:
+def mode_of(
+    *,
+    dry_run: bool,
+    verify: bool,
+    info: bool,
+    clear: bool,
+    from_dir: bool,
+    repair: bool,
+    export: bool = False,
+    import_: bool = False,
+    prune: bool = False,
+) -> Mode:
     """The one mode the flags ask for; BadInput when they ask for two (--repair goes with --verify, or alone;
     --dry-run with --export shows the bundle's size, with --prune what it would free)."""
     others = verify or info or clear or from_dir or repair or import_
@@ -75,8 +86,16 @@ def mode_of(*, dry_run: bool, verify: bool, info: bool, clear: bool, from_dir: b
         return Mode.EXPORT
     if prune and not (others or export):
         return Mode.PRUNE
-    flags = ((Mode.DRY_RUN, dry_run), (Mode.VERIFY, verify), (Mode.INFO, info), (Mode.CLEAR, clear),
-             (Mode.FROM_DIR, from_dir), (Mode.EXPORT, export), (Mode.IMPORT, import_), (Mode.PRUNE, prune))
+    flags = (
+        (Mode.DRY_RUN, dry_run),
+        (Mode.VERIFY, verify),
+        (Mode.INFO, info),
+        (Mode.CLEAR, clear),
+        (Mode.FROM_DIR, from_dir),
+        (Mode.EXPORT, export),
+        (Mode.IMPORT, import_),
+        (Mode.PRUNE, prune),
+    )
     chosen = [mode for mode, on in flags if on]
     if len(chosen) > 1:
         raise BadInput("choose one of --dry-run, --verify, --info, --clear, --from-dir, --export, --import, --prune")
@@ -154,8 +173,10 @@ def run(request: Request, listener: Listener) -> Outcome:
         if given and request.mode not in (Mode.FETCH, Mode.DRY_RUN):
             raise BadInput(f"{flag} goes with provisioning (and --dry-run), not with --{request.mode.value}")
     if request.lock_file and request.wanted.update:
-        raise BadInput("--update and --lock-file pull opposite ways: update on one machine, then share its lock "
-                       "(.cache/offline-speech.lock.json) for --lock-file elsewhere")
+        raise BadInput(
+            "--update and --lock-file pull opposite ways: update on one machine, then share its lock "
+            "(.cache/offline-speech.lock.json) for --lock-file elsewhere"
+        )
     selection = select(catalog, with_updates(request.wanted), platform_id)
     for warning in selection.warnings:
         listener.warning(warning)
@@ -192,7 +213,9 @@ def run(request: Request, listener: Listener) -> Outcome:
     if request.lock_file or request.wanted.update:
         return provision_pinned(request, catalog, platform_id, entries, selection.warnings, listener)
     if not entries:
-        raise BadInput("choose what to cache: --all, a group flag (--whisperx, --align, ...) or catalog keys; see --help")
+        raise BadInput(
+            "choose what to cache: --all, a group flag (--whisperx, --align, ...) or catalog keys; see --help"
+        )
     if request.mode is Mode.CLEAR:
         return clear(request.root, entries, request.confirmed, listener)
     return provision(request, entries, selection.warnings, listener)
@@ -204,13 +227,19 @@ def select(catalog: Catalog, wanted: Wanted, platform_id: str) -> Selection:
     groups = all_groups_for(platform_id) if wanted.all_groups else []
     left_out = ()
     if wanted.all_groups and "mlx" not in groups and "mlx" not in wanted.groups:
-        left_out = (f"--all leaves out MLX: it runs only on Apple Silicon and this machine is {platform_id} "
-                    f"(--mlx fetches it anyway, e.g. to prepare a Mac)",)
+        left_out = (
+            f"--all leaves out MLX: it runs only on Apple Silicon and this machine is {platform_id} "
+            f"(--mlx fetches it anyway, e.g. to prepare a Mac)",
+        )
     groups += [g for g in wanted.groups if g not in groups]
     if not groups:
         return Selection(tuple(items))
     chosen = catalog.select(
-        groups, asr_model=wanted.asr_model, nllb_model=wanted.nllb_model, languages=wanted.languages, platform_id=platform_id
+        groups,
+        asr_model=wanted.asr_model,
+        nllb_model=wanted.nllb_model,
+        languages=wanted.languages,
+        platform_id=platform_id,
     )
     return Selection(tuple(items + [i for i in chosen.items if i not in items]), left_out + chosen.warnings)
 
@@ -222,8 +251,14 @@ def with_updates(wanted: Wanted) -> Wanted:
     return replace(wanted, keys=wanted.keys + keys, groups=wanted.groups + groups)
 
 
-def provision_pinned(request: Request, catalog: Catalog, platform_id: str, entries: list[Entry],
-                     warnings: tuple[str, ...], listener: Listener) -> Provisioned | Planned:
+def provision_pinned(
+    request: Request,
+    catalog: Catalog,
+    platform_id: str,
+    entries: list[Entry],
+    warnings: tuple[str, ...],
+    listener: Listener,
+) -> Provisioned | Planned:
     """--lock-file (alone: every key the file records) or --update: decide each entry's commit, provision as
     usual, then say what the lock refused or what moved."""
     if request.lock_file:
@@ -258,7 +293,9 @@ def provision_pinned(request: Request, catalog: Catalog, platform_id: str, entri
     return replace(outcome, results=pinned.refused + results)
 
 
-def provision(request: Request, entries: list[Entry], warnings: tuple[str, ...], listener: Listener) -> Provisioned | Planned:
+def provision(
+    request: Request, entries: list[Entry], warnings: tuple[str, ...], listener: Listener
+) -> Provisioned | Planned:
     """Fetch what is not cached (or, for --dry-run, only plan it), then make the conversions."""
     root = request.root
     if request.mode is Mode.FETCH and not all_cached(root, entries):
@@ -268,7 +305,9 @@ def provision(request: Request, entries: list[Entry], warnings: tuple[str, ...],
     if request.mode is Mode.FETCH and all_cached(root, entries):
         # The common case, and the one that must be instant: no network, no huggingface_hub import.
         results = [ItemResult(e.key, True, 0, "cached") for e in entries]
-        return Provisioned(conversions(root, entries, results, listener) if request.convert else tuple(results), "all cached")
+        return Provisioned(
+            conversions(root, entries, results, listener) if request.convert else tuple(results), "all cached"
+        )
     started = time.monotonic()  # planning included: asking the hub (and its retries) is part of the time
     remote = Remote.from_settings(request.asset_mirror)
     the_plan = plan(root, entries, remote, warnings)
@@ -286,7 +325,9 @@ def all_cached(root: Path, entries: list[Entry]) -> bool:
     return all(e.state(root, lock).status == "complete" for e in entries)
 
 
-def conversions(root: Path, entries: list[Entry], results: list[ItemResult], listener: Listener) -> tuple[ItemResult, ...]:
+def conversions(
+    root: Path, entries: list[Entry], results: list[ItemResult], listener: Listener
+) -> tuple[ItemResult, ...]:
     """Make what is made from the provisioned entries (NLLB -> CTranslate2 int8) where it is missing."""
     out = []
     for entry, result in zip(entries, results):
@@ -354,7 +395,16 @@ def info(root: Path, catalog: Catalog, entries: list[Entry], platform_id: str, h
     rows = []
     for entry in entries:
         state = entry.state(root, lock)
-        rows.append(InfoRow(entry.key, entry.source, state.commit or entry.revision, state.bytes_on_disk, state.status, str(state.location)))
+        rows.append(
+            InfoRow(
+                entry.key,
+                entry.source,
+                state.commit or entry.revision,
+                state.bytes_on_disk,
+                state.status,
+                str(state.location),
+            )
+        )
         made = entry.conversion
         if made is not None:
             d = made.state(root, lock)
@@ -374,7 +424,9 @@ def clear(root: Path, entries: list[Entry], confirmed: bool, listener: Listener)
         return Cleared(root, cancelled=True)
     removed = []
     for e in entries:  # under the lock a download of the entry holds: a clear waits for it, never breaks it
-        with cache.entry_lock(root, e.key, waiting=lambda: listener.status(f"{e.key}: another run is provisioning it; waiting")):
+        with cache.entry_lock(
+            root, e.key, waiting=lambda e=e: listener.status(f"{e.key}: another run is provisioning it; waiting")
+        ):
             removed.append((e.key, e.remove(root, cache.read_lock(root))))
     return Cleared(root, tuple(removed))
 
@@ -437,5 +489,13 @@ def export(request: Request, catalog: Catalog, entries: list[Entry], listener: L
             for key in the_plan.keys:  # a --clear of an entry being exported waits for the export
                 held.enter_context(cache.entry_lock(request.root, key))
             written, hashed = write_bundle(the_plan, request.archive, progress=lambda n: bar.advance("", "", n))
-    return Exported(request.archive, tuple(the_plan.keys), len(the_plan.files), the_plan.total_bytes, written,
-                    tuple(the_plan.skipped), request.dry_run, hashed)
+    return Exported(
+        request.archive,
+        tuple(the_plan.keys),
+        len(the_plan.files),
+        the_plan.total_bytes,
+        written,
+        tuple(the_plan.skipped),
+        request.dry_run,
+        hashed,
+    )

@@ -8,32 +8,16 @@ damage, and repair replaces the link with a downloaded, verified file without ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import cache
 from ..cache import RemoteFile
 from ..catalog import Model
 from ..verified import VerifiedIndex
-from .download import Reporter, fetch
-from .entry import Entry
-from .plan import ItemResult, Plan, free_bytes, plan
+from .contract import Entry, FileProblem, ItemResult, Plan, Reporter, VerifyResult
+from .download import fetch
+from .plan import free_bytes, plan
 from .remote import Remote
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    path: str
-    kind: str  # missing | truncated | corrupt
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    key: str
-    status: str  # ok | problems | missing
-    checked: int
-    problems: tuple[FileProblem, ...] = ()
 
 
 def verify(root: Path, entries: list[Entry]) -> list[VerifyResult]:
@@ -58,13 +42,17 @@ def verify(root: Path, entries: list[Entry]) -> list[VerifyResult]:
         made = entry.conversion.expected_files(root, lock) if entry.conversion else None
         if made is not None:
             folder, made_files = made
-            bad = tuple(FileProblem(f.path, *problem) for f in made_files if (problem := check_file(folder / f.path, f, index)))
+            bad = tuple(
+                FileProblem(f.path, *problem) for f in made_files if (problem := check_file(folder / f.path, f, index))
+            )
             results.append(VerifyResult(entry.conversion.key, "problems" if bad else "ok", len(made_files), bad))
     index.save()
     return results
 
 
-def check_file(path: Path, f: RemoteFile, index: VerifiedIndex, root: Path | None = None, repo: str | None = None) -> tuple[str, str] | None:
+def check_file(
+    path: Path, f: RemoteFile, index: VerifiedIndex, root: Path | None = None, repo: str | None = None
+) -> tuple[str, str] | None:
     """(kind, detail) of what is wrong with one file, None when it has the expected size and hash (and, for a
     snapshot file of `repo`, is a link straight to a regular blob of the cache)."""
     try:
@@ -86,7 +74,9 @@ def keys_of(entry: Entry) -> set[str]:
     return {entry.key} | ({entry.conversion.key} if entry.conversion else set())
 
 
-def repair(root: Path, entries: list[Entry], results: list[VerifyResult], remote: Remote, reporter: Reporter) -> list[ItemResult]:
+def repair(
+    root: Path, entries: list[Entry], results: list[VerifyResult], remote: Remote, reporter: Reporter
+) -> list[ItemResult]:
     """Re-fetch only the files verify found missing, truncated or corrupt; re-provision entries never cached;
     convert again what was made from a model when its conversion is damaged."""
     lock = cache.read_lock(root)

@@ -3,7 +3,8 @@
 Hub aligners (wav2vec2 CTC repos) load from their cached snapshot; torchaudio aligners (en/fr/de/es/it) from
 $TORCH_HOME/hub/checkpoints with weights_only=True (tensors only, no arbitrary pickled objects). Sentences are
 split with nltk punkt_tab from $NLTK_DATA. A job whose language has no aligner keeps its segment timestamps (and
-Whisper's own word estimates from asr) and gets a warning. Every aligner is loaded once per run, whatever the number of jobs. Runs in venv/whisperx.
+Whisper's own word estimates from asr) and gets a warning. Every aligner is loaded once per run, whatever the
+number of jobs. Runs in venv/whisperx.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ def load_aligner(spec: dict, device: str):
         model_dir = str(Path(spec["path"]).parent)
         model = bundle.get_model(dl_kwargs={"model_dir": model_dir, "weights_only": True, "progress": False})
         labels = bundle.get_labels()
-        metadata = {"language": spec["language"], "dictionary": {c.lower(): i for i, c in enumerate(labels)}, "type": "torchaudio"}
+        metadata = {
+            "language": spec["language"],
+            "dictionary": {c.lower(): i for i, c in enumerate(labels)},
+            "type": "torchaudio",
+        }
         return model.to(device).eval(), metadata
     model, metadata = wxa.load_align_model(spec["language"], device, model_name=spec["path"], model_cache_only=True)
     return model.eval(), metadata
@@ -43,7 +48,9 @@ def check_punkt(fetch: str) -> None:
     try:
         nltk.data.find("tokenizers/punkt_tab/english/")
     except LookupError:
-        raise StageFailure(f"nltk punkt_tab is not in the cache (whisperx would fetch it from GitHub): {fetch}") from None
+        raise StageFailure(
+            f"nltk punkt_tab is not in the cache (whisperx would fetch it from GitHub): {fetch}"
+        ) from None
 
 
 def words_with_times(segment: dict) -> list[dict]:
@@ -100,13 +107,15 @@ def run(request: dict, events: Events) -> None:
             t0 = time.monotonic()
             try:
                 loaded[spec["key"]] = load_aligner(spec, device)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise StageFailure(f"could not load aligner {spec['key']} from {spec['path']}: {exc}") from exc
             events.model_loaded(spec["key"], spec.get("commit"), t0, device=device)
         model, metadata = loaded[spec["key"]]
         offset = doc["clip"]["start"]
         audio = read_wav(Path(job["inputs"]["audio"]))
-        relative = [{"start": s["start"] - offset, "end": s["end"] - offset, "text": s["text"]} for s in doc["segments"]]
+        relative = [
+            {"start": s["start"] - offset, "end": s["end"] - offset, "text": s["text"]} for s in doc["segments"]
+        ]
         t0 = time.monotonic()
         result = wxa.align(relative, model, metadata, audio, device, return_char_alignments=False)
         segments = []
@@ -115,16 +124,23 @@ def run(request: dict, events: Events) -> None:
             shifted = {
                 "start": start,
                 "end": end,
-                "words": [{**w, **{k: w[k] + offset for k in ("start", "end") if k in w}} for w in seg.get("words", [])],
+                "words": [
+                    {**w, **{k: w[k] + offset for k in ("start", "end") if k in w}} for w in seg.get("words", [])
+                ],
             }
-            segments.append({"start": start, "end": end, "text": seg["text"].strip(), "words": words_with_times(shifted)})
+            segments.append(
+                {"start": start, "end": end, "text": seg["text"].strip(), "words": words_with_times(shifted)}
+            )
             events.progress(job["id"], seg["end"])
         segments.sort(key=lambda s: s["start"])
         doc.update(stage=NAME, segments=segments, aligner={"key": spec["key"], "commit": spec.get("commit")})
         words = sum(len(s["words"]) for s in segments)
         interpolated = sum(1 for s in segments for w in s["words"] if w.get("interpolated"))
-        events.log(job["id"], f"aligned {words} words in {len(segments)} segments with {spec['key']} "
-                              f"in {time.monotonic() - t0:.2f} s ({interpolated} interpolated)")
+        events.log(
+            job["id"],
+            f"aligned {words} words in {len(segments)} segments with {spec['key']} "
+            f"in {time.monotonic() - t0:.2f} s ({interpolated} interpolated)",
+        )
         write_json(Path(job["outputs"]["transcript"]), doc)
         return {"aligned": True, "words": words, "interpolated": interpolated}
 

@@ -40,7 +40,7 @@ def run(request: dict, events: Events) -> None:
     started = time.monotonic()
     try:
         model = load_model(spec["path"], dtype=dtype)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise StageFailure(f"could not load {spec['key']} from {spec['path']}: {exc}") from exc
     # mlx_whisper.transcribe() takes its model from this holder: hand it the one loaded above.
     ModelHolder.model, ModelHolder.model_path = model, spec["path"]
@@ -54,8 +54,11 @@ def run(request: dict, events: Events) -> None:
         if not model.is_multilingual and requested not in ("auto", "en"):
             raise StageFailure(f"{spec['key']} is English-only and the job's language is {requested}")
         language = "en" if not model.is_multilingual else (None if requested == "auto" else requested)
-        events.log(job["id"], f"transcribing {seconds(len(audio)):.3f} s with MLX on {device} "
-                              f"({'fp16' if fp16 else 'fp32'}), language {language or 'auto-detect'}")
+        events.log(
+            job["id"],
+            f"transcribing {seconds(len(audio)):.3f} s with MLX on {device} "
+            f"({'fp16' if fp16 else 'fp32'}), language {language or 'auto-detect'}",
+        )
         t0 = time.monotonic()
         result = mlx_whisper.transcribe(
             audio,
@@ -66,18 +69,29 @@ def run(request: dict, events: Events) -> None:
             condition_on_previous_text=False,
             verbose=None,
         )
-        words = [(w["word"], w["start"], w["end"], w.get("probability", 0.0))
-                 for seg in result["segments"] for w in seg.get("words", [])]
+        words = [
+            (w["word"], w["start"], w["end"], w.get("probability", 0.0))
+            for seg in result["segments"]
+            for w in seg.get("words", [])
+        ]
         segments = sentences(words, clip["start"], clip["end"])
         if segments:
             events.progress(job["id"], segments[-1]["end"] - clip["start"])
         warnings = [] if segments else ["no speech found in the clip"]
         elapsed = time.monotonic() - t0
-        events.log(job["id"], f"{len(segments)} segments in {elapsed:.2f} s "
-                              f"(real-time factor {elapsed / max(seconds(len(audio)), 1e-9):.3f})")
+        events.log(
+            job["id"],
+            f"{len(segments)} segments in {elapsed:.2f} s "
+            f"(real-time factor {elapsed / max(seconds(len(audio)), 1e-9):.3f})",
+        )
         doc = transcript(job, result["language"], None, spec, segments, warnings, "mlx")
         write_json(Path(job["outputs"]["transcript"]), doc)
-        return {"language": result["language"], "segments": len(segments), "seconds": round(elapsed, 3), "warnings": warnings}
+        return {
+            "language": result["language"],
+            "segments": len(segments),
+            "seconds": round(elapsed, 3),
+            "warnings": warnings,
+        }
 
     for_each_job(request, events, work)
 

@@ -56,13 +56,18 @@ def run(request: dict, events: Events) -> None:
     started = time.monotonic()
     try:
         model = WhisperModel(
-            spec["path"], device=device, compute_type=compute_type, cpu_threads=threads, num_workers=workers,
+            spec["path"],
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=workers,
             local_files_only=True,
         )
-    except Exception as exc:  # noqa: BLE001 - one line for every job, the traceback in the logs
+    except Exception as exc:  # one line for every job, the traceback in the logs
         raise StageFailure(f"could not load {spec['key']} from {spec['path']}: {exc}") from exc
-    events.model_loaded(spec["key"], spec["commit"], started, device=device, compute_type=compute_type,
-                        threads=threads, workers=workers)
+    events.model_loaded(
+        spec["key"], spec["commit"], started, device=device, compute_type=compute_type, threads=threads, workers=workers
+    )
     multilingual = model.model.is_multilingual
     batch_size = BATCH_SIZE.get(device, BATCH_SIZE["cpu"])
 
@@ -77,8 +82,11 @@ def run(request: dict, events: Events) -> None:
             language = "en"
         else:
             language = None if requested == "auto" else requested
-        events.log(job["id"], f"transcribing {seconds(len(audio)):.3f} s on {device}/{compute_type}, batch {batch_size}, "
-                              f"language {language or 'auto-detect'}")
+        events.log(
+            job["id"],
+            f"transcribing {seconds(len(audio)):.3f} s on {device}/{compute_type}, batch {batch_size}, "
+            f"language {language or 'auto-detect'}",
+        )
         t0 = time.monotonic()
         pipeline = BatchedInferencePipeline(model)  # per job: it keeps word-timing state while decoding
         segments_iter, info = pipeline.transcribe(
@@ -103,8 +111,17 @@ def run(request: dict, events: Events) -> None:
         if language is None:
             events.log(job["id"], f"detected language {detected} (p={probability})")
         elapsed = time.monotonic() - t0
-        events.log(job["id"], f"{len(segments)} segments in {elapsed:.2f} s (real-time factor {elapsed / max(seconds(len(audio)), 1e-9):.3f})")
-        write_json(Path(job["outputs"]["transcript"]), transcript(job, detected, probability, spec, segments, warnings, "whisperx"))
+        events.log(
+            job["id"],
+            (
+                f"{len(segments)} segments in {elapsed:.2f} s "
+                f"(real-time factor {elapsed / max(seconds(len(audio)), 1e-9):.3f})"
+            ),
+        )
+        write_json(
+            Path(job["outputs"]["transcript"]),
+            transcript(job, detected, probability, spec, segments, warnings, "whisperx"),
+        )
         return {"language": detected, "segments": len(segments), "seconds": round(elapsed, 3), "warnings": warnings}
 
     for_each_job(request, events, work, workers=workers)

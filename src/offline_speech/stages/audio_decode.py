@@ -33,5 +33,7 @@ def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE):
     except StageFailure:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise StageFailure(f"{path}: not audio that can be decoded ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+        raise StageFailure(
+            f"{path}: not audio that can be decoded ({type(exc).__name__}: {exc})".splitlines()[0]
+        ) from None
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)

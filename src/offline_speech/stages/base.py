@@ -31,9 +31,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, TypedDict
+from typing import TypedDict
 
 REQUEST_SCHEMA = 1
 
@@ -66,8 +67,14 @@ class JobEntry:
     fields: dict = field(default_factory=dict)  # the stage's own per-job fields (aligner, targets, documents, tracks)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "dir": self.dir, "job": self.job, "inputs": self.inputs, "outputs": self.outputs,
-                **self.fields}
+        return {
+            "id": self.id,
+            "dir": self.dir,
+            "job": self.job,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            **self.fields,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,12 @@ class StageRequest:
     models: dict[str, ModelSpec] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"schema": REQUEST_SCHEMA, "stage": self.stage, "models": self.models,
-                "jobs": [job.to_dict() for job in self.jobs]}
+        return {
+            "schema": REQUEST_SCHEMA,
+            "stage": self.stage,
+            "models": self.models,
+            "jobs": [job.to_dict() for job in self.jobs],
+        }
 
 
 class StageFailure(Exception):
@@ -131,7 +142,7 @@ def for_each_job(request: dict, events: Events, work: Callable[[dict], dict | No
         except StageFailure as exc:
             events.emit("job_failed", job=job["id"], error=str(exc))
             return False
-        except Exception as exc:  # noqa: BLE001 - reported per job, with the traceback in its log
+        except Exception as exc:  # reported per job, with the traceback in its log
             traceback.print_exc()
             events.emit("job_failed", job=job["id"], error=f"{type(exc).__name__}: {exc}".splitlines()[0])
             return False
@@ -160,7 +171,7 @@ def main(run: Callable[[dict, Events], None]) -> None:
     except StageFailure as exc:  # a failure before any job (e.g. the model did not load): every job fails
         for job in request["jobs"]:
             events.emit("job_failed", job=job["id"], error=str(exc))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         traceback.print_exc()
         for job in request["jobs"]:
             events.emit("job_failed", job=job["id"], error=f"{type(exc).__name__}: {exc}".splitlines()[0])

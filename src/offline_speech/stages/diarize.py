@@ -10,7 +10,8 @@ Request (stage protocol of `base.py`):
     job: "inputs":  {"audio": 16 kHz mono wav of the clip, "transcript": aligned.json}
          "outputs": {"transcript": diarized.json, "speakers": speakers.json}
          "diarize": {"min_speakers": int|null, "max_speakers": int|null, "speakers_dir": DIR|null,
-                     "speaker_threshold": float (default 0.5), "enrolment_cache": JSON_FILE|null (one per speakers folder)}
+                     "speaker_threshold": float (default 0.5),
+                     "enrolment_cache": JSON_FILE|null (one per speakers folder)}
 
 Only a verified snapshot is loaded: pyannote unpickles its checkpoints (`weights_only=False`), so before the
 pipeline is built every file of the lock's list must be a regular file under the snapshot with the recorded size
@@ -37,8 +38,8 @@ import re
 import time
 from pathlib import Path
 
-from ..schema import read_transcript, write_json
-from ..util import sha256_file
+from ..schema import read_transcript
+from ..util import sha256_file, write_json
 from ..verified import VerifiedIndex
 from .audio_decode import SAMPLE_RATE, decode_audio
 from .base import Events, StageFailure, for_each_job, main
@@ -60,21 +61,29 @@ def verify_snapshot(snapshot: Path, files: list[dict], index: VerifiedIndex | No
     again, any other is; without an index every file is hashed."""
     t0 = time.monotonic()
     if not files:
-        raise StageFailure(f"{snapshot}: the request lists no files to verify; refusing to unpickle an unverified snapshot")
+        raise StageFailure(
+            f"{snapshot}: the request lists no files to verify; refusing to unpickle an unverified snapshot"
+        )
     index = index or VerifiedIndex(None)
     for entry in files:
         rel = entry["path"]
         path = snapshot / rel
         if Path(rel).is_absolute() or ".." in Path(rel).parts or not path.is_file():
-            raise StageFailure(f"diarization model file {rel} is missing from {snapshot}: ./cache-models.sh --diarization --repair")
+            raise StageFailure(
+                f"diarization model file {rel} is missing from {snapshot}: ./cache-models.sh --diarization --repair"
+            )
         size = path.stat().st_size
         if size != entry["size"]:
-            raise StageFailure(f"diarization model file {rel} has {size} bytes, the lock says {entry['size']}: "
-                               "./cache-models.sh --diarization --repair")
+            raise StageFailure(
+                f"diarization model file {rel} has {size} bytes, the lock says {entry['size']}: "
+                "./cache-models.sh --diarization --repair"
+            )
         kind = "sha256" if "sha256" in entry else "git-sha1"
         if not index.check(path, entry[kind], size):
-            raise StageFailure(f"diarization model file {rel} does not match its {kind} in the lock (modified?): "
-                               "./cache-models.sh --diarization --repair")
+            raise StageFailure(
+                f"diarization model file {rel} does not match its {kind} in the lock (modified?): "
+                "./cache-models.sh --diarization --repair"
+            )
     return time.monotonic() - t0
 
 
@@ -91,8 +100,10 @@ def load_pipeline(spec: dict, events: Events):
     t0 = time.monotonic() - verified  # the load's seconds include the verification, not the imports
     try:
         pipeline = Pipeline.from_pretrained(snapshot)
-    except Exception as exc:  # noqa: BLE001
-        raise StageFailure(f"could not load diarization model {spec['key']} from {snapshot}: {exc}".splitlines()[0]) from exc
+    except Exception as exc:
+        raise StageFailure(
+            f"could not load diarization model {spec['key']} from {snapshot}: {exc}".splitlines()[0]
+        ) from exc
     if pipeline is None:
         raise StageFailure(f"could not load diarization model {spec['key']} from {snapshot}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -182,7 +193,9 @@ class Enrolment:
 
     def save(self, path: Path, shas: set[str]) -> None:
         kept = {sha: self.embeddings[sha] for sha in sorted(shas)}
-        write_json(path, {"kind": ENROLMENT_KIND, "schema": 1, "model_commit": self.commit, "embeddings": kept}, indent=None)
+        write_json(
+            path, {"kind": ENROLMENT_KIND, "schema": 1, "model_commit": self.commit, "embeddings": kept}, indent=None
+        )
 
     def embed(self, path: Path, sha: str) -> list[float]:
         import numpy as np
@@ -191,8 +204,10 @@ class Enrolment:
         if sha not in self.embeddings:
             audio = decode_audio(path)
             if len(audio) < MIN_SAMPLE_SECONDS * SAMPLE_RATE:
-                raise StageFailure(f"{path}: {len(audio) / SAMPLE_RATE:.2f} s of audio; a sample needs at least "
-                                   f"{MIN_SAMPLE_SECONDS:.0f} s of the person speaking")
+                raise StageFailure(
+                    f"{path}: {len(audio) / SAMPLE_RATE:.2f} s of audio; a sample needs at least "
+                    f"{MIN_SAMPLE_SECONDS:.0f} s of the person speaking"
+                )
             vector = self.inference({"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE})
             self.embeddings[sha] = [float(x) for x in np.asarray(vector).reshape(-1)]
             self.embedded += 1
@@ -206,11 +221,18 @@ class Enrolment:
         reused = self.load(cache_file)
         samples = enrolled_samples(folder)
         shas = {path: sha256_file(path) for paths in samples.values() for path in paths}
-        means = {name: np.mean([self.embed(p, shas[p]) for p in paths], axis=0).tolist() for name, paths in samples.items()}
+        means = {
+            name: np.mean([self.embed(p, shas[p]) for p in paths], axis=0).tolist() for name, paths in samples.items()
+        }
         if cache_file is not None:
             self.save(cache_file, set(shas.values()))
-        info = {"samples": len(shas), "embedded": self.embedded - before, "cache_reused": reused,
-                "seconds": round(time.monotonic() - t0, 3), "files": {n: [p.name for p in ps] for n, ps in samples.items()}}
+        info = {
+            "samples": len(shas),
+            "embedded": self.embedded - before,
+            "cache_reused": reused,
+            "seconds": round(time.monotonic() - t0, 3),
+            "files": {n: [p.name for p in ps] for n, ps in samples.items()},
+        }
         return means, info
 
 
@@ -222,8 +244,9 @@ def cosine(a, b) -> float | None:
     return None if not np.isfinite(norm) or norm == 0 else float(a @ b / norm)
 
 
-def name_speakers(people: dict[str, list[float]], speakers: dict[str, list[float] | None],
-                  threshold: float) -> tuple[dict[str, str], list[dict]]:
+def name_speakers(
+    people: dict[str, list[float]], speakers: dict[str, list[float] | None], threshold: float
+) -> tuple[dict[str, str], list[dict]]:
     """Optimal one-to-one assignment of people to diarized speakers by cosine (scipy's Hungarian method),
     keeping only pairs at or above `threshold`. Returns (speaker -> name, one report entry per person)."""
     import numpy as np
@@ -243,9 +266,13 @@ def name_speakers(people: dict[str, list[float]], speakers: dict[str, list[float
         row = scores[i] if labels else np.array([])
         finite = [(float(v), labels[j]) for j, v in enumerate(row) if np.isfinite(v)]
         best_score, best_speaker = max(finite) if finite else (None, None)
-        entry = {"name": name, "best_score": None if best_score is None else round(best_score, 4),
-                 "best_speaker": best_speaker, "speaker": chosen.get(name),
-                 "scores": {label: round(score, 4) for score, label in finite}}
+        entry = {
+            "name": name,
+            "best_score": None if best_score is None else round(best_score, 4),
+            "best_speaker": best_speaker,
+            "speaker": chosen.get(name),
+            "scores": {label: round(score, 4) for score, label in finite},
+        }
         if name in chosen:
             entry["score"] = round(float(scores[i, labels.index(chosen[name])]), 4)
         elif best_score is None:
@@ -270,8 +297,10 @@ def speaker_hints(options: dict) -> dict[str, int]:
     """The pipeline's min_speakers/max_speakers keywords from the job's options (absent ones left out)."""
     hints = {k: int(options[k]) for k in ("min_speakers", "max_speakers") if options.get(k) is not None}
     if hints.get("min_speakers", 1) < 1 or hints.get("min_speakers", 0) > hints.get("max_speakers", 1 << 30):
-        raise StageFailure(f"speaker hints min {hints.get('min_speakers')} / max {hints.get('max_speakers')}: "
-                           "need 1 <= min_speakers <= max_speakers")
+        raise StageFailure(
+            f"speaker hints min {hints.get('min_speakers')} / max {hints.get('max_speakers')}: "
+            "need 1 <= min_speakers <= max_speakers"
+        )
     return hints
 
 
@@ -282,7 +311,9 @@ def diarize(pipeline, audio, hints: dict[str, int]):
 
     output = pipeline({"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE}, **hints)
     annotation = output.speaker_diarization
-    turns = [(float(seg.start), float(seg.end), str(label)) for seg, _, label in annotation.itertracks(yield_label=True)]
+    turns = [
+        (float(seg.start), float(seg.end), str(label)) for seg, _, label in annotation.itertracks(yield_label=True)
+    ]
     vectors = getattr(output, "speaker_embeddings", None)
     centroids = {}
     for i, label in enumerate(annotation.labels()):
@@ -324,20 +355,37 @@ class Diarizer:
         talk = {s: 0.0 for s in centroids}
         for a, b, s in turns:
             talk[s] += b - a
-        report = {"kind": "offline-speech/speakers", "schema": 1, "job": job["id"], "threshold": threshold, "model": model,
-                  "speakers": [{"label": s, "name": names.get(s, s), "seconds": round(talk[s], 3), "embedding": centroids[s]}
-                               for s in centroids],
-                  "turns": [{"start": a, "end": b, "speaker": names.get(s, s)} for a, b, s in media_turns],
-                  "enrolled": people_report, "enrolment": enrolment_info}
+        report = {
+            "kind": "offline-speech/speakers",
+            "schema": 1,
+            "job": job["id"],
+            "threshold": threshold,
+            "model": model,
+            "speakers": [
+                {"label": s, "name": names.get(s, s), "seconds": round(talk[s], 3), "embedding": centroids[s]}
+                for s in centroids
+            ],
+            "turns": [{"start": a, "end": b, "speaker": names.get(s, s)} for a, b, s in media_turns],
+            "enrolled": people_report,
+            "enrolment": enrolment_info,
+        }
         write_json(Path(job["outputs"]["speakers"]), report)
         named = ", ".join(f"{s}={n}" for s, n in names.items()) or "none named"
-        self.events.log(job["id"], f"{len(centroids)} speakers ({named}) in {len(turns)} turns; diarized "
-                                   f"{len(audio) / SAMPLE_RATE:.1f} s of audio in {seconds:.2f} s")
+        self.events.log(
+            job["id"],
+            f"{len(centroids)} speakers ({named}) in {len(turns)} turns; diarized "
+            f"{len(audio) / SAMPLE_RATE:.1f} s of audio in {seconds:.2f} s",
+        )
         notes = [naming_note(entry, threshold) for entry in people_report]
         for note in notes:
             self.events.log(job["id"], note)
-        return {"speakers": len(centroids), "named": len(names), "diarize_seconds": round(seconds, 3),
-                "enrolment_seconds": None if enrolment_info is None else enrolment_info["seconds"], "notes": notes}
+        return {
+            "speakers": len(centroids),
+            "named": len(names),
+            "diarize_seconds": round(seconds, 3),
+            "enrolment_seconds": None if enrolment_info is None else enrolment_info["seconds"],
+            "notes": notes,
+        }
 
 
 def run(request: dict, events: Events) -> None:

@@ -156,7 +156,9 @@ def run(request: dict, events: Events) -> None:
         finally:
             tmp.unlink(missing_ok=True)
         tags = [t["iso639_2"] for t in job["tracks"]]
-        events.log(job["id"], f"{dest.name}: original streams copied, {existing} subtitle tracks kept, added {', '.join(tags)}")
+        events.log(
+            job["id"], f"{dest.name}: original streams copied, {existing} subtitle tracks kept, added {', '.join(tags)}"
+        )
         return {"tracks": tags}
 
     for_each_job(request, events, work, workers=min(len(request["jobs"]), 4))

@@ -93,8 +93,10 @@ def vtt_escape(text: str) -> str:
 
 
 def to_srt(items: list[tuple[float, float, str]]) -> str:
-    blocks = [f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{wrap(_cue_text(t))}\n"
-              for i, (a, b, t) in enumerate(items, 1)]
+    blocks = [
+        f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{wrap(_cue_text(t))}\n"
+        for i, (a, b, t) in enumerate(items, 1)
+    ]
     return "\n".join(blocks)
 
 
@@ -148,8 +150,11 @@ def run(request: dict, events: Events) -> None:
             doc = read_transcript(Path(document["transcript"]))
             cue_counts[document["language"]] = write_documents(doc, document["outputs"])
             warnings += [w for w in doc["warnings"] if w not in warnings]
-            events.log(job["id"], f"{document['language']}: {cue_counts[document['language']]} cues from "
-                                  f"{len(doc['segments'])} segments -> {', '.join(sorted(document['outputs']))}")
+            events.log(
+                job["id"],
+                f"{document['language']}: {cue_counts[document['language']]} cues from "
+                f"{len(doc['segments'])} segments -> {', '.join(sorted(document['outputs']))}",
+            )
         return {"cues": cue_counts, "warnings": warnings}
 
     for_each_job(request, events, work)

@@ -103,8 +103,11 @@ class TransformersTranslator(Translator):
         else:
             tok.src_lang = src
             inputs = tok(texts, truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="pt")
-            options = {"forced_bos_token_id": tok.convert_tokens_to_ids(tgt), "num_beams": NLLB_BEAMS,
-                       "max_new_tokens": MAX_TOKENS}
+            options = {
+                "forced_bos_token_id": tok.convert_tokens_to_ids(tgt),
+                "num_beams": NLLB_BEAMS,
+                "max_new_tokens": MAX_TOKENS,
+            }
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             generated = self.model.generate(**inputs, num_return_sequences=1, **options)
@@ -194,8 +197,11 @@ def remote_code_refusal(spec: dict) -> str | None:
     if not unpinned:
         return None
     why = "the catalog pins no reviewed code for this commit" if not pins else "not the code the catalog pins for it"
-    return (f"{spec.get('key', snapshot.name)}@{str(spec.get('commit'))[:14]} would run remote code ({', '.join(unpinned)}): {why}; "
-            f"refused. Read it in {snapshot}, then run again with --trust-remote-code (for that run only)")
+    return (
+        f"{spec.get('key', snapshot.name)}@{str(spec.get('commit'))[:14]} would run remote code "
+        f"({', '.join(unpinned)}): {why}; "
+        f"refused. Read it in {snapshot}, then run again with --trust-remote-code (for that run only)"
+    )
 
 
 def load(spec: dict) -> Translator:
@@ -232,18 +238,33 @@ def _write(job: dict, doc: dict, translations: dict[str, list[str]], models: dic
         if lang not in translations:
             raise StageFailure(f"no model in this run translates into {lang}")
         spec = models[target["model"]]
-        segments = [{"start": s["start"], "end": s["end"], "text": text, "source": s["text"],
-                     **({"speaker": s["speaker"]} if "speaker" in s else {})}
-                    for s, text in zip(doc["segments"], translations[lang])]
-        write_json(Path(job["outputs"][lang]), {
-            **{k: doc[k] for k in ("kind", "schema", "job", "clip", "warnings")},
-            "stage": NAME,
-            "language": lang,
-            "source_language": doc["language"],
-            "segments": segments,
-            "model": {"key": target["model"], "commit": spec.get("commit"), "kind": spec["kind"],
-                      "src": target["src"], "tgt": target["tgt"]},
-        })
+        segments = [
+            {
+                "start": s["start"],
+                "end": s["end"],
+                "text": text,
+                "source": s["text"],
+                **({"speaker": s["speaker"]} if "speaker" in s else {}),
+            }
+            for s, text in zip(doc["segments"], translations[lang])
+        ]
+        write_json(
+            Path(job["outputs"][lang]),
+            {
+                **{k: doc[k] for k in ("kind", "schema", "job", "clip", "warnings")},
+                "stage": NAME,
+                "language": lang,
+                "source_language": doc["language"],
+                "segments": segments,
+                "model": {
+                    "key": target["model"],
+                    "commit": spec.get("commit"),
+                    "kind": spec["kind"],
+                    "src": target["src"],
+                    "tgt": target["tgt"],
+                },
+            },
+        )
 
 
 def run(request: dict, events: Events) -> None:
@@ -254,12 +275,14 @@ def run(request: dict, events: Events) -> None:
         events.emit("job_started", job=jid)
         try:
             docs[jid] = read_transcript(Path(job["inputs"]["transcript"]))
-        except Exception as exc:  # noqa: BLE001 - a bad input fails its job only
+        except Exception as exc:  # a bad input fails its job only
             failed[jid] = str(exc).splitlines()[0]
     results: dict[str, dict[str, list[str]]] = {jid: {} for jid in jobs}  # job -> target -> translated segments
     finished = dict.fromkeys(jobs, 0)
     for key, spec in request["models"].items():
-        users = [(jid, t) for jid, job in jobs.items() if jid not in failed for t in job["targets"] if t["model"] == key]
+        users = [
+            (jid, t) for jid, job in jobs.items() if jid not in failed for t in job["targets"] if t["model"] == key
+        ]
         if not users:
             continue
         started = time.monotonic()
@@ -269,7 +292,7 @@ def run(request: dict, events: Events) -> None:
             for jid, _ in users:
                 failed.setdefault(jid, str(exc))
             continue
-        except Exception as exc:  # noqa: BLE001 - the jobs that need this model fail, the others go on
+        except Exception as exc:  # the jobs that need this model fail, the others go on
             traceback.print_exc()
             for jid, _ in users:
                 failed.setdefault(jid, f"{key} did not load: {_one_line(exc)}")
@@ -282,7 +305,7 @@ def run(request: dict, events: Events) -> None:
             clip = docs[jid]["clip"]
             span = clip["end"] - clip["start"]
 
-            def done(n: int, total: int, jid: str = jid) -> None:
+            def done(n: int, total: int, jid: str = jid, span: float = span) -> None:
                 share = (finished[jid] + n / max(total, 1)) / max(len(jobs[jid]["targets"]), 1)
                 events.progress(jid, span * share)
 
@@ -291,13 +314,16 @@ def run(request: dict, events: Events) -> None:
                 results[jid][target["language"]] = translate_all(
                     translator, texts, target["src"], target["tgt"], translator.batch, done
                 )
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 traceback.print_exc()
                 failed[jid] = f"{target['src']} -> {target['tgt']} with {key}: {_one_line(exc)}"
                 continue
             finished[jid] += 1
-            events.log(jid, f"{target['language']}: {len(texts)} segments with {key} ({translator.engine}) "
-                            f"{target['src']} -> {target['tgt']} in {time.monotonic() - t0:.2f} s")
+            events.log(
+                jid,
+                f"{target['language']}: {len(texts)} segments with {key} ({translator.engine}) "
+                f"{target['src']} -> {target['tgt']} in {time.monotonic() - t0:.2f} s",
+            )
         translator.close()
     for jid, job in jobs.items():
         if jid in failed:
@@ -308,7 +334,9 @@ def run(request: dict, events: Events) -> None:
         except StageFailure as exc:
             events.emit("job_failed", job=jid, error=str(exc))
             continue
-        events.emit("job_done", job=jid, outputs=job["outputs"], info={"targets": [t["language"] for t in job["targets"]]})
+        events.emit(
+            "job_done", job=jid, outputs=job["outputs"], info={"targets": [t["language"] for t in job["targets"]]}
+        )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def ends_sentence(word: str) -> bool:
     return word.strip().endswith(SENTENCE_END)
 
 
-def transcript(job: dict, language: str, probability: float | None, model: dict, segments: list, warnings: list,
-               backend: str) -> dict:
+def transcript(
+    job: dict, language: str, probability: float | None, model: dict, segments: list, warnings: list, backend: str
+) -> dict:
     """The asr stage's transcript document for one job (the same for every backend)."""
     clip = job["job"]["clip"]
     return {

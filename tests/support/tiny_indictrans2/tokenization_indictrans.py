@@ -41,9 +41,7 @@ class IndicTransTokenizer(PreTrainedTokenizer):
         self.tgt_decoder = {index: token for token, index in self.tgt_encoder.items()}
         self.src_spm = SentencePieceProcessor(model_file=src_spm_fp)
         self.tgt_spm = SentencePieceProcessor(model_file=tgt_spm_fp)
-        super().__init__(
-            unk_token=unk_token, bos_token=bos_token, eos_token=eos_token, pad_token=pad_token, **kwargs
-        )
+        super().__init__(unk_token=unk_token, bos_token=bos_token, eos_token=eos_token, pad_token=pad_token, **kwargs)
 
     @property
     def vocab_size(self):
