@@ -16,14 +16,16 @@ import time
 from pathlib import Path
 
 from . import cache
-from .catalog import APPLE_SILICON, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, Catalog
+from .catalog import APPLE_SILICON, DEFAULT_LANGUAGES, Catalog
 from .errors import BadInput
+from .job_options import DEFAULTS, JobOptions
 from .languages import AUTO, LanguageError, lookup, route, source_language
 from .media import MediaError, probe
 from .pipeline import job_needs
 from .pipeline.manifest import disk_error
 from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media, output_stem
 from .settings import DEFAULT_OUT_DIR, VENV_ROOT, backend_python, host_platform
+from .speakers import MIN_SAMPLE_SECONDS, SpeakersError, enrolled_samples
 from .util import last_line, sha256_file, utc_now
 
 TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
@@ -52,9 +54,6 @@ def check_speakers(
     diarize: bool, folder: Path | None, low: int | None, high: int | None, threshold: float
 ) -> str | None:
     """--diarize's options, checked before anything is written; the speakers folder as an absolute path."""
-    from .stages.base import StageFailure
-    from .stages.diarize import MIN_SAMPLE_SECONDS, enrolled_samples  # stdlib-only parts of the stage
-
     if not diarize:
         given = [
             flag
@@ -75,7 +74,7 @@ def check_speakers(
     folder = Path(os.path.abspath(folder))
     try:
         people = enrolled_samples(folder)
-    except StageFailure as exc:
+    except SpeakersError as exc:
         raise JobError(f"--speakers: {exc}") from None
     for samples in people.values():
         for sample in samples:
@@ -187,68 +186,54 @@ def prepare(
     catalog: Catalog,
     cache_root: Path,
     media_path: Path,
-    *,
-    workflow: str = "transcribe",
-    source: str = "auto",
-    targets: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    asr_model: str = "large-v3",
-    backend: str = "auto",
-    align: bool = True,
-    align_languages: str | None = None,
-    nllb_model: str = DEFAULT_NLLB_MODEL,
-    diarize: bool = False,
-    speakers: Path | None = None,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-    speaker_threshold: float = 0.5,
+    options: JobOptions = DEFAULTS,
     out_dir: Path = DEFAULT_OUT_DIR,
 ) -> tuple[Job, Path]:
     """Validate everything, then write out/<id>/job.json atomically; on any error nothing is left behind."""
-    if workflow not in WORKFLOWS:
-        raise JobError(f"--workflow {workflow}: choose {', '.join(WORKFLOWS)}")
-    if backend not in BACKENDS:
-        raise JobError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
-    source, target_list = parse_languages(source, targets, workflow)
+    o = options
+    if o.workflow not in WORKFLOWS:
+        raise JobError(f"--workflow {o.workflow}: choose {', '.join(WORKFLOWS)}")
+    if o.backend not in BACKENDS:
+        raise JobError(f"--backend {o.backend}: choose {', '.join(BACKENDS)}")
+    source, target_list = parse_languages(o.source, o.targets, o.workflow)
     media_path = Path(os.path.abspath(media_path))
     info = probe(media_path)
-    clip_start = parse_time(start, "--start-time") if start is not None else 0.0
-    clip_end = parse_time(end, "--end-time") if end is not None else info.duration
+    clip_start = parse_time(o.start, "--start-time") if o.start is not None else 0.0
+    clip_end = parse_time(o.end, "--end-time") if o.end is not None else info.duration
     if clip_start >= info.duration:
         raise JobError(f"--start-time {clip_start:g} s is past the end of the media ({info.duration:.3f} s)")
     if clip_end <= clip_start:
         raise JobError(f"--end-time {clip_end:g} s must be after --start-time {clip_start:g} s")
     if clip_end > info.duration + 0.001:
         raise JobError(f"--end-time {clip_end:g} s is past the end of the media ({info.duration:.3f} s)")
-    aligned_for = parse_align_languages(align_languages, source, align)
-    speakers_dir = check_speakers(diarize, speakers, min_speakers, max_speakers, speaker_threshold)
+    aligned_for = parse_align_languages(o.align_languages, source, o.align)
+    speakers_dir = check_speakers(o.diarize, o.speakers, o.min_speakers, o.max_speakers, o.speaker_threshold)
     platform_id = host_platform()
-    chosen, reason = decide_backend(backend, platform_id, backend_python("mlx", VENV_ROOT))
-    if asr_model.endswith(".en") and source not in ("auto", "en"):
-        raise JobError(f"--asr-model {asr_model} is English-only and -s is {source}: use a multilingual model")
+    chosen, reason = decide_backend(o.backend, platform_id, backend_python("mlx", VENV_ROOT))
+    if o.asr_model.endswith(".en") and source not in ("auto", "en"):
+        raise JobError(f"--asr-model {o.asr_model} is English-only and -s is {source}: use a multilingual model")
     job = Job(
         id=new_job_id(media_path),
         media=Media(
             str(media_path), sha256_file(media_path), media_path.stat().st_size, info.duration, info.audio_streams
         ),
-        workflow=workflow,
+        workflow=o.workflow,
         source_language=source,
         target_languages=target_list,
         clip=Clip(clip_start, clip_end),
         backend=chosen,
         backend_reason=reason,
-        asr_model=asr_model,
+        asr_model=o.asr_model,
         models={},
         created=utc_now(),
-        align=align,
-        nllb_model=nllb_model,
+        align=o.align,
+        nllb_model=o.nllb_model,
         align_languages=aligned_for,
-        diarize=diarize,
+        diarize=o.diarize,
         speakers_dir=speakers_dir,
-        min_speakers=min_speakers,
-        max_speakers=max_speakers,
-        speaker_threshold=speaker_threshold,
+        min_speakers=o.min_speakers,
+        max_speakers=o.max_speakers,
+        speaker_threshold=o.speaker_threshold,
         output_stem=output_stem(str(media_path)),
     )
     needs, warnings = job_needs(catalog, job)

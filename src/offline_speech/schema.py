@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .errors import StateError
 from .languages import AUTO, LanguageError, lookup
+from .speakers import DEFAULT_THRESHOLD
 
 JOB_SCHEMA = 3  # 2 records --nllb-model, 3 the output stem; older jobs are still read (see Job.stem, requirements.py)
 READABLE_JOB_SCHEMAS = (1, 2, 3)
@@ -93,7 +94,7 @@ class Job:
     speakers_dir: str | None = None  # enrolled voice samples: <name>[_N].<audio ext>
     min_speakers: int | None = None
     max_speakers: int | None = None
-    speaker_threshold: float = 0.5  # cosine at or above which an enrolled person names a diarized speaker
+    speaker_threshold: float = DEFAULT_THRESHOLD  # cosine at or above which an enrolled person names a speaker
     output_stem: str | None = None  # outputs are <output_stem>.<lang>.<ext> (None: a job of schema < 3)
 
     @property

@@ -12,11 +12,10 @@ import sys
 import typer
 from typer._click import exceptions as click_errors  # typer vendors its click: its errors are these
 
-from ..errors import BAD_INPUT, OfflineSpeechError
+from ..errors import BAD_INPUT, INTERRUPTED, OfflineSpeechError
 from .options import Version
 from .output import err
 
-INTERRUPTED = 130
 HELP = ["-h", "--help"]
 
 app = typer.Typer(
@@ -53,7 +52,7 @@ def run(command, args: list[str], prog_name: str) -> int:
         return INTERRUPTED
     except OfflineSpeechError as exc:
         for line in exc.lines:
-            err.print(f"error: {line}")
+            err.print(f"{exc.label}: {line}")
         return exc.exit_code
     return code if isinstance(code, int) else 0
 

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, GROUPS, load_catalog
-from ..errors import BadInput
+from ..errors import BadInput, Stopped
 from ..provisioning import service
 from ..provisioning.contract import DISK_MARGIN, ItemResult, Reporter
 from ..settings import cache_root, user_hub_cache
@@ -310,14 +310,15 @@ def cache_models(
     try:
         outcome = service.run(request, _Console(as_json))
     except KeyboardInterrupt:
-        err.print("interrupted: run the same command again to resume")
+        stopped = Stopped()
         if "hf_xet" in sys.modules:
             # hf-xet's own threads may still be ending their transfers; an interpreter shutting down under them
             # aborts the process (a fatal PyGILState error, exit -6): end it here, output flushed, locks released.
+            err.print(f"{stopped.label}: {stopped}")
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(130)
-        raise typer.Exit(130) from None
+            os._exit(stopped.exit_code)
+        raise stopped from None
     raise typer.Exit(_render(outcome, as_json))
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_NLLB_MODEL, load_catalog
+from ..catalog import load_catalog
+from ..job_options import DEFAULTS, JobOptions
 from ..settings import DEFAULT_OUT_DIR, cache_root
 from .app import app
 from .options import CacheDir, Version
@@ -35,10 +36,10 @@ def prepare_job(
         typer.Option(
             help="transcribe, translate (needs -t) or subtitle (muxes the source subtitles, and each -t language's)."
         ),
-    ] = "transcribe",
+    ] = DEFAULTS.workflow,
     source: Annotated[
         str, typer.Option("-s", "--source-language", help="Spoken language (Whisper code) or auto.")
-    ] = "auto",
+    ] = DEFAULTS.source,
     targets: Annotated[
         str | None,
         typer.Option(
@@ -46,19 +47,19 @@ def prepare_job(
             "--target-languages",
             help="Comma-separated target languages (translate; subtitle, where they are optional).",
         ),
-    ] = None,
+    ] = DEFAULTS.targets,
     start_time: Annotated[
         str | None, typer.Option("--start-time", help="Clip start, HH:MM:SS[.mmm] or seconds (absolute).")
-    ] = None,
+    ] = DEFAULTS.start,
     end_time: Annotated[
         str | None, typer.Option("--end-time", help="Clip end, HH:MM:SS[.mmm] or seconds (absolute).")
-    ] = None,
+    ] = DEFAULTS.end,
     asr_model: Annotated[
         str, typer.Option(help="ASR model name (tiny.en ... large-v3, large-v3-turbo, distil-*).")
-    ] = DEFAULT_ASR_MODEL,
+    ] = DEFAULTS.asr_model,
     backend: Annotated[
         str, typer.Option(help="auto (MLX on Apple Silicon with venv/mlx, else whisperx), whisperx or mlx.")
-    ] = "auto",
+    ] = DEFAULTS.backend,
     align: Annotated[
         bool,
         typer.Option(
@@ -68,7 +69,7 @@ def prepare_job(
                 "timestamps."
             ),
         ),
-    ] = True,
+    ] = DEFAULTS.align,
     align_languages: Annotated[
         str | None,
         typer.Option(
@@ -79,13 +80,13 @@ def prepare_job(
                 "language's aligner is used when cached."
             ),
         ),
-    ] = None,
+    ] = DEFAULTS.align_languages,
     diarize: Annotated[
         bool,
         typer.Option(
             "--diarize", help="Who spoke: speaker labels on segments and words (./cache-models.sh --diarization)."
         ),
-    ] = False,
+    ] = DEFAULTS.diarize,
     speakers: Annotated[
         Path | None,
         typer.Option(
@@ -96,13 +97,13 @@ def prepare_job(
                 "matching speakers get the name."
             ),
         ),
-    ] = None,
+    ] = DEFAULTS.speakers,
     min_speakers: Annotated[
         int | None, typer.Option("--min-speakers", help="With --diarize: at least this many speakers.")
-    ] = None,
+    ] = DEFAULTS.min_speakers,
     max_speakers: Annotated[
         int | None, typer.Option("--max-speakers", help="With --diarize: at most this many speakers.")
-    ] = None,
+    ] = DEFAULTS.max_speakers,
     speaker_threshold: Annotated[
         float,
         typer.Option(
@@ -112,13 +113,13 @@ def prepare_job(
                 "every score)."
             ),
         ),
-    ] = 0.5,
+    ] = DEFAULTS.speaker_threshold,
     nllb_model: Annotated[
         str,
         typer.Option(
             help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M."
         ),
-    ] = DEFAULT_NLLB_MODEL,
+    ] = DEFAULTS.nllb_model,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -133,10 +134,7 @@ def prepare_job(
 ) -> None:
     from ..jobs import prepare
 
-    job, folder = prepare(
-        load_catalog(),
-        cache_root(cache_dir),
-        media,
+    options = JobOptions(
         workflow=workflow,
         source=source,
         targets=targets,
@@ -146,14 +144,14 @@ def prepare_job(
         backend=backend,
         align=align,
         align_languages=align_languages,
+        nllb_model=nllb_model,
         diarize=diarize,
         speakers=speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         speaker_threshold=speaker_threshold,
-        nllb_model=nllb_model,
-        out_dir=out_dir or DEFAULT_OUT_DIR,
     )
+    job, folder = prepare(load_catalog(), cache_root(cache_dir), media, options, out_dir or DEFAULT_OUT_DIR)
     for w in job.warnings:
         err.print(f"note: {w}")
     if as_json:  # one JSON document: the job, whose "id" is the id

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..catalog import load_catalog
+from ..errors import Stopped, WorkFailed
 from ..settings import DEFAULT_OUT_DIR, VENV_ROOT, cache_root
 from .app import app
 from .options import AsJson, CacheDir, OutDir, Version
 from .output import PipelineLines, PipelineProgress, err, live
+
+if TYPE_CHECKING:
+    from ..pipeline import JobRun
 
 RUN_PIPELINE_EPILOG = """\b
 Examples:
@@ -76,8 +80,7 @@ def run_pipeline(
             trust_remote_code=trust_remote_code,
         )
     except KeyboardInterrupt:
-        err.print("interrupted: run the same command again to resume")
-        raise typer.Exit(130) from None
+        raise Stopped() from None
     failed = [r for r in runs if r.failed]
     if as_json:
         summary = [
@@ -103,12 +106,15 @@ def run_pipeline(
                     print(f"  {note}")
                 for v in r.manifest.get("outputs", {}).values():
                     print(f"  {r.dir / v}")
-    for r in failed:
-        stage = r.manifest["error"].split(":", 1)[0]
-        log = r.dir / r.manifest["stages"][stage]["log"]
-        err.print(f"error: job {r.id}: stage {r.manifest['error']} (log: {log})")
     if failed:
-        raise typer.Exit(1)
+        raise WorkFailed("\n".join(_failure(r) for r in failed))
+
+
+def _failure(run: JobRun) -> str:
+    """One line for a failed job: the stage, its error and its log."""
+    stage = run.manifest["error"].split(":", 1)[0]
+    log = run.dir / run.manifest["stages"][stage]["log"]
+    return f"job {run.id}: stage {run.manifest['error']} (log: {log})"
 
 
 def _notes(manifest: dict) -> list[str]:

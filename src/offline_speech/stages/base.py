@@ -36,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from ..errors import OfflineSpeechError
+
 REQUEST_SCHEMA = 1
 
 
@@ -139,7 +141,7 @@ def for_each_job(request: dict, events: Events, work: Callable[[dict], dict | No
         events.emit("job_started", job=job["id"])
         try:
             info = work(job) or {}
-        except StageFailure as exc:
+        except (StageFailure, OfflineSpeechError) as exc:  # a message for the user
             events.emit("job_failed", job=job["id"], error=str(exc))
             return False
         except Exception as exc:  # reported per job, with the traceback in its log
@@ -168,7 +170,7 @@ def main(run: Callable[[dict, Events], None]) -> None:
     request = read_request(sys.argv[1])
     try:
         run(request, events)
-    except StageFailure as exc:  # a failure before any job (e.g. the model did not load): every job fails
+    except (StageFailure, OfflineSpeechError) as exc:  # before any job (the model did not load): every job fails
         for job in request["jobs"]:
             events.emit("job_failed", job=job["id"], error=str(exc))
     except Exception as exc:

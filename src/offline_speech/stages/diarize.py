@@ -34,11 +34,11 @@ run-pipeline prints at the end, so that a user can tune the threshold.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 from ..schema import read_transcript
+from ..speakers import DEFAULT_THRESHOLD, MIN_SAMPLE_SECONDS, enrolled_samples
 from ..util import sha256_file, write_json
 from ..verified import VerifiedIndex
 from .audio_decode import SAMPLE_RATE, decode_audio
@@ -47,11 +47,7 @@ from .base import Events, StageFailure, for_each_job, main
 NAME = "diarize"
 VENV = "whisperx"
 VERSION = 1
-DEFAULT_THRESHOLD = 0.5
-MIN_SAMPLE_SECONDS = 1.0
 ENROLMENT_KIND = "offline-speech/enrolment"
-ANONYMOUS = re.compile(r"^SPEAKER_\d+$")
-SAMPLE_NAME = re.compile(r"^(?P<name>.+?)(?:_\d+)?$")
 
 
 # ---- the snapshot --------------------------------------------------------------------------------------------
@@ -150,25 +146,6 @@ def label_transcript(doc: dict, turns: list[tuple[float, float, str]], names: di
 
 
 # ---- enrolment and naming ------------------------------------------------------------------------------------
-def enrolled_samples(folder: Path) -> dict[str, list[Path]]:
-    """person -> sample files; the name is the stem up to an optional `_N`. Refuses what cannot be told apart."""
-    if not folder.is_dir():
-        what = "does not exist" if not folder.exists() else "is a file, not a folder (one sub-folder per person)"
-        raise StageFailure(f"speakers folder {folder} {what}")
-    people: dict[str, list[Path]] = {}
-    seen: dict[str, str] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        name = SAMPLE_NAME.match(path.stem).group("name")
-        if ANONYMOUS.match(name):
-            raise StageFailure(f"{path}: {name!r} is how unnamed speakers are labelled; rename the file")
-        if seen.setdefault(name.casefold(), name) != name:
-            raise StageFailure(f"{path}: {name!r} and {seen[name.casefold()]!r} differ only in case; rename one")
-        people.setdefault(name, []).append(path)
-    if not people:
-        raise StageFailure(f"speakers folder {folder} holds no samples")
-    return people
-
-
 class Enrolment:
     """Sample embeddings by file sha256, for one model commit; persisted as JSON in the request's cache file."""
 

@@ -1,0 +1,39 @@
+"""What a user chooses for a job: every prepare-job option in one dataclass, with its default.
+
+The CLI takes its defaults from `DEFAULTS`, `jobs.prepare` validates a `JobOptions` and turns it into the job
+(schema.Job, job.json), and the catalog's defaults (the ASR model, the NLLB size) come from the catalog module.
+An option added here, in the CLI's signature and where `jobs.prepare` applies it, is added everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalog import DEFAULT_ASR_MODEL, DEFAULT_NLLB_MODEL
+from .languages import AUTO
+from .speakers import DEFAULT_THRESHOLD
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """prepare-job's options as typed (strings where the user types text: jobs.prepare parses them)."""
+
+    workflow: str = "transcribe"  # transcribe | translate | subtitle (schema.WORKFLOWS)
+    source: str = AUTO  # -s: a language code, or auto
+    targets: str | None = None  # -t: comma-separated target languages
+    start: str | None = None  # --start-time: HH:MM:SS[.mmm] or seconds
+    end: str | None = None  # --end-time
+    asr_model: str = DEFAULT_ASR_MODEL
+    backend: str = "auto"  # auto | whisperx | mlx (schema.BACKENDS)
+    align: bool = True
+    align_languages: str | None = None  # -s auto: comma-separated languages whose aligners the job is provisioned with
+    nllb_model: str = DEFAULT_NLLB_MODEL
+    diarize: bool = False
+    speakers: Path | None = None  # enrolled voice samples
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    speaker_threshold: float = DEFAULT_THRESHOLD
+
+
+DEFAULTS = JobOptions()
