@@ -88,3 +88,13 @@ def test_preparing_a_job_imports_no_stage_module_directly():
     edges = graph()
     for name in (f"{PACKAGE}.jobs", f"{PACKAGE}.job_options", f"{PACKAGE}.cli.prepare_job"):
         assert not {m for m in edges[name] if m.startswith(f"{PACKAGE}.stages")}, name
+
+
+def test_every_mode_has_a_handler_and_every_outcome_a_renderer():
+    import typing
+
+    from offline_speech.cli.cache_models import RENDERERS
+    from offline_speech.provisioning import outcomes, service
+
+    assert set(service.MODES) == set(service.Mode)
+    assert set(RENDERERS) == set(typing.get_args(outcomes.Outcome))

@@ -16,7 +16,7 @@ import typer
 
 from ..catalog import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGES, DEFAULT_NLLB_MODEL, GROUPS, load_catalog
 from ..errors import BadInput, Stopped
-from ..provisioning import service
+from ..provisioning import outcomes, service
 from ..provisioning.contract import DISK_MARGIN, ItemResult, Reporter
 from ..settings import cache_root, user_hub_cache
 from .app import app
@@ -363,29 +363,18 @@ class _Console:
 # ---- what a run returns, rendered -------------------------------------------------------------------------
 
 
-def _render(outcome: service.Outcome, as_json: bool) -> int:
+def _render(outcome: outcomes.Outcome, as_json: bool) -> int:
     """Print an outcome as a table or one JSON document; the exit code (0 ok, 1 something failed)."""
-    if isinstance(outcome, service.Provisioned):
-        title = f"provisioned in {outcome.seconds:.1f} s" if outcome.how == "provisioned" else outcome.how
-        _render_results(outcome.results, as_json, title)
-    elif isinstance(outcome, service.Planned):
-        _render_plan(outcome, as_json)
-    elif isinstance(outcome, service.Verified):
-        _render_verified(outcome, as_json)
-    elif isinstance(outcome, service.Info):
-        _render_info(outcome, as_json)
-    elif isinstance(outcome, service.Exported):
-        _render_exported(outcome, as_json)
-    elif isinstance(outcome, service.Imported):
-        _render_imported(outcome, as_json)
-    elif isinstance(outcome, service.Pruned):
-        _render_pruned(outcome, as_json)
-    else:
-        _render_cleared(outcome, as_json)
+    RENDERERS[type(outcome)](outcome, as_json)
     return 0 if outcome.ok else 1
 
 
-def _render_plan(planned: service.Planned, as_json: bool) -> None:
+def _render_provisioned(outcome: outcomes.Provisioned, as_json: bool) -> None:
+    title = f"provisioned in {outcome.seconds:.1f} s" if outcome.how == "provisioned" else outcome.how
+    _render_results(outcome.results, as_json, title)
+
+
+def _render_plan(planned: outcomes.Planned, as_json: bool) -> None:
     the_plan, root = planned.plan, planned.root
     if planned.refused:
         err.print(
@@ -465,7 +454,7 @@ def _render_results(results: tuple[ItemResult, ...], as_json: bool, title: str) 
         err.print(f"{len(failed)} of {len(results)} failed: {', '.join(r.key for r in failed)}")
 
 
-def _render_info(info: service.Info, as_json: bool) -> None:
+def _render_info(info: outcomes.Info, as_json: bool) -> None:
     if as_json:
         elsewhere = {"hf_cache": str(info.hf_cache), "keys": list(info.elsewhere), "command": info.link_command}
         _emit_json(
@@ -492,7 +481,7 @@ def _render_info(info: service.Info, as_json: bool) -> None:
         out.print(f"  {info.link_command}", soft_wrap=True)
 
 
-def _render_verified(verified: service.Verified, as_json: bool) -> None:
+def _render_verified(verified: outcomes.Verified, as_json: bool) -> None:
     if as_json:
         _emit_json(
             {
@@ -517,7 +506,7 @@ def _render_verified(verified: service.Verified, as_json: bool) -> None:
         err.print("problems found: run ./cache-models.sh --verify --repair to re-fetch only those files")
 
 
-def _render_cleared(cleared: service.Cleared, as_json: bool) -> None:
+def _render_cleared(cleared: outcomes.Cleared, as_json: bool) -> None:
     if cleared.cancelled:
         err.print("nothing removed")
     elif as_json:
@@ -527,7 +516,7 @@ def _render_cleared(cleared: service.Cleared, as_json: bool) -> None:
             out.print(f"removed {k} ({human(b)})")
 
 
-def _render_pruned(pruned: service.Pruned, as_json: bool) -> None:
+def _render_pruned(pruned: outcomes.Pruned, as_json: bool) -> None:
     verb = "would free" if pruned.dry_run else "freed"
     if as_json:
         _emit_json(
@@ -546,7 +535,7 @@ def _render_pruned(pruned: service.Pruned, as_json: bool) -> None:
     out.print(f"{verb} {human(pruned.freed)}" if pruned.items else "nothing to prune")
 
 
-def _render_exported(exported: service.Exported, as_json: bool) -> None:
+def _render_exported(exported: outcomes.Exported, as_json: bool) -> None:
     if as_json:
         _emit_json(
             {
@@ -567,7 +556,7 @@ def _render_exported(exported: service.Exported, as_json: bool) -> None:
     )
 
 
-def _render_imported(imported: service.Imported, as_json: bool) -> None:
+def _render_imported(imported: outcomes.Imported, as_json: bool) -> None:
     if as_json:
         _emit_json({"archive": str(imported.archive), "imported": [r.__dict__ for r in imported.results]})
         return
@@ -576,3 +565,16 @@ def _render_imported(imported: service.Imported, as_json: bool) -> None:
         ["key", "status", "detail"],
         [[r.key, r.status, r.detail] for r in imported.results],
     )
+
+
+# One renderer per kind of outcome (what each mode returns).
+RENDERERS = {
+    outcomes.Provisioned: _render_provisioned,
+    outcomes.Planned: _render_plan,
+    outcomes.Verified: _render_verified,
+    outcomes.Info: _render_info,
+    outcomes.Exported: _render_exported,
+    outcomes.Imported: _render_imported,
+    outcomes.Pruned: _render_pruned,
+    outcomes.Cleared: _render_cleared,
+}

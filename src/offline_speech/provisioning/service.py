@@ -14,6 +14,7 @@ import contextlib
 import errno
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -45,7 +46,7 @@ from .contract import Entry, ItemResult, Reporter
 from .download import fetch, require_writable
 from .entry import entries_for
 from .hub_models import ModelEntry
-from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Pruned, Verified  # noqa: F401 - the CLI reads them here
+from .outcomes import Cleared, Exported, Imported, Info, InfoRow, Outcome, Planned, Provisioned, Verified
 from .plan import plan
 from .prune import prune
 from .register import local_notes, register_dir
@@ -164,8 +165,31 @@ class Listener(Protocol):
 # ---- the use cases -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Run:
+    """What every mode's handler gets: the request, the catalog, the machine, the selection and its entries."""
+
+    request: Request
+    catalog: Catalog
+    platform_id: str
+    selection: Selection
+    entries: list[Entry]
+    listener: Listener
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """How one mode runs: its handler, and the housekeeping it wants before (see `run`)."""
+
+    handle: Callable[[Run], Outcome]
+    sweeps_leftovers: bool = True  # remove stale temp files and partials nobody writes (not for a plan)
+    records_missing: bool = False  # record entries complete on disk but missing from the lock (a crash)
+    writes: Callable[[Request], bool] = lambda request: False  # needs a writable cache
+
+
 def run(request: Request, listener: Listener) -> Outcome:
-    """Carry out one cache-models request."""
+    """Carry out one cache-models request: check the flags that only some modes take, select the entries, do
+    each mode's housekeeping, then its handler (MODES)."""
     prepare_hub_client(request.root)  # before anything imports huggingface_hub: nothing lands in the user's HOME
     catalog = load_catalog()
     platform_id = request.platform_id or host_platform()
@@ -180,45 +204,76 @@ def run(request: Request, listener: Listener) -> Outcome:
     selection = select(catalog, with_updates(request.wanted), platform_id)
     for warning in selection.warnings:
         listener.warning(warning)
+    spec = MODES[request.mode]
     entries = entries_for(selection.items)
-    if request.mode not in (Mode.DRY_RUN, Mode.PRUNE):  # --prune says itself what it removes
-        # a fetch starting now deletes no partial download: it may resume it
+    if spec.sweeps_leftovers:  # a fetch starting now deletes no partial download: it may resume it
         _report_leftovers(orphans.clean_cache(request.root, asset_dests(catalog)), listener)
     if request.mode is Mode.VERIFY and request.repair:
         kept = heal.rebuild_broken_lock(request.root, catalog)
         if kept is not None:
             listener.status(f"the lock could not be read: rebuilt it from the cache's files (the broken one is {kept})")
-    if request.mode in (Mode.FETCH, Mode.DRY_RUN, Mode.VERIFY, Mode.INFO, Mode.EXPORT):
+    if spec.records_missing:
         for key in heal.record_missing(request.root, [e.item for e in entries]):
             listener.status(f"{key}: complete on disk but missing from the lock (an interrupted run): recorded")
-    if request.mode in (Mode.FROM_DIR, Mode.IMPORT, Mode.CLEAR) or (request.mode is Mode.PRUNE and not request.dry_run):
+    if spec.writes(request):
         require_writable(request.root)
-    if request.mode is Mode.PRUNE:
-        return prune(request.root, catalog, request.dry_run)
-    if request.mode is Mode.FROM_DIR:
-        return register(request, catalog)
-    if request.mode is Mode.IMPORT:
-        assert request.archive is not None
-        with listener.progress(request.archive.stat().st_size if request.archive.is_file() else 0, bars=True) as bar:
-            results = import_bundle(request.root, catalog, request.archive, progress=lambda n: bar.advance("", "", n))
-        return Imported(request.archive, tuple(results))
-    if request.mode is Mode.EXPORT:
-        return export(request, catalog, entries, listener)
-    if request.mode is Mode.INFO:
-        shown = info(request.root, catalog, entries, platform_id, request.hf_cache)
-        return _noting_local(shown, [r.key for r in shown.rows], listener)
-    if request.mode is Mode.VERIFY:
-        checked = verify_and_repair(request, catalog, entries, listener)
-        return _noting_local(checked, [r.key for r in checked.results], listener)
-    if request.lock_file or request.wanted.update:
-        return provision_pinned(request, catalog, platform_id, entries, selection.warnings, listener)
-    if not entries:
+    return spec.handle(Run(request, catalog, platform_id, selection, entries, listener))
+
+
+def _import(r: Run) -> Imported:
+    archive = r.request.archive
+    if archive is None:
+        raise BadInput("--import needs a bundle: --import FILE.tar[.zst] or a folder")
+    with r.listener.progress(archive.stat().st_size if archive.is_file() else 0, bars=True) as bar:
+        results = import_bundle(r.request.root, r.catalog, archive, progress=lambda n: bar.advance("", "", n))
+    return Imported(archive, tuple(results))
+
+
+def _info(r: Run) -> Info:
+    shown = info(r.request.root, r.catalog, r.entries, r.platform_id, r.request.hf_cache)
+    return _noting_local(shown, [row.key for row in shown.rows], r.listener)
+
+
+def _verify(r: Run) -> Verified:
+    checked = verify_and_repair(r.request, r.catalog, r.entries, r.listener)
+    return _noting_local(checked, [result.key for result in checked.results], r.listener)
+
+
+def _chosen(r: Run) -> list[Entry]:
+    """The selection's entries; none is bad input for the modes that act on a selection."""
+    if not r.entries:
         raise BadInput(
             "choose what to cache: --all, a group flag (--whisperx, --align, ...) or catalog keys; see --help"
         )
-    if request.mode is Mode.CLEAR:
-        return clear(request.root, entries, request.confirmed, listener)
-    return provision(request, entries, selection.warnings, listener)
+    return r.entries
+
+
+def _clear(r: Run) -> Cleared:
+    return clear(r.request.root, _chosen(r), r.request.confirmed, r.listener)
+
+
+def _provision(r: Run) -> Provisioned | Planned:
+    if r.request.lock_file or r.request.wanted.update:
+        return provision_pinned(r.request, r.catalog, r.platform_id, r.entries, r.selection.warnings, r.listener)
+    return provision(r.request, _chosen(r), r.selection.warnings, r.listener)
+
+
+MODES: dict[Mode, ModeSpec] = {
+    Mode.FETCH: ModeSpec(_provision, records_missing=True),
+    Mode.DRY_RUN: ModeSpec(_provision, sweeps_leftovers=False, records_missing=True),
+    Mode.VERIFY: ModeSpec(_verify, records_missing=True),
+    Mode.INFO: ModeSpec(_info, records_missing=True),
+    Mode.CLEAR: ModeSpec(_clear, writes=lambda request: True),
+    Mode.FROM_DIR: ModeSpec(lambda r: register(r.request, r.catalog), writes=lambda request: True),
+    Mode.EXPORT: ModeSpec(lambda r: export(r.request, r.catalog, r.entries, r.listener), records_missing=True),
+    Mode.IMPORT: ModeSpec(_import, writes=lambda request: True),
+    # --prune says itself what it removes; its dry run writes nothing
+    Mode.PRUNE: ModeSpec(
+        lambda r: prune(r.request.root, r.catalog, r.request.dry_run),
+        sweeps_leftovers=False,
+        writes=lambda request: not request.dry_run,
+    ),
+}
 
 
 def select(catalog: Catalog, wanted: Wanted, platform_id: str) -> Selection:
