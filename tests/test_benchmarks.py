@@ -44,7 +44,29 @@ PROVISION = [
             lambda r, n, b: r > 0 and n == 2 and b > 0,
         ),
     ]
-] + [(r"^\[xet\] plain-HTTP bytes of Xet-backed files: (\d+) ", lambda n: n == 0)]
+] + [
+    (r"^\[xet\] plain-HTTP bytes of Xet-backed files: (\d+) ", lambda n: n == 0),
+    # 4. bytes a Xet download fetches again (through the hub's HTTP CAS): the fraction, then the bytes behind it
+    *[
+        (
+            rf"^\[xet\] {what}: bytes fetched / file size = {N} \(target <= 0.15\) (?:MEETS TARGET|BELOW TARGET[^;]*); "
+            rf"(\d+) B, {detail}\(file of {N} MB; cache-models, hf-xet \S+ from the test hub's Xet CAS over HTTP\)$",
+            check,
+        )
+        for what, detail, check in [
+            (
+                "--update across commits sharing >= 90% of chunks",
+                rf"{N}% of the new file in chunks the old one has ",
+                lambda fraction, sent, shared, mb: 0 < fraction <= 2 and sent > 0 and shared >= 90 and mb > 0,
+            ),
+            (
+                r"re-run after kill -9 at ~90% of a Xet download",
+                r"killed after (\d+)% sent ",
+                lambda fraction, sent, killed, mb: 0 < fraction <= 2 and sent > 0 and killed >= 90 and mb > 0,
+            ),
+        ]
+    ],
+]
 PIPELINE = [
     (rf"^clip: samples/speech-en.opus, {N} s, reference (\d+) words; 1 reps", positive),
     (

@@ -7,12 +7,16 @@ faults (cut connections, error statuses, bandwidth limits).
 Like the Hub, it announces its LFS files as Xet-backed by default (`xet=True`): their HEAD carries `X-Xet-Hash` and
 a refresh route, the tree listing their `xetHash`, and the refresh route points hf-xet's own client at a local CAS
 that hf-xet's own upload filled (hub_xet.py); huggingface_hub then downloads through hf-xet and leaves the shared
-blob store layout real users get. `xet=False` is a mirror without Xet (plain HTTP for every file), as is a client
-with `HF_HUB_DISABLE_XET=1`: GET still serves every file's bytes.
-Run it by hand with `python tests/support/hub.py --serve-dir DIR --repo ORG/NAME [--no-xet]`.
+blob store layout real users get. That local CAS is a folder (`local://DIR`): hf-xet reads it with no socket, so
+nothing can count, pace or cut those bytes. `xet="http"` serves the same CAS over HTTP instead (xet_cas.py, on a
+third port), so a test can: `hub.xet_bytes_sent`, `hub.xet_requests`, `hub.xet_throttle(rate)`,
+`hub.xet_cut_after(n)`. `xet=False` is a mirror without Xet (plain HTTP for every file), as is a client with
+`HF_HUB_DISABLE_XET=1`: GET still serves every file's bytes.
+Run it by hand with `python tests/support/hub.py --serve-dir DIR --repo ORG/NAME [--no-xet | --xet-http]`.
 
 This module is TestHub (lifecycle, request log, the faults it arms) and that command line; what a repo serves is
-hub_repo.py, the HTTP handler hub_http.py, the faults hub_faults.py, the Xet store hub_xet.py.
+hub_repo.py, the HTTP handler hub_http.py, the faults hub_faults.py, the Xet store hub_xet.py, its HTTP server
+xet_cas.py.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 if not __package__:  # run by path (python tests/support/hub.py): import the siblings as the package `support`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,11 +38,20 @@ from .hub_faults import Faults
 from .hub_http import Request, Server
 from .hub_repo import HubRepo, git_blob_sha1, is_lfs_by_default, sha256_hex
 
+if TYPE_CHECKING:
+    from .xet_cas import Request as XetRequest
+    from .xet_cas import XetCasServer
+
 __all__ = ["HubRepo", "Request", "TestHub", "git_blob_sha1", "is_lfs_by_default", "sha256_hex"]
 
 
 class TestHub:
-    """HF-compatible server for tests: `with TestHub([HubRepo(...)]) as hub:` then use `hub.url` as endpoint."""
+    """HF-compatible server for tests: `with TestHub([HubRepo(...)]) as hub:` then use `hub.url` as endpoint.
+
+    xet: True (the default) announces LFS files as Xet-backed, their bytes in a `local://` CAS; "http" announces
+    them the same way with the CAS served over HTTP by an XetCasServer that start() and stop() run with the hub;
+    False announces no Xet at all.
+    """
 
     __test__ = False  # despite the name, not a pytest test class
 
@@ -47,10 +61,18 @@ class TestHub:
         assets: dict[str, bytes] | None = None,
         *,
         tree_page_size: int = 1000,
-        xet: bool = True,
+        xet: bool | Literal["http"] = True,
     ) -> None:
+        if xet not in (True, False, "http"):
+            raise ValueError(f"xet must be True, False or 'http', not {xet!r}")
         self._lock = threading.Lock()
-        self.xet = xet
+        self.xet = bool(xet)  # whether LFS files are announced as Xet-backed (hub_http.py reads it)
+        self.xet_cas: XetCasServer | None = None  # xet="http": the CAS hf-xet downloads from, run with the hub
+        if xet == "http":
+            from .hub_xet import shared_store
+            from .xet_cas import XetCasServer
+
+            self.xet_cas = XetCasServer(shared_store().folder)
         self._xet_hashes: dict[str, str] = {}  # sha256 -> Xet hash of the LFS files served
         self._repos: dict[str, HubRepo] = {}
         self._history: dict[tuple[str, str | None], HubRepo] = {}  # (repo, commit) -> an older main
@@ -107,7 +129,9 @@ class TestHub:
 
     @property
     def xet_endpoint(self) -> str:
-        """The CAS URL the refresh route answers (`local://DIR`)."""
+        """The CAS URL the refresh route answers: `local://DIR`, or with xet="http" the HTTP server of DIR."""
+        if self.xet_cas is not None:
+            return self.xet_cas.url
         from .hub_xet import shared_store
 
         return shared_store().endpoint
@@ -119,7 +143,8 @@ class TestHub:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, port: int = 0) -> TestHub:
-        """Listen on 127.0.0.1 (ephemeral port by default), and the CDN on a second port, in daemon threads."""
+        """Listen on 127.0.0.1 (ephemeral port by default), and the CDN on a second port (with xet="http" the Xet
+        CAS on a third one), in daemon threads."""
         if self._server is not None:
             return self
         self._stopping.clear()
@@ -127,6 +152,8 @@ class TestHub:
         self._cdn = Server(self, ("127.0.0.1", 0), cdn=True)
         self._serve_thread = self._serve(self._server)
         self._cdn_thread = self._serve(self._cdn)
+        if self.xet_cas is not None:
+            self.xet_cas.start()
         return self
 
     @staticmethod
@@ -141,10 +168,13 @@ class TestHub:
         return thread
 
     def stop(self) -> None:
-        """Close the listening sockets and every open connection, then join all server threads."""
+        """Close the listening sockets and every open connection, then join all server threads (the Xet CAS's
+        too)."""
         server, serve_thread = self._server, self._serve_thread
         if server is None or serve_thread is None:
             return
+        if self.xet_cas is not None:
+            self.xet_cas.stop()
         self._stopping.set()  # wakes throttled writers
         for each in (server, self._cdn):
             each.shutdown()
@@ -183,7 +213,7 @@ class TestHub:
         with self._lock:
             threads = [t for t in self._conn_threads if t.is_alive()]
         threads += [t for t in (self._serve_thread, self._cdn_thread) if t is not None and t.is_alive()]
-        return threads
+        return threads + (self.xet_cas.threads if self.xet_cas is not None else [])
 
     def __enter__(self) -> TestHub:
         return self.start()
@@ -218,9 +248,40 @@ class TestHub:
         return out
 
     def reset_requests(self) -> None:
-        """Forget the logged requests."""
+        """Forget the logged requests (and with xet="http" the Xet CAS's requests and byte count)."""
         with self._lock:
             self._log.clear()
+        if self.xet_cas is not None:
+            self.xet_cas.reset_counters()
+
+    # -- the Xet CAS over HTTP (xet="http"; see xet_cas.py) -------------------------------------------
+    def _http_cas(self) -> XetCasServer:
+        if self.xet_cas is None:
+            raise RuntimeError('only a TestHub(xet="http") serves Xet bytes over HTTP')
+        return self.xet_cas
+
+    @property
+    def xet_bytes_sent(self) -> int:
+        """Xorb body bytes the Xet CAS sent since the last reset_requests() (hf-xet's download traffic: Xet
+        files' bytes, still compressed, never counted in `requests` or file_gets())."""
+        return self._http_cas().xorb_bytes
+
+    @property
+    def xet_requests(self) -> list[XetRequest]:
+        """A snapshot (copies) of the Xet CAS's request log, oldest first: reconstructions and xorb ranges."""
+        cas = self._http_cas()
+        with cas._lock:
+            return [replace(r) for r in cas.requests]
+
+    def xet_throttle(self, bytes_per_second: float | None) -> None:
+        """Pace the Xet CAS's xorb bodies to this rate, all connections together (None: full speed); applies to
+        responses in flight too. throttle() paces only the plain-HTTP bodies."""
+        self._http_cas().rate = bytes_per_second
+
+    def xet_cut_after(self, nbytes: int | None) -> None:
+        """Once the Xet CAS has sent nbytes xorb body bytes in all since the last reset_requests(), cut the response
+        in flight mid-body, once (hf-xet retries the whole range); None disarms. `xet_cas.cuts` counts the cuts."""
+        self._http_cas().cut_after = nbytes
 
     # -- fault injection (see hub_faults.py) ----------------------------------------------------------
     def cut_after(self, repo_id: str | None, path: str, nbytes: int, times: int = 1) -> None:
@@ -272,6 +333,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", help="40-hex commit (default: derived from the files)")
     parser.add_argument("--port", type=int, default=0, help="port (default: ephemeral)")
     parser.add_argument("--no-xet", action="store_true", help="a mirror without Xet: plain HTTP for every file")
+    parser.add_argument("--xet-http", action="store_true", help="serve the Xet CAS over HTTP, not as local://")
     args = parser.parse_args(argv)
     root: Path = args.serve_dir
     files = {
@@ -280,7 +342,7 @@ def _main(argv: list[str] | None = None) -> int:
         if p.is_file() and ".git" not in p.relative_to(root).parts
     }
     repo = HubRepo(args.repo, files, commit=args.commit)
-    hub = TestHub([repo], xet=not args.no_xet).start(args.port)
+    hub = TestHub([repo], xet=False if args.no_xet else "http" if args.xet_http else True).start(args.port)
     print(hub.url, flush=True)  # stdout carries only the URL, so a script can read the port
     print(
         f"serving {repo.repo_id} at {repo.commit} ({len(files)} files); HF_ENDPOINT={hub.url}; Ctrl-C stops",

@@ -4,7 +4,8 @@ upload, so `hf_hub_download` runs its real Xet code (reconstruction, shared blob
 hf-xet accepts `local://DIR` as a CAS endpoint: the hub answers a file's HEAD with `X-Xet-Hash` and a refresh route,
 the refresh route answers `X-Xet-Cas-Url: local://DIR`, and the client downloads from DIR with no network at all.
 Simpler than the Hub in one way (the README's test section says so): the bytes never cross a socket, so the hub
-cannot throttle or cut a Xet transfer the way it can an HTTP one.
+cannot throttle or cut a Xet transfer the way it can an HTTP one. TestHub(xet="http") closes that gap: xet_cas.py
+serves this same folder over HTTP (hf-xet's download protocol), and the refresh route answers its URL instead.
 
 hf_xet is imported only when a store is used (hub.py also runs by path in venvs without it). One store per process
 serves every hub the process starts: the CAS is content-addressed, so each file is uploaded (chunked, hashed) once.
