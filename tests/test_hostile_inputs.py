@@ -18,7 +18,7 @@ from pathlib import Path
 
 from offline_speech import cache
 from offline_speech.catalog import load_catalog
-from offline_speech.stages.translate import remote_code_refusal
+from offline_speech.remote_code import remote_code_refusal
 from support import ROOT
 from support.sample import CLIP
 from support.shell import one_line, prepare, run_pipeline, shim

@@ -22,6 +22,7 @@ import av
 import pytest
 
 from offline_speech.media import MediaError, probe
+from offline_speech.schema import output_name
 from offline_speech.stages import demux, mux
 from support import ROOT
 from support.media import CONTAINERS
@@ -373,7 +374,7 @@ def test_jobs_run_without_ffmpeg_on_path(provisioned, tmp_path, no_ffmpeg):
         assert word_error_rate(expected, " ".join(c[2] for c in cues)) <= 0.2, cues
         assert abs(cues[0][0] - SENTENCES[0]["start"]) < 0.5
     for media in (CLIP, video):  # the mux stage as a process, as the runner starts it
-        dest = tmp_path / mux.output_name(str(media))
+        dest = tmp_path / output_name(str(media))
         job = {
             "id": "j",
             "dir": str(tmp_path),
@@ -407,7 +408,7 @@ def test_a_subtitle_job_muxes_mp4_and_mkv_without_ffmpeg_on_path(provisioned, tm
     ]
     run_pipeline(out, provisioned, *ids, netns=True)
     for job_id, media in zip(ids, (video, CLIP)):
-        muxed = out / job_id / mux.output_name(str(media))
+        muxed = out / job_id / output_name(str(media))
         tracks = _subtitles_via_av(muxed)
         assert [t[:3] for t in tracks] == [("eng", "English", True)]
         srt = parse_srt(out / job_id / f"{media.stem}.en.srt")

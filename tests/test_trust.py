@@ -19,8 +19,8 @@ import pytest
 
 from offline_speech import cache
 from offline_speech.catalog import COMMIT_RE, load_catalog
+from offline_speech.remote_code import remote_code_refusal
 from offline_speech.settings import offline_env
-from offline_speech.stages.translate import remote_code_refusal
 from support import ROOT
 from support.shell import Cli, one_line, prepare, run_pipeline, shim, venv_python
 from support.universe import TINY_EN_COMMIT, TINY_EN_REPO

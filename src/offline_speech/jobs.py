@@ -20,7 +20,7 @@ from .catalog import APPLE_SILICON, DEFAULT_LANGUAGES, Catalog
 from .errors import BadInput
 from .job_options import DEFAULTS, JobOptions
 from .languages import AUTO, LanguageError, lookup, route, source_language
-from .media import MediaError, probe
+from .media import MediaError, Probe, probe
 from .pipeline import job_needs
 from .pipeline.manifest import disk_error
 from .schema import BACKENDS, WORKFLOWS, Clip, Job, Media, output_stem
@@ -190,6 +190,14 @@ def prepare(
     out_dir: Path = DEFAULT_OUT_DIR,
 ) -> tuple[Job, Path]:
     """Validate everything, then write out/<id>/job.json atomically; on any error nothing is left behind."""
+    job = build_job(catalog, cache_root, media_path, options)
+    return job, write_job(out_dir, job)
+
+
+def build_job(
+    catalog: Catalog, cache_root: Path, media_path: Path, options: JobOptions = DEFAULTS, info: Probe | None = None
+) -> Job:
+    """The job for one media file, validated (JobError for bad input), not written; `info`: its probe, if taken."""
     o = options
     if o.workflow not in WORKFLOWS:
         raise JobError(f"--workflow {o.workflow}: choose {', '.join(WORKFLOWS)}")
@@ -197,7 +205,7 @@ def prepare(
         raise JobError(f"--backend {o.backend}: choose {', '.join(BACKENDS)}")
     source, target_list = parse_languages(o.source, o.targets, o.workflow)
     media_path = Path(os.path.abspath(media_path))
-    info = probe(media_path)
+    info = info or probe(media_path)
     clip_start = parse_time(o.start, "--start-time") if o.start is not None else 0.0
     clip_end = parse_time(o.end, "--end-time") if o.end is not None else info.duration
     if clip_start >= info.duration:
@@ -248,8 +256,7 @@ def prepare(
         warnings.append(
             f"outputs are named {job.output_stem}.* (the media's name would not make a visible file name that fits)"
         )
-    job = dataclasses.replace(job, models=models, warnings=tuple(warnings))
-    return job, write_job(out_dir, job)
+    return dataclasses.replace(job, models=models, warnings=tuple(warnings))
 
 
 def write_job(out_dir: Path, job: Job) -> Path:

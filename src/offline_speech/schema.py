@@ -19,6 +19,7 @@ READABLE_JOB_SCHEMAS = (1, 2, 3)
 # ".<name>.XXXXXXXX.tmp" beside it; file names may be 255 bytes (NAME_MAX), so the stem may take 200.
 MAX_STEM_BYTES = 200
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MP4_FAMILY = (".mp4", ".m4v", ".mov")  # muxed into the same container; anything else into Matroska
 WORKFLOWS = ("transcribe", "translate", "subtitle")
 BACKENDS = ("auto", "whisperx", "mlx")
 
@@ -34,6 +35,14 @@ class Media:
     size: int
     duration: float
     audio_streams: int
+
+
+def output_name(media: str, stem: str | None = None) -> str:
+    """`<stem>.subtitled.<ext>` (the job's output stem, default the media's): the input's own extension for
+    MP4-family inputs, else mkv."""
+    path = Path(media)
+    ext = path.suffix.lower() if path.suffix.lower() in MP4_FAMILY else ".mkv"
+    return f"{stem or path.stem}.subtitled{ext}"
 
 
 def output_stem(media_path: str) -> str:

@@ -116,6 +116,15 @@ def cache_models(
             ),
         ),
     ] = None,
+    batch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--batch",
+            "-b",
+            metavar="ID|FILE",
+            help="Every model the jobs of a batch need (prepare-job with several media prints its id); repeatable.",
+        ),
+    ] = None,
     convert: Annotated[
         bool,
         typer.Option(
@@ -281,7 +290,9 @@ def cache_models(
     root = cache_root(cache_dir)
     wanted = service.Wanted(
         keys=tuple(keys or ()),
-        job_keys=tuple(k for job_id in job or () for k in _job_models(job_id, out_dir)),
+        job_keys=tuple(
+            k for job_id in [*(job or ()), *_batch_jobs(batch, out_dir)] for k in _job_models(job_id, out_dir)
+        ),
         groups=tuple(g for g in GROUPS if flags[g]),
         all_groups=all_,
         asr_model=asr_model,
@@ -320,6 +331,17 @@ def cache_models(
             os._exit(stopped.exit_code)
         raise stopped from None
     raise typer.Exit(_render(outcome, as_json))
+
+
+def _batch_jobs(batches: list[str] | None, out_dir: Path | None) -> list[str]:
+    """The job ids of the batches named by --batch."""
+    if not batches:
+        return []
+    from ..batches import read_batch
+    from ..settings import DEFAULT_OUT_DIR
+
+    folder = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
+    return [job_id for ref in batches for job_id in read_batch(folder, ref).jobs]
 
 
 def _job_models(job: str, out_dir: Path | None) -> list[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..catalog import load_catalog
+from ..errors import BadInput
 from ..job_options import DEFAULTS, JobOptions
 from ..settings import DEFAULT_OUT_DIR, cache_root
 from .app import app
@@ -20,6 +22,8 @@ Examples:
   ./prepare-job.sh --media in/film.mp4 --workflow subtitle -s hi -t en,ta,bn
   ./prepare-job.sh --media in/meeting.wav --diarize --speakers speakers/ --min-speakers 2 --max-speakers 6
   ./prepare-job.sh --media in/meeting.mkv --start-time 00:05:00 --end-time 00:10:30 --asr-model large-v3-turbo
+  ./prepare-job.sh --media in/archive/ --recursive -s auto        # a batch: one job per media file found
+  ./prepare-job.sh --media-list files.txt --workflow subtitle -t en
 """
 
 
@@ -27,10 +31,25 @@ Examples:
     "prepare-job",
     epilog=PREPARE_EXAMPLES,
     help="Validate a media file and the job's settings, write out/<id>/job.json, and print the job id as the "
-    "last line. Bad input exits 2 with one line and leaves nothing behind.",
+    "last line. Several media (--media repeated, a folder, --media-list) make a batch: one job per media file, "
+    "recorded in out/batches/<id>.json, whose id is printed last (run-pipeline.sh -b ID runs it). Bad input exits 2 "
+    "with one line and leaves nothing behind.",
 )
 def prepare_job(
-    media: Annotated[Path, typer.Option("--media", help="The media file (audio or video with an audio stream).")],
+    media: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--media",
+            help="A media file (audio or video with an audio stream), or a folder of them (a batch); repeatable.",
+        ),
+    ] = None,
+    media_list: Annotated[
+        Path | None,
+        typer.Option("--media-list", metavar="FILE", help="A batch of the media listed in FILE, one path per line."),
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="With a --media folder: its sub-folders' media too.")
+    ] = False,
     workflow: Annotated[
         str,
         typer.Option(
@@ -132,8 +151,6 @@ def prepare_job(
     cache_dir: CacheDir = None,
     version: Version = None,
 ) -> None:
-    from ..jobs import prepare
-
     options = JobOptions(
         workflow=workflow,
         source=source,
@@ -151,7 +168,20 @@ def prepare_job(
         max_speakers=max_speakers,
         speaker_threshold=speaker_threshold,
     )
-    job, folder = prepare(load_catalog(), cache_root(cache_dir), media, options, out_dir or DEFAULT_OUT_DIR)
+    given = media or []
+    if not given and media_list is None:
+        raise BadInput("give the media: --media FILE (or a folder, repeatable) or --media-list FILE")
+    out_dir = out_dir or DEFAULT_OUT_DIR
+    if len(given) == 1 and media_list is None and not given[0].is_dir():
+        _prepare_one(given[0], options, out_dir, cache_dir, as_json)
+    else:
+        _prepare_batch(given, media_list, recursive, options, out_dir, cache_dir, as_json)
+
+
+def _prepare_one(media: Path, options: JobOptions, out_dir: Path, cache_dir: Path | None, as_json: bool) -> None:
+    from ..jobs import prepare
+
+    job, folder = prepare(load_catalog(), cache_root(cache_dir), media, options, out_dir)
     for w in job.warnings:
         err.print(f"note: {w}")
     if as_json:  # one JSON document: the job, whose "id" is the id
@@ -162,3 +192,38 @@ def prepare_job(
     )
     out.print(summary, soft_wrap=True)  # one line however long: a pipe is not 80 columns wide
     print(job.id)
+
+
+def _prepare_batch(
+    given: list[Path],
+    media_list: Path | None,
+    recursive: bool,
+    options: JobOptions,
+    out_dir: Path,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    from ..batches import find_media, prepare_batch
+
+    files, skipped = find_media(given, media_list, recursive)
+
+    def said(path: Path, what: str) -> None:
+        if not as_json:
+            out.print(f"{what}: {path}", soft_wrap=True)
+
+    batch, jobs = prepare_batch(load_catalog(), cache_root(cache_dir), files, skipped, options, out_dir, said)
+    notes = sorted({w for job in jobs for w in job.warnings})
+    for note in notes:
+        err.print(f"note: {note}")
+    for skip in batch.skipped:
+        err.print(f"skipped: {skip.path}: {skip.why}")
+    if as_json:  # one JSON document: the batch, whose "id" is the id, with its jobs
+        print(json.dumps(batch.to_dict() | {"dir": str(out_dir)}, indent=2, ensure_ascii=False))
+        return
+    seconds = sum(job.clip.duration for job in jobs)
+    out.print(
+        f"batch {out_dir / 'batches' / batch.id}.json: {len(jobs)} jobs ({len(batch.reused)} prepared before), "
+        f"{seconds / 60:.1f} min of media, {len(batch.skipped)} skipped",
+        soft_wrap=True,
+    )
+    print(batch.id)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..catalog import load_catalog
-from ..errors import Stopped, WorkFailed
+from ..errors import BadInput, Stopped, WorkFailed
 from ..settings import DEFAULT_OUT_DIR, VENV_ROOT, cache_root
 from .app import app
 from .options import AsJson, CacheDir, OutDir, Version
@@ -25,6 +25,8 @@ Examples:
   ./run-pipeline.sh -j ID1 -j ID2 -j ID3     stage by stage: each model loads once for all three
   ./run-pipeline.sh -j ID --restart           redo every stage
   ./run-pipeline.sh -j ID --trust-remote-code IndicTrans2 code the catalog has not pinned may run (this run only)
+  ./run-pipeline.sh -b BATCH                  every unfinished job of a batch (prepare-job with several media)
+  ./run-pipeline.sh -b BATCH --status         done / running / failed / waiting, per job
 Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Stages by the job's workflow: transcribe = demux,
 asr, align, outputs; translate adds translate; subtitle adds translate and mux. Outputs in out/<id>/:
 <stem>.<lang>.srt/.vtt/.txt/.json for the source and each target (translate: .txt/.json for targets), and for
@@ -38,14 +40,27 @@ resume). One run-pipeline at a time per job: a second one on the same job refuse
 @app.command("run-pipeline", epilog=RUN_PIPELINE_EPILOG)
 def run_pipeline(
     job_ids: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "-j",
             "--job",
             metavar="ID|DIR",
             help="A job id from prepare-job.sh (or a job folder); repeat for several jobs.",
         ),
-    ],
+    ] = None,
+    batches: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-b",
+            "--batch",
+            metavar="ID|FILE",
+            help="A batch id from prepare-job.sh (or its out/batches/<id>.json): its unfinished jobs; repeatable.",
+        ),
+    ] = None,
+    status: Annotated[
+        bool,
+        typer.Option("--status", help="Say where each job stands (done, running, failed, waiting); run nothing."),
+    ] = False,
     restart: Annotated[
         bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")
     ] = False,
@@ -65,15 +80,36 @@ def run_pipeline(
     version: Version = None,
 ) -> None:
     """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
+    from ..batches import read_batch
     from ..pipeline import run_jobs
 
+    out = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
+    wanted = list(job_ids or [])
+    for ref in batches or []:
+        wanted += read_batch(out, ref).jobs
+    if not wanted:
+        raise BadInput("name the jobs: -j ID (repeatable) or -b BATCH")
+    if status:
+        _show_status(out, wanted, as_json)
+        return
+    if batches and not restart:
+        from ..pipeline.status import unfinished
+
+        todo = unfinished(out, wanted)
+        if len(todo) < len(wanted):
+            err.print(f"note: {len(wanted) - len(todo)} of {len(wanted)} jobs are done or being run: left out")
+        if not todo:
+            if as_json:
+                print(json.dumps({"jobs": []}, indent=2))
+            return
+        wanted = todo
     reporter = PipelineProgress() if live(err) and not as_json else PipelineLines()
     try:
         runs = run_jobs(
             load_catalog(),
             cache_root(cache_dir),
-            Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR)),
-            job_ids,
+            out,
+            wanted,
             reporter,
             VENV_ROOT,
             restart=restart,
@@ -108,6 +144,20 @@ def run_pipeline(
                     print(f"  {r.dir / v}")
     if failed:
         raise WorkFailed("\n".join(_failure(r) for r in failed))
+
+
+def _show_status(out_dir: Path, job_ids: list[str], as_json: bool) -> None:
+    from ..pipeline.status import STATES, statuses
+
+    found = statuses(out_dir, job_ids)
+    counts = {state: sum(s.status == state for s in found) for state in STATES}
+    if as_json:
+        rows = [{"id": s.id, "status": s.status, "detail": s.detail, "media": s.media, "dir": s.dir} for s in found]
+        print(json.dumps({"jobs": rows, "counts": counts}, indent=2, ensure_ascii=False))
+        return
+    for s in found:
+        print(f"{s.id}  {s.status:<8} {s.media}" + (f"  ({s.detail})" if s.detail else ""))
+    print(", ".join(f"{state} {n}" for state, n in counts.items()))
 
 
 def _failure(run: JobRun) -> str:

@@ -3,8 +3,10 @@ which venv, its version, which catalog entries it needs for a job (what prepare-
 fetches), what preflight checks for it, and how it builds a job's request entry (inputs, outputs, its own fields),
 the values that decide whether it must run again, and the models it loads.
 
-Adding a stage is one module in offline_speech/stages/ and one entry here (plus its models in catalog.toml).
-The runner knows no stage by name: it only walks this table.
+Each stage declares the documents it consumes and produces by kind (audio, transcript, translation, documents);
+a consumed kind comes from the latest earlier stage of the job that produces it (`Io`), so no stage names another
+or another's files. Adding a stage is one module in offline_speech/stages/ and one entry here (plus its models in
+catalog.toml). The runner knows no stage by name: it only walks this table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..catalog import Catalog, CatalogError
 from ..errors import WorkFailed
 from ..languages import AUTO, lookup
+from ..remote_code import remote_code_refusal
 from ..requirements import (
     Need,
     aligner_entries,
@@ -29,10 +32,8 @@ from ..requirements import (
     translation_plan,
     translator_needs,
 )
-from ..schema import WORKFLOWS, Job, read_transcript
+from ..schema import WORKFLOWS, Job, output_name, read_transcript
 from ..stages.base import JobEntry, ModelSpec
-from ..stages.mux import output_name
-from ..stages.translate import remote_code_refusal
 from ..util import digest as digest_text
 from ..util import sha256_file
 
@@ -88,11 +89,14 @@ class Stage:
     workflows: tuple[str, ...]
     module: str | Callable[[Job], str]
     venv: str | Callable[[Job, JobEntry | None], str]  # entry None: before the build (preflight), what it may need
-    build: Callable[[Context, JobRun], Built]
+    build: Callable[[Context, JobRun, Io], Built]
     needs: Callable[[Catalog, Job], tuple[list[Need], list[str]]] = _no_models  # catalog entries it loads, notes
     check: Callable[[Context, Job], list[str]] = _no_problems  # preflight problems, each with its fix
     final: bool = False  # its outputs are the job's results, its warnings the job's warnings
     when: Callable[[Job], bool] = lambda job: True  # within its workflows, whether this job needs it
+    consumes: tuple[str, ...] = ()  # document kinds it reads ("media" is the job's own)
+    # document kind -> file name: in the job's work folder, or (with {stem}: a result) in the job folder itself
+    produces: dict[str, str] = field(default_factory=dict)
 
     def applies(self, job: Job) -> bool:
         """Whether the stage runs for `job`: its workflow includes it and the job asks for what it does."""
@@ -104,6 +108,54 @@ class Stage:
 
     def venv_for(self, job: Job, entry: JobEntry | None = None) -> str:
         return self.venv if isinstance(self.venv, str) else self.venv(job, entry)
+
+
+@dataclass(frozen=True)
+class Io:
+    """Where one stage reads and writes its documents for one job: a consumed kind is the output of the latest
+    earlier stage of the job producing it; a produced kind is the file the stage's entry names."""
+
+    run: JobRun
+    stage: Stage
+
+    def _earlier(self) -> list[Stage]:
+        stages = stages_of(self.run.job)
+        return stages[: stages.index(self.stage)]
+
+    def has(self, kind: str) -> bool:
+        """Whether an earlier stage of the job produces `kind` (a job without -t has no translation)."""
+        return any(kind in stage.produces for stage in self._earlier())
+
+    def producer(self, kind: str) -> Stage:
+        """The latest stage before this one (in the job's run order) that produces `kind`."""
+        found = next((stage for stage in reversed(self._earlier()) if kind in stage.produces), None)
+        if found is None or kind not in self.stage.consumes:
+            raise AssertionError(
+                f"stage {self.stage.name}: nothing before it produces {kind!r}, or it does not consume it"
+            )
+        return found
+
+    def input(self, kind: str) -> Path:
+        return _document(self.run, self.producer(kind).produces[kind])
+
+    def recorded(self, kind: str) -> dict[str, Path]:
+        """Every output (key -> file) the stage producing `kind` recorded for the job (translations: by language)."""
+        outputs = self.run.manifest["stages"].get(self.producer(kind).name, {}).get("outputs", {})
+        return {key: self.run.dir / out["path"] for key, out in outputs.items()}
+
+    def output(self, kind: str, **names: str) -> Path:
+        return _document(self.run, self.stage.produces[kind], **names)
+
+    def consumed_later(self, kind: str) -> bool:
+        """Whether a later stage of the job reads what this one produces as `kind`."""
+        later = stages_of(self.run.job)
+        return any(kind in s.consumes for s in later[later.index(self.stage) + 1 :])
+
+
+def _document(run: JobRun, name: str, **names: str) -> Path:
+    """A declared file name, filled in: a result (named after the job's stem) in the job folder, else in work/."""
+    filled = name.format(stem=run.job.stem, **names)
+    return run.dir / filled if "{stem}" in name else run.path(filled)
 
 
 def _digest(path: Path) -> str | None:
@@ -118,9 +170,9 @@ def _entry(run: JobRun, inputs: dict | None = None, outputs: dict | None = None,
 # ---- demux: the clip as 16 kHz mono WAV -----------------------------------------------------------------------
 
 
-def _build_demux(ctx: Context, run: JobRun) -> Built:
+def _build_demux(ctx: Context, run: JobRun, io: Io) -> Built:
     job = run.job
-    entry = _entry(run, {"media": job.media.path}, {"audio": str(run.path("audio.wav"))})
+    entry = _entry(run, {"media": job.media.path}, {"audio": str(io.output("audio"))})
     return Built(entry, {"media": run.media_sha256, "clip": [job.clip.start, job.clip.end]})
 
 
@@ -135,13 +187,14 @@ def _check_asr(ctx: Context, job: Job) -> list[str]:
     return [problem] if problem else []
 
 
-def _build_asr(ctx: Context, run: JobRun) -> Built:
+def _build_asr(ctx: Context, run: JobRun, io: Io) -> Built:
     spec, problem = resolve_asr(ctx.catalog, ctx.root, ctx.lock, run.job)
     if spec is None:
         raise StageInputError(problem)
-    entry = _entry(run, {"audio": str(run.path("audio.wav"))}, {"transcript": str(run.path("asr.json"))})
+    audio = io.input("audio")
+    entry = _entry(run, {"audio": str(audio)}, {"transcript": str(io.output("transcript"))})
     key = {
-        "audio": _digest(run.path("audio.wav")),
+        "audio": _digest(audio),
         "model": [spec["key"], spec["commit"]],
         "language": run.job.source_language,
     }
@@ -167,21 +220,22 @@ def _check_align(ctx: Context, job: Job) -> list[str]:
     return [] if spec else [f"{reason} (or prepare the job with --no-align)"]
 
 
-def _build_align(ctx: Context, run: JobRun) -> Built:
-    language = read_transcript(run.path("asr.json"))["language"]
+def _build_align(ctx: Context, run: JobRun, io: Io) -> Built:
+    transcript = io.input("transcript")
+    language = read_transcript(transcript)["language"]
     if run.job.align:
         spec, reason = resolve_aligner(ctx.catalog, ctx.root, ctx.lock, language)
     else:
         spec, reason = None, "the job was prepared with --no-align"
     entry = _entry(
         run,
-        {"audio": str(run.path("audio.wav")), "transcript": str(run.path("asr.json"))},
-        {"transcript": str(run.path("aligned.json"))},
+        {"audio": str(io.input("audio")), "transcript": str(transcript)},
+        {"transcript": str(io.output("transcript"))},
         aligner=spec,
         no_aligner_reason=reason,
     )
     key = {
-        "transcript": _digest(run.path("asr.json")),
+        "transcript": _digest(transcript),
         "aligner": spec and [spec["key"], spec["commit"]],
         "reason": reason,
     }
@@ -212,7 +266,7 @@ def _speaker_files(folder: str | None) -> list[list]:
     ]
 
 
-def _build_diarize(ctx: Context, run: JobRun) -> Built:
+def _build_diarize(ctx: Context, run: JobRun, io: Io) -> Built:
     spec, problem = resolve_diarization(ctx.catalog, ctx.root, ctx.lock)
     if spec is None:
         raise StageInputError(problem)
@@ -228,23 +282,18 @@ def _build_diarize(ctx: Context, run: JobRun) -> Built:
     }
     entry = _entry(
         run,
-        {"audio": str(run.path("audio.wav")), "transcript": str(run.path("aligned.json"))},
-        {"transcript": str(run.path("diarized.json")), "speakers": str(run.dir / f"{job.stem}.speakers.json")},
+        {"audio": str(io.input("audio")), "transcript": str(io.input("transcript"))},
+        {"transcript": str(io.output("transcript")), "speakers": str(io.output("speakers"))},
         diarize=options,
     )
     key = {
-        "audio": _digest(run.path("audio.wav")),
-        "transcript": _digest(run.path("aligned.json")),
+        "audio": _digest(io.input("audio")),
+        "transcript": _digest(io.input("transcript")),
         "model": spec["commit"],
         "options": {k: v for k, v in options.items() if k != "enrolment_cache"},
         "samples": _speaker_files(folder),
     }
     return Built(entry, key, models={"diarization": spec}, uses={spec["key"]: spec["commit"]})
-
-
-def source_transcript(run: JobRun) -> Path:
-    """The transcript later stages read: diarized when the job asked who spoke, else aligned."""
-    return run.path("diarized.json") if run.job.diarize else run.path("aligned.json")
 
 
 # ---- translate: every target language, by the route of the (detected) source ------------------------------------
@@ -265,8 +314,8 @@ def _check_translate(ctx: Context, job: Job) -> list[str]:
     return _translators(ctx, job, job.source_language)[2]
 
 
-def _build_translate(ctx: Context, run: JobRun) -> Built:
-    source = source_transcript(run)  # diarized: the translations keep each segment's speaker
+def _build_translate(ctx: Context, run: JobRun, io: Io) -> Built:
+    source = io.input("transcript")  # diarized: the translations keep each segment's speaker
     language = read_transcript(source)["language"]
     targets, models, problems = _translators(ctx, run.job, language)
     if problems:
@@ -274,7 +323,7 @@ def _build_translate(ctx: Context, run: JobRun) -> Built:
     entry = _entry(
         run,
         {"transcript": str(source)},
-        {t["language"]: str(run.path(f"translated.{t['language']}.json")) for t in targets},
+        {t["language"]: str(io.output("translation", language=t["language"])) for t in targets},
         targets=targets,
     )
     key = {
@@ -288,33 +337,26 @@ def _build_translate(ctx: Context, run: JobRun) -> Built:
 # ---- outputs: subtitles and transcripts per language; mux: them as tracks of the original media ------------------
 
 
-def _documents(run: JobRun) -> list[dict]:
-    """The transcripts the outputs stage turns into files: the source, then each translation, with their files."""
-    job = run.job
-    stem = job.stem
-    source = source_transcript(run)
+def _documents(run: JobRun, io: Io) -> list[dict]:
+    """The transcripts the outputs stage turns into files: the source, then each translation, with their files
+    (translations as subtitles too where a later stage takes the documents: mux makes them tracks)."""
+    source = io.input("transcript")
     language = read_transcript(source)["language"]
-    docs = [
+    formats = DOCUMENT_FORMATS if io.consumed_later("documents") else ("txt", "json")
+    translations = io.recorded("translation") if io.has("translation") else {}
+    return [
         {
-            "language": language,
-            "transcript": str(source),
-            "outputs": {ext: str(run.dir / f"{stem}.{language}.{ext}") for ext in DOCUMENT_FORMATS},
+            "language": lang,
+            "transcript": str(path),
+            "outputs": {ext: str(io.output("documents", language=lang, format=ext)) for ext in exts},
         }
+        for lang, path, exts in [(language, source, DOCUMENT_FORMATS)]
+        + [(t, p, formats) for t, p in translations.items()]
     ]
-    formats = DOCUMENT_FORMATS if any(s.name == "mux" for s in stages_of(job)) else ("txt", "json")  # where muxed
-    for target, out in run.manifest["stages"].get("translate", {}).get("outputs", {}).items():
-        docs.append(
-            {
-                "language": target,
-                "transcript": str(run.dir / out["path"]),
-                "outputs": {ext: str(run.dir / f"{stem}.{target}.{ext}") for ext in formats},
-            }
-        )
-    return docs
 
 
-def _build_outputs(ctx: Context, run: JobRun) -> Built:
-    documents = _documents(run)
+def _build_outputs(ctx: Context, run: JobRun, io: Io) -> Built:
+    documents = _documents(run, io)
     outputs = {f"{d['language']}.{ext}": path for d in documents for ext, path in d["outputs"].items()}
     key = {
         "inputs": {d["transcript"]: _digest(Path(d["transcript"])) for d in documents},
@@ -323,12 +365,13 @@ def _build_outputs(ctx: Context, run: JobRun) -> Built:
     return Built(_entry(run, outputs=outputs, documents=documents), key)
 
 
-def _build_mux(ctx: Context, run: JobRun) -> Built:
+def _build_mux(ctx: Context, run: JobRun, io: Io) -> Built:
+    subtitles = [
+        (key.rsplit(".", 1)[0], path) for key, path in io.recorded("documents").items() if key.endswith(".srt")
+    ]
     tracks = [
-        {"path": path, "iso639_2": lookup(d["language"]).iso639_2, "title": lookup(d["language"]).name}
-        for d in _documents(run)
-        for ext, path in d["outputs"].items()
-        if ext == "srt"
+        {"path": str(path), "iso639_2": lookup(language).iso639_2, "title": lookup(language).name}
+        for language, path in subtitles
     ]
     media = run.dir / output_name(run.job.media.path, run.job.stem)
     key = {"media": run.media_sha256, "tracks": [[t["iso639_2"], _digest(Path(t["path"]))] for t in tracks]}
@@ -340,7 +383,7 @@ def _build_mux(ctx: Context, run: JobRun) -> Built:
 
 ALL = WORKFLOWS
 REGISTRY: tuple[Stage, ...] = (
-    Stage("demux", 2, ALL, "demux", "core", _build_demux),
+    Stage("demux", 2, ALL, "demux", "core", _build_demux, consumes=("media",), produces={"audio": "audio.wav"}),
     Stage(
         "asr",
         1,
@@ -350,8 +393,21 @@ REGISTRY: tuple[Stage, ...] = (
         _build_asr,
         asr_needs,
         _check_asr,
+        consumes=("audio",),
+        produces={"transcript": "asr.json"},
     ),
-    Stage("align", 1, ALL, "align", _align_venv, _build_align, aligner_needs, _check_align),
+    Stage(
+        "align",
+        1,
+        ALL,
+        "align",
+        _align_venv,
+        _build_align,
+        aligner_needs,
+        _check_align,
+        consumes=("audio", "transcript"),
+        produces={"transcript": "aligned.json"},
+    ),
     Stage(
         "diarize",
         1,
@@ -361,9 +417,11 @@ REGISTRY: tuple[Stage, ...] = (
         _build_diarize,
         diarization_needs,
         _check_diarize,
-        final=True,
+        final=True,  # <stem>.speakers.json (who matched whom, every score) is a result
         when=lambda job: job.diarize,
-    ),  # final: <stem>.speakers.json (who matched whom, every score) is a result
+        consumes=("audio", "transcript"),
+        produces={"transcript": "diarized.json", "speakers": "{stem}.speakers.json"},
+    ),
     Stage(
         "translate",
         1,
@@ -373,10 +431,22 @@ REGISTRY: tuple[Stage, ...] = (
         _build_translate,
         translator_needs,
         _check_translate,
-        when=lambda job: bool(job.target_languages),
-    ),  # subtitle without -t: the source only
-    Stage("outputs", 3, ALL, "outputs", "core", _build_outputs, final=True),
-    Stage("mux", 2, ("subtitle",), "mux", "core", _build_mux, final=True),
+        when=lambda job: bool(job.target_languages),  # subtitle without -t: the source only
+        consumes=("transcript",),
+        produces={"translation": "translated.{language}.json"},
+    ),
+    Stage(
+        "outputs",
+        3,
+        ALL,
+        "outputs",
+        "core",
+        _build_outputs,
+        final=True,
+        consumes=("transcript", "translation"),
+        produces={"documents": "{stem}.{language}.{format}"},
+    ),
+    Stage("mux", 2, ("subtitle",), "mux", "core", _build_mux, final=True, consumes=("media", "documents")),
 )
 
 

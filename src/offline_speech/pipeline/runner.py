@@ -19,13 +19,13 @@ from .. import cache
 from ..catalog import Catalog
 from ..orphans import clean_out_dir, remove_work_dir, work_dir
 from ..settings import backend_python, offline_env
-from ..stages.base import ModelSpec, StageRequest
+from ..stages.base import Event, ModelSpec, StageRequest
 from ..util import NO_SPACE, human_bytes, sha256_file, utc_now, write_json
 from ..util import digest as value_digest
 from .manifest import WORK, JobRun, PreflightError, disk_error, load_job, run_lock, space_needed
 from .preflight import preflight
 from .process import StageProcess
-from .registry import REGISTRY, Built, Context, Stage, StageInputError
+from .registry import REGISTRY, Built, Context, Io, Stage, StageInputError
 
 
 class Reporter(Protocol):
@@ -130,7 +130,7 @@ class Runner:
             if run.failed or not stage.applies(run.job):
                 continue
             try:
-                built = stage.build(ctx, run)
+                built = stage.build(ctx, run, Io(run, stage))
             except StageInputError as exc:
                 run.manifest["stages"][stage.name] = {
                     "status": "failed",
@@ -185,7 +185,7 @@ class Runner:
                     logs.write(event)
                     continue
                 kind, jid = event.get("event"), event.get("job")
-                if kind == "model_loaded":
+                if kind == Event.MODEL_LOADED:
                     extra = ", ".join(
                         f"{k}={v}" for k, v in event.items() if k not in ("event", "key", "commit", "seconds")
                     )
@@ -193,7 +193,7 @@ class Runner:
                         f"model loaded: {event['key']} @ {event.get('commit')} "
                         f"in {event['seconds']} s ({extra}) [pid {pid}]"
                     )
-                elif kind == "finished":
+                elif kind == Event.FINISHED:
                     finished = True
                     logs.write(
                         f"model loads in this process: {event['model_loads']}; "
@@ -201,18 +201,18 @@ class Runner:
                     )
                 elif jid not in by_id:
                     continue
-                elif kind == "job_started":
+                elif kind == Event.JOB_STARTED:
                     started_at[jid] = time.monotonic()
                     self.reporter.job_started(jid, name, by_id[jid][0].job.clip.duration)
-                elif kind == "progress":
+                elif kind == Event.PROGRESS:
                     self.reporter.progress(jid, name, float(event["seconds"]))
-                elif kind == "log":
+                elif kind == Event.LOG:
                     logs.write(event["message"], jid)
-                elif kind == "job_done":
+                elif kind == Event.JOB_DONE:
                     run, built, digest = by_id[jid]
                     seconds = time.monotonic() - started_at.get(jid, time.monotonic())
                     self._record_done(run, name, built, digest, event, seconds)
-                elif kind == "job_failed":
+                elif kind == Event.JOB_FAILED:
                     self._record_failed(by_id[jid][0], name, event.get("error", "failed"))
                     logs.write(f"FAILED: {event.get('error')}", jid)
             process.wait()

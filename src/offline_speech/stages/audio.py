@@ -12,7 +12,6 @@ from .base import StageFailure
 
 SAMPLE_RATE = 16000
 SAMPLE_WIDTH = 2  # bytes per sample (s16le)
-WAV_HEADER = 44  # bytes before the samples in a plain PCM WAV file
 
 
 def seconds(samples: int) -> float:

@@ -41,6 +41,18 @@ from ..errors import OfflineSpeechError
 REQUEST_SCHEMA = 1
 
 
+class Event:
+    """The kinds of event a stage reports (the "event" field of each line); the runner matches on the same names."""
+
+    MODEL_LOADED = "model_loaded"
+    JOB_STARTED = "job_started"
+    PROGRESS = "progress"
+    LOG = "log"
+    JOB_DONE = "job_done"
+    JOB_FAILED = "job_failed"
+    FINISHED = "finished"
+
+
 class ModelSpec(TypedDict, total=False):
     """A model as a stage loads it: resolved against the cache by the runner (offline_speech.requirements)."""
 
@@ -115,14 +127,26 @@ class Events:
             self._stream.flush()
 
     def log(self, job: str, message: str) -> None:
-        self.emit("log", job=job, message=message)
+        self.emit(Event.LOG, job=job, message=message)
 
     def progress(self, job: str, seconds: float) -> None:
-        self.emit("progress", job=job, seconds=round(seconds, 3))
+        self.emit(Event.PROGRESS, job=job, seconds=round(seconds, 3))
 
     def model_loaded(self, key: str, commit: str | None, started: float, **info) -> None:
         self.model_loads += 1
-        self.emit("model_loaded", key=key, commit=commit, seconds=round(time.monotonic() - started, 3), **info)
+        self.emit(Event.MODEL_LOADED, key=key, commit=commit, seconds=round(time.monotonic() - started, 3), **info)
+
+    def job_started(self, job: str) -> None:
+        self.emit(Event.JOB_STARTED, job=job)
+
+    def job_done(self, job: str, outputs: dict[str, str], info: dict) -> None:
+        self.emit(Event.JOB_DONE, job=job, outputs=outputs, info=info)
+
+    def job_failed(self, job: str, error: str) -> None:
+        self.emit(Event.JOB_FAILED, job=job, error=error)
+
+    def finished(self) -> None:
+        self.emit(Event.FINISHED, model_loads=self.model_loads, pid=os.getpid())
 
 
 def read_request(path: str) -> dict:
@@ -138,17 +162,17 @@ def for_each_job(request: dict, events: Events, work: Callable[[dict], dict | No
     Returns the number of failed jobs."""
 
     def one(job: dict) -> bool:
-        events.emit("job_started", job=job["id"])
+        events.job_started(job["id"])
         try:
             info = work(job) or {}
         except (StageFailure, OfflineSpeechError) as exc:  # a message for the user
-            events.emit("job_failed", job=job["id"], error=str(exc))
+            events.job_failed(job["id"], str(exc))
             return False
         except Exception as exc:  # reported per job, with the traceback in its log
             traceback.print_exc()
-            events.emit("job_failed", job=job["id"], error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            events.job_failed(job["id"], f"{type(exc).__name__}: {exc}".splitlines()[0])
             return False
-        events.emit("job_done", job=job["id"], outputs=job["outputs"], info=info)
+        events.job_done(job["id"], job["outputs"], info)
         return True
 
     if workers <= 1 or len(request["jobs"]) <= 1:
@@ -172,10 +196,10 @@ def main(run: Callable[[dict, Events], None]) -> None:
         run(request, events)
     except (StageFailure, OfflineSpeechError) as exc:  # before any job (the model did not load): every job fails
         for job in request["jobs"]:
-            events.emit("job_failed", job=job["id"], error=str(exc))
+            events.job_failed(job["id"], str(exc))
     except Exception as exc:
         traceback.print_exc()
         for job in request["jobs"]:
-            events.emit("job_failed", job=job["id"], error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-    events.emit("finished", model_loads=events.model_loads, pid=os.getpid())
+            events.job_failed(job["id"], f"{type(exc).__name__}: {exc}".splitlines()[0])
+    events.finished()
     events_stream.close()

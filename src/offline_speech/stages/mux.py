@@ -20,10 +20,10 @@ import struct
 from fractions import Fraction
 from pathlib import Path
 
+from ..schema import MP4_FAMILY
 from .base import Events, StageFailure, for_each_job, main
 
 NAME = "mux"
-MP4_FAMILY = (".mp4", ".m4v", ".mov")
 COPIED = ("video", "audio", "subtitle")
 MS = Fraction(1, 1000)  # SRT times are milliseconds
 # The ASS header FFmpeg's SRT decoder hands its encoders: one Default style, which mov_text turns into its tx3g box.
@@ -43,14 +43,6 @@ Style: Default,Arial,16,&Hffffff,&Hffffff,&H0,&H0,0,0,0,0,100,100,0,0,1,1,0,2,10
 [Events]
 Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
 """
-
-
-def output_name(media: str, stem: str | None = None) -> str:
-    """`<stem>.subtitled.<ext>` (the job's output stem, default the media's): the input's own extension for
-    MP4-family inputs, else mkv."""
-    path = Path(media)
-    ext = path.suffix.lower() if path.suffix.lower() in MP4_FAMILY else ".mkv"
-    return f"{stem or path.stem}.subtitled{ext}"
 
 
 def read_cues(path: str) -> list[tuple[int, int, str]]:
