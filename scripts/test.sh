@@ -12,6 +12,8 @@ command -v unshare >/dev/null || missing+=(util-linux)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v strace >/dev/null || missing+=(strace)
+command -v slurmctld >/dev/null || missing+=(slurm-wlm)  # a real one-node Slurm for the cluster tests
+command -v munged >/dev/null || missing+=(munge)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -186,6 +186,25 @@ def run_quick(script: str) -> str:
     return proc.stdout
 
 
+CLUSTER = [
+    (
+        rf"^1\. prepare a batch of {N} media in one call: {N} ms per file ÷ one prepare-job\.sh call per file "
+        rf"\({N} calls\): {N} ms = {N} \(target <= 0\.1\) .*; beyond probing and hashing \({N} ms\): -?{N} ms",
+        None,
+    ),
+    (
+        rf"^2\. {N} jobs in one run-pipeline\.sh -b: {N} s wall, asr transcription {N} s; beyond it per job: (-?{N}) s "
+        rf"\(target <= 0\.1\) .*; asr model loads: \[1\]$",
+        None,
+    ),
+    (
+        rf"^3\. {N} jobs through a 2-task Slurm array: {N} s ÷ one local run-pipeline\.sh -b: {N} s = {N} "
+        rf"\(target <= 1\.15\) .*; 4/4 done; asr model loads per task: \[1, 1\]$",
+        None,
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("script", "lines"),
     [
@@ -195,6 +214,7 @@ def run_quick(script: str) -> str:
         ("bench_media.py", MEDIA),
         ("bench_bundle.py", BUNDLE),
         ("bench_speakers.py", SPEAKERS),
+        ("bench_cluster.py", CLUSTER),
     ],
 )
 def test_quick_run_prints_every_figure(script, lines):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -15,9 +16,11 @@ from ..settings import DEFAULT_OUT_DIR, VENV_ROOT, cache_root
 from .app import app
 from .options import AsJson, CacheDir, OutDir, Version
 from .output import PipelineLines, PipelineProgress, err, live
+from .output import out as out_console
 
 if TYPE_CHECKING:
     from ..pipeline import JobRun
+    from ..pipeline.slurm import SlurmOptions
 
 RUN_PIPELINE_EPILOG = """\b
 Examples:
@@ -27,6 +30,7 @@ Examples:
   ./run-pipeline.sh -j ID --trust-remote-code IndicTrans2 code the catalog has not pinned may run (this run only)
   ./run-pipeline.sh -b BATCH                  every unfinished job of a batch (prepare-job with several media)
   ./run-pipeline.sh -b BATCH --status         done / running / failed / waiting, per job
+  ./run-pipeline.sh -b BATCH --slurm --partition gpu --gpus-per-task 1 --tasks 40 --time 04:00:00
 Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Stages by the job's workflow: transcribe = demux,
 asr, align, outputs; translate adds translate; subtitle adds translate and mux. Outputs in out/<id>/:
 <stem>.<lang>.srt/.vtt/.txt/.json for the source and each target (translate: .txt/.json for targets), and for
@@ -61,6 +65,40 @@ def run_pipeline(
         bool,
         typer.Option("--status", help="Say where each job stands (done, running, failed, waiting); run nothing."),
     ] = False,
+    slurm: Annotated[
+        bool,
+        typer.Option(
+            "--slurm",
+            help="With -b: submit the unfinished jobs to Slurm as a job array (sbatch), each task running its shard "
+            "of jobs offline; prints the Slurm job id last.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --slurm: print the sbatch script and the shards; submit nothing.")
+    ] = False,
+    tasks: Annotated[
+        int | None,
+        typer.Option("--tasks", help="With --slurm: array tasks; jobs balanced by duration (default: one per job)."),
+    ] = None,
+    array_limit: Annotated[
+        int | None, typer.Option("--array-limit", help="With --slurm: at most this many tasks at once (%K).")
+    ] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="With --slurm: sbatch --partition.")] = None,
+    time_limit: Annotated[
+        str | None, typer.Option("--time", help="With --slurm: sbatch --time, per task (e.g. 04:00:00).")
+    ] = None,
+    cpus_per_task: Annotated[
+        int | None, typer.Option("--cpus-per-task", help="With --slurm: sbatch --cpus-per-task.")
+    ] = None,
+    gpus_per_task: Annotated[
+        int | None, typer.Option("--gpus-per-task", help="With --slurm: sbatch --gpus-per-task.")
+    ] = None,
+    mem: Annotated[str | None, typer.Option("--mem", help="With --slurm: sbatch --mem (e.g. 16G).")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="With --slurm: sbatch --account.")] = None,
+    sbatch_args: Annotated[
+        list[str] | None,
+        typer.Option("--sbatch-arg", metavar="ARG", help="With --slurm: one more sbatch option; repeatable."),
+    ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Redo every stage, even those whose inputs are unchanged.")
     ] = False,
@@ -82,6 +120,7 @@ def run_pipeline(
     """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
     from ..batches import read_batch
     from ..pipeline import run_jobs
+    from ..pipeline.slurm import SlurmOptions
 
     out = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
     wanted = list(job_ids or [])
@@ -89,8 +128,26 @@ def run_pipeline(
         wanted += read_batch(out, ref).jobs
     if not wanted:
         raise BadInput("name the jobs: -j ID (repeatable) or -b BATCH")
+    slurm_options = SlurmOptions(
+        tasks,
+        array_limit,
+        partition,
+        time_limit,
+        cpus_per_task,
+        gpus_per_task,
+        mem,
+        account,
+        tuple(sbatch_args or ()),
+    )
+    if not slurm and (dry_run or slurm_options != SlurmOptions()):
+        raise BadInput("--dry-run, --tasks, --array-limit and the sbatch options go with --slurm")
     if status:
-        _show_status(out, wanted, as_json)
+        _show_status(out, wanted, as_json, [b for ref in batches or [] for b in [read_batch(out, ref).id]])
+        return
+    if slurm:
+        if not batches or len(batches) != 1 or job_ids:
+            raise BadInput("--slurm runs one batch: -b BATCH (prepare-job with several media prints its id)")
+        _submit(out, read_batch(out, batches[0]).id, wanted, slurm_options, dry_run, cache_dir, trust_remote_code)
         return
     if batches and not restart:
         from ..pipeline.status import unfinished
@@ -146,10 +203,58 @@ def run_pipeline(
         raise WorkFailed("\n".join(_failure(r) for r in failed))
 
 
-def _show_status(out_dir: Path, job_ids: list[str], as_json: bool) -> None:
+def _submit(
+    out: Path,
+    batch_id: str,
+    wanted: list[str],
+    options: SlurmOptions,
+    dry_run: bool,
+    cache_dir: Path | None,
+    trust_remote_code: bool,
+) -> None:
+    """--slurm: preflight the unfinished jobs here (models, venvs, media), then shard and submit them."""
+    from ..pipeline import PreflightError, load_job, preflight
+    from ..pipeline.slurm import node_command, queued_jobs, readable_by_nodes, slurm_folder, submit
+    from ..pipeline.status import unfinished
+
+    root = cache_root(cache_dir)
+    queued = queued_jobs(slurm_folder(out, batch_id))
+    todo = [j for j in unfinished(out, wanted) if j not in queued]
+    if len(todo) < len(wanted):
+        err.print(f"note: {len(wanted) - len(todo)} of {len(wanted)} jobs are done, running or queued: left out")
+    if problem := readable_by_nodes(root):
+        raise BadInput(problem)
+    runs = [load_job(out, job_id) for job_id in todo]
+    problems = preflight(load_catalog(), root, runs, VENV_ROOT, trust_remote_code)
+    if problems:
+        raise PreflightError(problems)
+    command = node_command(Path(__file__).resolve().parents[3], out, root)
+    if trust_remote_code:
+        command.append("--trust-remote-code")
+    jobs = [(run.id, run.job.clip.duration) for run in runs]
+    sub = submit(out, batch_id, jobs, options, command, dry_run=dry_run)
+    if dry_run:
+        print(sub.text, end="")
+        for k, ids in enumerate(sub.shards):
+            print(f"# task {k}: {' '.join(ids)}")
+        return
+    out_console.print(
+        f"batch {batch_id}: {len(jobs)} jobs in {len(sub.shards)} array tasks (script {sub.script}, logs in "
+        f"{sub.folder / 'logs'})",
+        soft_wrap=True,
+    )
+    print(sub.slurm_job)
+
+
+def _show_status(out_dir: Path, job_ids: list[str], as_json: bool, batch_ids: list[str]) -> None:
+    from ..pipeline.slurm import queued_jobs, slurm_folder
     from ..pipeline.status import STATES, statuses
 
-    found = statuses(out_dir, job_ids)
+    queued = {k: v for b in batch_ids for k, v in queued_jobs(slurm_folder(out_dir, b)).items()}
+    found = [
+        dataclasses.replace(s, detail=f"slurm {queued[s.id]}") if s.status == "waiting" and s.id in queued else s
+        for s in statuses(out_dir, job_ids)
+    ]
     counts = {state: sum(s.status == state for s in found) for state in STATES}
     if as_json:
         rows = [{"id": s.id, "status": s.status, "detail": s.detail, "media": s.media, "dir": s.dir} for s in found]

@@ -87,7 +87,7 @@ def run(request: dict, events: Events) -> None:
             f"transcribing {seconds(len(audio)):.3f} s on {device}/{compute_type}, batch {batch_size}, "
             f"language {language or 'auto-detect'}",
         )
-        t0 = time.monotonic()
+        t0, began = time.monotonic(), time.time()
         pipeline = BatchedInferencePipeline(model)  # per job: it keeps word-timing state while decoding
         segments_iter, info = pipeline.transcribe(
             audio,
@@ -122,7 +122,13 @@ def run(request: dict, events: Events) -> None:
             Path(job["outputs"]["transcript"]),
             transcript(job, detected, probability, spec, segments, warnings, "whisperx"),
         )
-        return {"language": detected, "segments": len(segments), "seconds": round(elapsed, 3), "warnings": warnings}
+        return {
+            "language": detected,
+            "segments": len(segments),
+            "seconds": round(elapsed, 3),
+            "transcribed": [round(began, 3), round(time.time(), 3)],  # wall clock: jobs transcribe side by side
+            "warnings": warnings,
+        }
 
     for_each_job(request, events, work, workers=workers)
 
