@@ -106,7 +106,7 @@ def test_a_media_list_and_bad_input(provisioned, archive, tmp_path):
 
     none = prepare(out, provisioned, "--media", str(archive / "notes.txt"), "--media", str(archive / "nope"), code=2)
     assert none.stderr.startswith("error: no media to prepare") and len(none.stderr.splitlines()) == 1
-    assert prepare(out, provisioned, code=2).stderr.startswith("error: give the media")
+    assert prepare(out, provisioned, code=2).stderr.startswith("error: Missing option '--media'")
     bad = prepare(out, provisioned, "--media", str(archive), "--end-time", "99", code=2)  # past every file's end
     assert "past the end of the media" in bad.stderr and len(bad.stderr.splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == sorted([*record["jobs"], "batches"])  # nothing more was written

@@ -65,7 +65,7 @@ def test_prepare_writes_a_valid_job_and_prints_its_id_last(media, tmp_path):
     job_id = proc.stdout.strip().splitlines()[-1]
     assert JOB_ID_RE.match(job_id)
     job = read_job(out / job_id / "job.json")
-    assert job.id == job_id and job.schema == 3 and job.nllb_model == "3.3B"  # schema 2 records --nllb-model
+    assert job.id == job_id and job.schema == 4 and job.nllb_model == "3.3B"  # schema 2 records --nllb-model
     assert job.output_stem == media["video"].stem  # schema 3 records the output names' stem
     assert job.media.sha256 == hashlib.sha256(media["video"].read_bytes()).hexdigest()
     assert abs(job.media.duration - 3.0) < 0.1 and job.media.audio_streams == 1

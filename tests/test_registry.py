@@ -83,7 +83,7 @@ def test_module_and_venv_follow_the_job():
 def test_job_schema_2_records_the_nllb_model_and_schema_1_still_reads(tmp_path):
     job = make_job(workflow="translate", source_language="en", target_languages=("fr",))
     raw = json.loads(job.to_json())
-    assert raw["schema"] == JOB_SCHEMA == 3 and raw["nllb_model"] == "distilled-600M"
+    assert raw["schema"] == JOB_SCHEMA == 4 and raw["nllb_model"] == "distilled-600M"
     assert read_job(write_job(tmp_path / "v2", raw) / "job.json") == job
 
     old = {k: v for k, v in raw.items() if k != "nllb_model"} | {
@@ -99,8 +99,8 @@ def test_job_schema_2_records_the_nllb_model_and_schema_1_still_reads(tmp_path):
 
     with pytest.raises(SchemaError, match="needs nllb_model"):
         read_job(write_job(tmp_path / "v2-incomplete", old | {"schema": 2}) / "job.json")
-    with pytest.raises(SchemaError, match="schema 1 or 2 or 3"):
-        read_job(write_job(tmp_path / "v4", raw | {"schema": 4}) / "job.json")
+    with pytest.raises(SchemaError, match="schema 1 or 2 or 3 or 4"):
+        read_job(write_job(tmp_path / "v5", raw | {"schema": 5}) / "job.json")
 
 
 def test_job_needs_name_the_command_that_fetches_each():

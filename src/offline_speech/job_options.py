@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import DEFAULT_ASR_MODEL, DEFAULT_NLLB_MODEL
+from .decoding import decoding_controls
 from .languages import AUTO
 from .speakers import DEFAULT_THRESHOLD
 
@@ -34,6 +35,37 @@ class JobOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     speaker_threshold: float = DEFAULT_THRESHOLD
+    # decoding controls (decoding.py): None leaves the backend's default
+    initial_prompt: str | None = None
+    hotwords: str | None = None  # comma-separated
+    beam_size: int | None = None
+    temperature: str | None = None  # comma-separated fallback temperatures
+    vad_onset: float | None = None
+    vad_offset: float | None = None
+    chunk_size: float | None = None
+    batch_size: int | None = None
+    compute_type: str | None = None
+    device: str | None = None
+    suppress_numerals: bool = False
+    condition_on_previous_text: bool | None = None
+
+    def decoding(self) -> dict:
+        """The decoding controls that were set, validated (decoding.DecodingError for a bad one)."""
+        return decoding_controls(**{name: getattr(self, name) for name in DECODING_FIELDS})
 
 
+DECODING_FIELDS = (
+    "initial_prompt",
+    "hotwords",
+    "beam_size",
+    "temperature",
+    "vad_onset",
+    "vad_offset",
+    "chunk_size",
+    "batch_size",
+    "compute_type",
+    "device",
+    "suppress_numerals",
+    "condition_on_previous_text",
+)
 DEFAULTS = JobOptions()

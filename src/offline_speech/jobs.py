@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import cache
 from .catalog import APPLE_SILICON, DEFAULT_LANGUAGES, Catalog
+from .decoding import ignored_by
 from .errors import BadInput
 from .job_options import DEFAULTS, JobOptions
 from .languages import AUTO, LanguageError, lookup, route, source_language
@@ -203,6 +204,7 @@ def build_job(
         raise JobError(f"--workflow {o.workflow}: choose {', '.join(WORKFLOWS)}")
     if o.backend not in BACKENDS:
         raise JobError(f"--backend {o.backend}: choose {', '.join(BACKENDS)}")
+    decoding = o.decoding()  # DecodingError: one line naming the flag
     source, target_list = parse_languages(o.source, o.targets, o.workflow)
     media_path = Path(os.path.abspath(media_path))
     info = info or probe(media_path)
@@ -243,8 +245,11 @@ def build_job(
         max_speakers=o.max_speakers,
         speaker_threshold=o.speaker_threshold,
         output_stem=output_stem(str(media_path)),
+        decoding=decoding,
     )
     needs, warnings = job_needs(catalog, job)
+    if ignored := ignored_by(job.backend, decoding):
+        warnings.append(f"the mlx backend ignores {', '.join(ignored)} (mlx-whisper has no such control)")
     lock = cache.read_lock(cache_root)
     models: dict[str, str | None] = {}
     for need in needs:

@@ -163,12 +163,15 @@ def resolve_asr(catalog: Catalog, root: Path, lock: dict, job: Job) -> tuple[Mod
             f"the mlx backend needs Apple Silicon and this machine is {host_platform()}: "
             "prepare the job with --backend whisperx"
         )
-    return {
+    spec: ModelSpec = {
         "key": model.key,
         "repo": model.repo,
         "commit": state.commit,
         "path": str(cache.snapshot_dir(root, model.repo, state.commit)),
-    }, ""
+    }
+    # how the model is loaded is the job's choice: jobs that differ in it run in separate stage processes
+    spec.update({k: job.decoding[k] for k in ("device", "compute_type") if k in job.decoding})
+    return spec, ""
 
 
 def resolve_aligner(catalog: Catalog, root: Path, lock: dict, language: str) -> tuple[ModelSpec | None, str]:

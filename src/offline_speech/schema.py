@@ -9,12 +9,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .decoding import problem as decoding_problem
 from .errors import StateError
 from .languages import AUTO, LanguageError, lookup
 from .speakers import DEFAULT_THRESHOLD
 
-JOB_SCHEMA = 3  # 2 records --nllb-model, 3 the output stem; older jobs are still read (see Job.stem, requirements.py)
-READABLE_JOB_SCHEMAS = (1, 2, 3)
+JOB_SCHEMA = 4  # 2 records --nllb-model, 3 the output stem, 4 the decoding controls; older jobs are still read
+READABLE_JOB_SCHEMAS = (1, 2, 3, 4)
 # An output is <stem>.<suffix> (longest: ".subtitled.mkv", ".speakers.json"), written through a temporary
 # ".<name>.XXXXXXXX.tmp" beside it; file names may be 255 bytes (NAME_MAX), so the stem may take 200.
 MAX_STEM_BYTES = 200
@@ -105,6 +106,7 @@ class Job:
     max_speakers: int | None = None
     speaker_threshold: float = DEFAULT_THRESHOLD  # cosine at or above which an enrolled person names a speaker
     output_stem: str | None = None  # outputs are <output_stem>.<lang>.<ext> (None: a job of schema < 3)
+    decoding: dict = field(default_factory=dict)  # the ASR decoding controls set (decoding.py); {}: the defaults
 
     @property
     def stem(self) -> str:
@@ -140,6 +142,7 @@ _JOB_TYPES: dict[str, tuple] = {
     "max_speakers": (int, type(None)),
     "speaker_threshold": _NUMBER,
     "output_stem": (str, type(None)),
+    "decoding": (dict,),
 }
 CLIP_SLACK = 0.5  # seconds: container and stream durations differ by a frame or a packet
 _MEDIA_TYPES = {"path": (str,), "sha256": (str,), "size": (int,), "duration": _NUMBER, "audio_streams": (int,)}
@@ -161,6 +164,8 @@ def _check_job_values(raw: dict, where: str) -> None:
     _check_types(raw, _JOB_TYPES, where)
     _check_types(raw.get("media") or {}, _MEDIA_TYPES, f"{where}: media")
     _check_types(raw.get("clip") or {}, _CLIP_TYPES, f"{where}: clip")
+    if (problem := decoding_problem(raw.get("decoding", {}))) is not None:
+        raise SchemaError(f"{where}: {problem}")
     for name in ("target_languages", "warnings", "align_languages"):
         if not all(isinstance(v, str) for v in raw.get(name, ())):
             raise SchemaError(f"{where}: field {name!r} must hold strings")

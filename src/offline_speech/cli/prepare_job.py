@@ -139,6 +139,54 @@ def prepare_job(
             help="NLLB size for pairs IndicTrans2 does not cover: 3.3B, 1.3B, distilled-1.3B, distilled-600M."
         ),
     ] = DEFAULTS.nllb_model,
+    initial_prompt: Annotated[
+        str | None,
+        typer.Option("--initial-prompt", metavar="TEXT", help="Text the ASR sees as what came before: names, style."),
+    ] = DEFAULTS.initial_prompt,
+    hotwords: Annotated[
+        str | None,
+        typer.Option("--hotwords", metavar="W[,W...]", help="Words to favour: names and jargon (whisperx backend)."),
+    ] = DEFAULTS.hotwords,
+    beam_size: Annotated[
+        int | None, typer.Option("--beam-size", metavar="N", help="Beam search width (default 5).")
+    ] = DEFAULTS.beam_size,
+    temperature: Annotated[
+        str | None,
+        typer.Option(
+            "--temperature", metavar="T[,T...]", help="Sampling temperatures, tried in turn (default 0,0.2,...,1)."
+        ),
+    ] = DEFAULTS.temperature,
+    vad_onset: Annotated[
+        float | None, typer.Option("--vad-onset", help="Speech probability where speech starts (default 0.5).")
+    ] = DEFAULTS.vad_onset,
+    vad_offset: Annotated[
+        float | None,
+        typer.Option("--vad-offset", help="Speech probability below which speech ends (default onset - 0.15)."),
+    ] = DEFAULTS.vad_offset,
+    chunk_size: Annotated[
+        float | None,
+        typer.Option("--chunk-size", metavar="S", help="Longest speech chunk the VAD hands on, seconds (default 30)."),
+    ] = DEFAULTS.chunk_size,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", metavar="N", help="Chunks decoded at once (default 8 CPU, 16 GPU).")
+    ] = DEFAULTS.batch_size,
+    compute_type: Annotated[
+        str | None,
+        typer.Option("--compute-type", help="CTranslate2 compute type (default int8 on CPU, float16 on CUDA)."),
+    ] = DEFAULTS.compute_type,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda or auto (default: CUDA when a GPU is visible).")
+    ] = DEFAULTS.device,
+    suppress_numerals: Annotated[
+        bool, typer.Option("--suppress-numerals", help="Spell numbers out (no digit tokens): better alignment.")
+    ] = DEFAULTS.suppress_numerals,
+    condition_on_previous_text: Annotated[
+        bool | None,
+        typer.Option(
+            "--condition-on-previous-text/--no-condition-on-previous-text",
+            help="Feed each window the text before it (default off: fewer repetition loops).",
+        ),
+    ] = DEFAULTS.condition_on_previous_text,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -167,10 +215,24 @@ def prepare_job(
         min_speakers=min_speakers,
         max_speakers=max_speakers,
         speaker_threshold=speaker_threshold,
+        initial_prompt=initial_prompt,
+        hotwords=hotwords,
+        beam_size=beam_size,
+        temperature=temperature,
+        vad_onset=vad_onset,
+        vad_offset=vad_offset,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        compute_type=compute_type,
+        device=device,
+        suppress_numerals=suppress_numerals,
+        condition_on_previous_text=condition_on_previous_text,
     )
     given = media or []
     if not given and media_list is None:
-        raise BadInput("give the media: --media FILE (or a folder, repeatable) or --media-list FILE")
+        raise BadInput(
+            "Missing option '--media' (a file or folder, repeatable) or '--media-list' (see prepare-job.sh --help)"
+        )
     out_dir = out_dir or DEFAULT_OUT_DIR
     if len(given) == 1 and media_list is None and not given[0].is_dir():
         _prepare_one(given[0], options, out_dir, cache_dir, as_json)

@@ -127,7 +127,7 @@ def run_pipeline(
     for ref in batches or []:
         wanted += read_batch(out, ref).jobs
     if not wanted:
-        raise BadInput("name the jobs: -j ID (repeatable) or -b BATCH")
+        raise BadInput("Missing option '-j' / '--job' (repeatable) or '-b' / '--batch' (see run-pipeline.sh --help)")
     slurm_options = SlurmOptions(
         tasks,
         array_limit,

@@ -197,6 +197,7 @@ def _build_asr(ctx: Context, run: JobRun, io: Io) -> Built:
         "audio": _digest(audio),
         "model": [spec["key"], spec["commit"]],
         "language": run.job.source_language,
+        **({"decoding": run.job.decoding} if run.job.decoding else {}),  # unset: digests as before the controls
     }
     return Built(entry, key, models={"asr": spec}, uses={spec["key"]: spec["commit"]})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..decoding import ignored_by
 from ..util import write_json
 from .audio import read_wav, seconds
 from .base import Events, StageFailure, for_each_job, main
@@ -59,6 +60,10 @@ def run(request: dict, events: Events) -> None:
             f"transcribing {seconds(len(audio)):.3f} s with MLX on {device} "
             f"({'fp16' if fp16 else 'fp32'}), language {language or 'auto-detect'}",
         )
+        decoding = job["job"].get("decoding") or {}
+        if ignored := ignored_by("mlx", decoding):
+            events.log(job["id"], f"the mlx backend ignores {', '.join(ignored)}")
+        extra = {"temperature": tuple(decoding["temperature"])} if "temperature" in decoding else {}
         t0 = time.monotonic()
         result = mlx_whisper.transcribe(
             audio,
@@ -66,8 +71,10 @@ def run(request: dict, events: Events) -> None:
             fp16=fp16,
             language=language,
             word_timestamps=True,
-            condition_on_previous_text=False,
+            condition_on_previous_text=decoding.get("condition_on_previous_text", False),
+            initial_prompt=decoding.get("initial_prompt"),
             verbose=None,
+            **extra,
         )
         words = [
             (w["word"], w["start"], w["end"], w.get("probability", 0.0))

@@ -67,6 +67,8 @@ class ModelSpec(TypedDict, total=False):
     remote_code_allowed: bool  # run-pipeline --trust-remote-code: this run may run unreviewed code
     ct2: str | None  # NLLB's CTranslate2 conversion, when made
     fetch: str  # the cache-models.sh command that fetches it and what it needs (a stage's hint)
+    device: str  # asr: the job's --device (cpu | cuda), absent for auto
+    compute_type: str  # asr: the job's --compute-type, absent for the device's default
 
 
 @dataclass(frozen=True)
