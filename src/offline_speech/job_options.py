@@ -13,6 +13,7 @@ from pathlib import Path
 from .catalog import DEFAULT_ASR_MODEL, DEFAULT_NLLB_MODEL
 from .decoding import decoding_controls
 from .languages import AUTO
+from .layout import layout_controls
 from .speakers import DEFAULT_THRESHOLD
 
 
@@ -48,10 +49,21 @@ class JobOptions:
     device: str | None = None
     suppress_numerals: bool = False
     condition_on_previous_text: bool | None = None
+    # subtitle layout and output formats (layout.py): None leaves today's 2x42 characters, 7 s, srt/vtt/txt/json
+    max_line_width: int | None = None
+    max_lines: int | None = None
+    max_cue_duration: float | None = None
+    min_gap: float | None = None
+    highlight_words: bool = False
+    formats: str | None = None  # comma-separated
 
     def decoding(self) -> dict:
         """The decoding controls that were set, validated (decoding.DecodingError for a bad one)."""
         return decoding_controls(**{name: getattr(self, name) for name in DECODING_FIELDS})
+
+    def layout(self) -> dict:
+        """The layout options that were set, validated (layout.LayoutError for a bad one)."""
+        return layout_controls(**{name: getattr(self, name) for name in LAYOUT_FIELDS})
 
 
 DECODING_FIELDS = (
@@ -68,4 +80,5 @@ DECODING_FIELDS = (
     "suppress_numerals",
     "condition_on_previous_text",
 )
+LAYOUT_FIELDS = ("max_line_width", "max_lines", "max_cue_duration", "min_gap", "highlight_words")
 DEFAULTS = JobOptions()

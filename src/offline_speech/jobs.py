@@ -21,6 +21,7 @@ from .decoding import ignored_by
 from .errors import BadInput
 from .job_options import DEFAULTS, JobOptions
 from .languages import AUTO, LanguageError, lookup, route, source_language
+from .layout import parse_formats
 from .media import MediaError, Probe, probe
 from .pipeline import job_needs
 from .pipeline.manifest import disk_error
@@ -205,6 +206,7 @@ def build_job(
     if o.backend not in BACKENDS:
         raise JobError(f"--backend {o.backend}: choose {', '.join(BACKENDS)}")
     decoding = o.decoding()  # DecodingError: one line naming the flag
+    layout, formats = o.layout(), parse_formats(o.formats, o.workflow)  # LayoutError: likewise
     source, target_list = parse_languages(o.source, o.targets, o.workflow)
     media_path = Path(os.path.abspath(media_path))
     info = info or probe(media_path)
@@ -246,6 +248,8 @@ def build_job(
         speaker_threshold=o.speaker_threshold,
         output_stem=output_stem(str(media_path)),
         decoding=decoding,
+        layout=layout,
+        formats=list(formats) if formats else None,
     )
     needs, warnings = job_needs(catalog, job)
     if ignored := ignored_by(job.backend, decoding):

@@ -12,9 +12,10 @@ from pathlib import Path
 from .decoding import problem as decoding_problem
 from .errors import StateError
 from .languages import AUTO, LanguageError, lookup
+from .layout import problem as layout_problem
 from .speakers import DEFAULT_THRESHOLD
 
-JOB_SCHEMA = 4  # 2 records --nllb-model, 3 the output stem, 4 the decoding controls; older jobs are still read
+JOB_SCHEMA = 4  # 2 records --nllb-model, 3 the output stem, 4 decoding, layout, formats; older jobs are still read
 READABLE_JOB_SCHEMAS = (1, 2, 3, 4)
 # An output is <stem>.<suffix> (longest: ".subtitled.mkv", ".speakers.json"), written through a temporary
 # ".<name>.XXXXXXXX.tmp" beside it; file names may be 255 bytes (NAME_MAX), so the stem may take 200.
@@ -107,6 +108,8 @@ class Job:
     speaker_threshold: float = DEFAULT_THRESHOLD  # cosine at or above which an enrolled person names a speaker
     output_stem: str | None = None  # outputs are <output_stem>.<lang>.<ext> (None: a job of schema < 3)
     decoding: dict = field(default_factory=dict)  # the ASR decoding controls set (decoding.py); {}: the defaults
+    layout: dict = field(default_factory=dict)  # the subtitle layout options set (layout.py); {}: 2x42, 7 s
+    formats: list[str] | None = None  # the files each document is written as (None: srt, vtt, txt, json)
 
     @property
     def stem(self) -> str:
@@ -143,6 +146,8 @@ _JOB_TYPES: dict[str, tuple] = {
     "speaker_threshold": _NUMBER,
     "output_stem": (str, type(None)),
     "decoding": (dict,),
+    "layout": (dict,),
+    "formats": (list, type(None)),
 }
 CLIP_SLACK = 0.5  # seconds: container and stream durations differ by a frame or a packet
 _MEDIA_TYPES = {"path": (str,), "sha256": (str,), "size": (int,), "duration": _NUMBER, "audio_streams": (int,)}
@@ -165,6 +170,8 @@ def _check_job_values(raw: dict, where: str) -> None:
     _check_types(raw.get("media") or {}, _MEDIA_TYPES, f"{where}: media")
     _check_types(raw.get("clip") or {}, _CLIP_TYPES, f"{where}: clip")
     if (problem := decoding_problem(raw.get("decoding", {}))) is not None:
+        raise SchemaError(f"{where}: {problem}")
+    if (problem := layout_problem(raw.get("layout", {}), raw.get("formats"))) is not None:
         raise SchemaError(f"{where}: {problem}")
     for name in ("target_languages", "warnings", "align_languages"):
         if not all(isinstance(v, str) for v in raw.get(name, ())):

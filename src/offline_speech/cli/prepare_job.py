@@ -187,6 +187,29 @@ def prepare_job(
             help="Feed each window the text before it (default off: fewer repetition loops).",
         ),
     ] = DEFAULTS.condition_on_previous_text,
+    max_line_width: Annotated[
+        int | None, typer.Option("--max-line-width", metavar="N", help="Subtitle characters per line (default 42).")
+    ] = DEFAULTS.max_line_width,
+    max_lines: Annotated[
+        int | None, typer.Option("--max-lines", metavar="N", help="Subtitle lines per cue (default 2).")
+    ] = DEFAULTS.max_lines,
+    max_cue_duration: Annotated[
+        float | None, typer.Option("--max-cue-duration", metavar="S", help="Longest cue, seconds (default 7).")
+    ] = DEFAULTS.max_cue_duration,
+    min_gap: Annotated[
+        float | None, typer.Option("--min-gap", metavar="S", help="Seconds between cues (default 0).")
+    ] = DEFAULTS.min_gap,
+    highlight_words: Annotated[
+        bool, typer.Option("--highlight-words", help="Karaoke subtitles: each word underlined as it is spoken.")
+    ] = DEFAULTS.highlight_words,
+    formats: Annotated[
+        str | None,
+        typer.Option(
+            "--formats",
+            metavar="F[,F...]",
+            help="Files per language: srt, vtt, txt, json, tsv, ass (default the first 4).",
+        ),
+    ] = DEFAULTS.formats,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -227,6 +250,12 @@ def prepare_job(
         device=device,
         suppress_numerals=suppress_numerals,
         condition_on_previous_text=condition_on_previous_text,
+        max_line_width=max_line_width,
+        max_lines=max_lines,
+        max_cue_duration=max_cue_duration,
+        min_gap=min_gap,
+        highlight_words=highlight_words,
+        formats=formats,
     )
     given = media or []
     if not given and media_list is None:

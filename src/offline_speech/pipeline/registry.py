@@ -339,11 +339,16 @@ def _build_translate(ctx: Context, run: JobRun, io: Io) -> Built:
 
 
 def _documents(run: JobRun, io: Io) -> list[dict]:
-    """The transcripts the outputs stage turns into files: the source, then each translation, with their files
-    (translations as subtitles too where a later stage takes the documents: mux makes them tracks)."""
+    """The transcripts the outputs stage turns into files: the source, then each translation, with their files: the
+    job's --formats for every language, else the default set for the source and, for translations, subtitles only
+    where a later stage takes the documents (mux makes them tracks)."""
     source = io.input("transcript")
     language = read_transcript(source)["language"]
-    formats = DOCUMENT_FORMATS if io.consumed_later("documents") else ("txt", "json")
+    if run.job.formats:
+        source_formats = formats = tuple(run.job.formats)
+    else:
+        source_formats = DOCUMENT_FORMATS
+        formats = DOCUMENT_FORMATS if io.consumed_later("documents") else ("txt", "json")
     translations = io.recorded("translation") if io.has("translation") else {}
     return [
         {
@@ -351,7 +356,7 @@ def _documents(run: JobRun, io: Io) -> list[dict]:
             "transcript": str(path),
             "outputs": {ext: str(io.output("documents", language=lang, format=ext)) for ext in exts},
         }
-        for lang, path, exts in [(language, source, DOCUMENT_FORMATS)]
+        for lang, path, exts in [(language, source, source_formats)]
         + [(t, p, formats) for t, p in translations.items()]
     ]
 
@@ -362,8 +367,9 @@ def _build_outputs(ctx: Context, run: JobRun, io: Io) -> Built:
     key = {
         "inputs": {d["transcript"]: _digest(Path(d["transcript"])) for d in documents},
         "outputs": sorted(outputs.values()),
+        **({"layout": run.job.layout} if run.job.layout else {}),  # unset: digests as before the options
     }
-    return Built(_entry(run, outputs=outputs, documents=documents), key)
+    return Built(_entry(run, outputs=outputs, documents=documents, layout=run.job.layout), key)
 
 
 def _build_mux(ctx: Context, run: JobRun, io: Io) -> Built:
