@@ -14,6 +14,8 @@ command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v strace >/dev/null || missing+=(strace)
 command -v slurmctld >/dev/null || missing+=(slurm-wlm)  # a real one-node Slurm for the cluster tests
 command -v munged >/dev/null || missing+=(munge)
+command -v chromium >/dev/null || missing+=(chromium)  # the transcript page is checked in a real browser
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

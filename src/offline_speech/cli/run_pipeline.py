@@ -33,8 +33,9 @@ Examples:
   ./run-pipeline.sh -b BATCH --slurm --partition gpu --gpus-per-task 1 --tasks 40 --time 04:00:00
 Every stage runs offline (HF_HUB_OFFLINE=1, project cache). Stages by the job's workflow: transcribe = demux,
 asr, align, outputs; translate adds translate; subtitle adds translate and mux. Outputs in out/<id>/:
-<stem>.<lang>.srt/.vtt/.txt/.json for the source and each target (translate: .txt/.json for targets), and for
-subtitle <stem>.subtitled.mkv (or .mp4) with one tagged track per language.
+<stem>.<lang>.srt/.vtt/.txt/.json for the source and each target (translate: .txt/.json for targets; or the
+job's --formats), <stem>.html (the transcript page: open it in a browser, offline), and for subtitle
+<stem>.subtitled.mkv (or .mp4) with one tagged track per language.
 out/<id>/manifest.json and out/<id>/logs/<stage>.log tell what ran. Exit 0 done, 1 a stage failed, 2 bad input
 or a missing venv/model, or the job is being run already (nothing is run), 130 interrupted (run again to
 resume). One run-pipeline at a time per job: a second one on the same job refuses (exit 2).

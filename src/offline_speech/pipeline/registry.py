@@ -364,12 +364,14 @@ def _documents(run: JobRun, io: Io) -> list[dict]:
 def _build_outputs(ctx: Context, run: JobRun, io: Io) -> Built:
     documents = _documents(run, io)
     outputs = {f"{d['language']}.{ext}": path for d in documents for ext, path in d["outputs"].items()}
+    outputs["page"] = str(io.output("page"))
+    page = {"path": outputs["page"], "media": run.job.media.path}
     key = {
         "inputs": {d["transcript"]: _digest(Path(d["transcript"])) for d in documents},
         "outputs": sorted(outputs.values()),
         **({"layout": run.job.layout} if run.job.layout else {}),  # unset: digests as before the options
     }
-    return Built(_entry(run, outputs=outputs, documents=documents, layout=run.job.layout), key)
+    return Built(_entry(run, outputs=outputs, documents=documents, layout=run.job.layout, page=page), key)
 
 
 def _build_mux(ctx: Context, run: JobRun, io: Io) -> Built:
@@ -451,7 +453,7 @@ REGISTRY: tuple[Stage, ...] = (
         _build_outputs,
         final=True,
         consumes=("transcript", "translation"),
-        produces={"documents": "{stem}.{language}.{format}"},
+        produces={"documents": "{stem}.{language}.{format}", "page": "{stem}.html"},
     ),
     Stage("mux", 2, ("subtitle",), "mux", "core", _build_mux, final=True, consumes=("media", "documents")),
 )

@@ -20,6 +20,7 @@ from ..layout import Layout
 from ..schema import read_transcript
 from ..util import atomic_write, write_json
 from .base import Events, for_each_job, main
+from .page import page_html
 from .words import ends_sentence
 
 NAME = "outputs"
@@ -297,15 +298,22 @@ def write_documents(doc: dict, outputs: dict[str, str], layout: Layout = DEFAULT
 
 def run(request: dict, events: Events) -> None:
     def work(job: dict) -> dict:
-        cue_counts, warnings = {}, []
+        cue_counts, warnings, read = {}, [], []
         for document in job["documents"]:
             doc = read_transcript(Path(document["transcript"]))
+            read.append(doc | {"language": document["language"]})
             cue_counts[document["language"]] = write_documents(doc, document["outputs"], Layout.of(job.get("layout")))
             warnings += [w for w in doc["warnings"] if w not in warnings]
             events.log(
                 job["id"],
                 f"{document['language']}: {cue_counts[document['language']]} cues from "
                 f"{len(doc['segments'])} segments -> {', '.join(sorted(document['outputs']))}",
+            )
+        if job.get("page"):
+            page = Path(job["page"]["path"])
+            clip = job["job"]["clip"]
+            _write_text(
+                page, page_html(job["job"]["output_stem"] or page.stem, job["job"]["media"]["path"], page, read, clip)
             )
         return {"cues": cue_counts, "warnings": warnings}
 
