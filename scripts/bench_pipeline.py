@@ -7,7 +7,8 @@
    (target <= 1.25); for information also ÷ a bare plain (non-batched) `model.transcribe(beam 5, VAD)`.
 2. Five fresh jobs in one `run-pipeline.sh` call ÷ five separate calls (target <= 0.5).
 3. Real-time factor of the asr stage (from the jobs' manifest.json) and the per-stage durations of one job.
-4. WER of the transcripts against samples/speech-en.txt (a sanity line).
+4. WER of the transcripts against samples/speech-en.txt (a sanity line), and of one more job prepared with
+   --hotwords naming the reference's rare words (its words of 8 letters or more): decoding controls at work.
 5. With --mlx (needs venv/mlx: ./venv-setup mlx): the asr real-time factor of one --backend mlx job ÷ that of a
    whisperx job on the same clip span, both tiny.en, and the MLX job's WER. The wheel's tiny.en is converted to the
    MLX layout (tests/support/ct2_to_mlx.py, float32) and registered under mlx-whisper-tiny.en; the jobs run with
@@ -346,6 +347,15 @@ def main() -> None:
         print(
             f"4. WER vs {what}: pipeline {word_error_rate(reference, hyp):.1%}; "
             f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}",
+            flush=True,
+        )
+        rare = sorted({w.strip(".,!?;:").lower() for w in reference.split() if len(w.strip(".,!?;:")) >= 8})
+        hot = prepare(*clip_args, "--hotwords", ",".join(rare))
+        pipeline([hot])
+        print(
+            f"   with --hotwords naming its {len(rare)} rare words ({', '.join(rare[:6])}, ...): "
+            f"WER {word_error_rate(reference, job_text(out / hot)):.1%} "
+            f"(without: {word_error_rate(reference, hyp):.1%})",
             flush=True,
         )
         if args.mlx:

@@ -85,6 +85,10 @@ PIPELINE = [
         rf"^4\. WER vs .*: pipeline {N}%; for information bare batched {N}%, bare plain {N}%$",
         lambda *wers: all(0 <= w <= 100 for w in wers),
     ),
+    (
+        rf"^   with --hotwords naming its {N} rare words \(.*\): WER {N}% \(without: {N}%\)$",
+        lambda words, with_, without: words > 0 and 0 <= with_ <= 100 and 0 <= without <= 100,
+    ),
     (rf"^benchmark took {N} s$", positive),
 ]
 TRANSLATE = [
