@@ -110,3 +110,29 @@ def test_mlx_jobs_are_refused_where_mlx_cannot_run(mlx_cache, tmp_path):
     )
     proc = shim("run-pipeline.sh", "-j", job_id, "--out-dir", str(out), **linux, code=2)
     assert "the mlx backend needs Apple Silicon" in proc.stderr
+
+
+def test_mlx_jobs_apply_the_controls_mlx_whisper_has_and_say_which_they_ignore(mlx_cache, tmp_path):
+    from test_decoding import NAMES, speak
+
+    mac = {"cache": mlx_cache, "platform": "darwin-arm64"}
+    out = tmp_path / "out"
+    names = speak(tmp_path / "names.wav", NAMES)
+    common = ["--media", str(names), "-s", "en", "--asr-model", "tiny.en", "--no-align", "--out-dir", str(out)]
+    plain = shim("prepare-job.sh", *common, **mac).stdout.split()[-1]
+    tuned = shim(
+        "prepare-job.sh",
+        *common,
+        "--initial-prompt",
+        "Doctor Zorblatt Quenfield of Varnholm",
+        "--hotwords",
+        "Varnholm",
+        **mac,
+    )
+    assert "note: the mlx backend ignores --hotwords" in tuned.stderr
+    tuned_id = tuned.stdout.split()[-1]
+    shim("run-pipeline.sh", "-j", plain, "-j", tuned_id, "--out-dir", str(out), **mac, netns=True)
+    text = {i: (out / i / "names.en.txt").read_text() for i in (plain, tuned_id)}
+    assert text[plain] != text[tuned_id] and "Zorblatt" in text[tuned_id], text  # the prompt reached mlx-whisper
+    log = (out / tuned_id / "logs" / "asr.log").read_text()
+    assert "the mlx backend ignores --hotwords" in log and "model loads in this process: 1" in log
