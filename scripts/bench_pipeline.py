@@ -8,7 +8,8 @@
 2. Five fresh jobs in one `run-pipeline.sh` call ÷ five separate calls (target <= 0.5).
 3. Real-time factor of the asr stage (from the jobs' manifest.json) and the per-stage durations of one job.
 4. WER of the transcripts against samples/speech-en.txt (a sanity line), and of one more job prepared with
-   --hotwords naming the reference's rare words (its words of 8 letters or more): decoding controls at work.
+   --hotwords naming the reference's rare words (its words of 8 letters or more; with --quick, its 3 longest):
+   decoding controls at work.
 5. With --mlx (needs venv/mlx: ./venv-setup mlx): the asr real-time factor of one --backend mlx job ÷ that of a
    whisperx job on the same clip span, both tiny.en, and the MLX job's WER. The wheel's tiny.en is converted to the
    MLX layout (tests/support/ct2_to_mlx.py, float32) and registered under mlx-whisper-tiny.en; the jobs run with
@@ -349,7 +350,8 @@ def main() -> None:
             f"for information bare batched {bare_wer['batched']:.1%}, bare plain {bare_wer['plain']:.1%}",
             flush=True,
         )
-        rare = sorted({w.strip(".,!?;:").lower() for w in reference.split() if len(w.strip(".,!?;:")) >= 8})
+        words = sorted({w.strip(".,!?;:").lower() for w in reference.split()}, key=lambda w: (-len(w), w))
+        rare = sorted(w for w in words if len(w) >= 8) or words[:3]  # --quick's two sentences have no long word
         hot = prepare(*clip_args, "--hotwords", ",".join(rare))
         pipeline([hot])
         print(
