@@ -12,8 +12,8 @@ command -v unshare >/dev/null || missing+=(util-linux)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v strace >/dev/null || missing+=(strace)
-command -v slurmctld >/dev/null || missing+=(slurm-wlm)  # a real one-node Slurm for the cluster tests
-command -v munged >/dev/null || missing+=(munge)
+[ -x /usr/sbin/slurmctld ] || missing+=(slurm-wlm)  # a real one-node Slurm for the cluster tests
+[ -x /usr/sbin/munged ] || missing+=(munge)
 command -v chromium >/dev/null || missing+=(chromium)  # the transcript page is checked in a real browser
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -19,11 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
+# Debian puts the daemons in /usr/sbin, which a non-login root shell's PATH may lack.
+SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+def tool(name: str) -> str:
+    """The full path of a Slurm or munge program (the name itself when it is nowhere: the call then says so)."""
+    return shutil.which(name, path=SEARCH) or name
 
 
 def available() -> str | None:
     """None when the packages are installed, else what is missing."""
-    missing = [d for d in (*DAEMONS, "sbatch", "squeue", "scancel") if shutil.which(d) is None]
+    missing = [d for d in (*DAEMONS, "sbatch", "squeue", "scancel") if shutil.which(d, path=SEARCH) is None]
     if os.geteuid() != 0:
         return "the test cluster runs its daemons as root"
     return f"not installed: {', '.join(missing)} (apt-get install slurm-wlm munge)" if missing else None
@@ -103,7 +110,7 @@ def _start_munge(folder: Path) -> bool:
     shutil.chown(run, "munge", "munge")
     if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
         return False
-    subprocess.run(["runuser", "-u", "munge", "--", "munged", "--force"], check=True)
+    subprocess.run([tool("runuser"), "-u", "munge", "--", tool("munged"), "--force"], check=True)
     deadline = time.monotonic() + 10
     while subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
         if time.monotonic() > deadline:
@@ -145,8 +152,8 @@ def cluster() -> Iterator[Cluster]:
     munge = False
     try:
         munge = _start_munge(folder)
-        subprocess.run(["slurmctld", "-f", str(c.conf)], check=True)
-        subprocess.run(["slurmd", "-f", str(c.conf)], check=True)
+        subprocess.run([tool("slurmctld"), "-f", str(c.conf)], check=True)
+        subprocess.run([tool("slurmd"), "-f", str(c.conf)], check=True)
         _wait_idle(c)
         yield c
     finally:
