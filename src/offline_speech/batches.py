@@ -18,7 +18,7 @@ from pathlib import Path
 from .catalog import Catalog
 from .errors import BadInput, StateError
 from .job_options import JobOptions
-from .jobs import JobError, build_job, new_job_id, write_job
+from .jobs import JobError, build_job, check_options, new_job_id, write_job
 from .media import MediaError, probe
 from .schema import JOB_ID_RE, Job, SchemaError, read_job
 from .util import utc_now, write_json
@@ -130,6 +130,7 @@ def prepare_batch(
 ) -> tuple[Batch, list[Job]]:
     """Prepare a job for every media file (reusing one prepared with the same content and settings), then write the
     batch record. A file that is not media is skipped; bad options are one error before anything is written."""
+    checked = check_options(options)  # once for all the media: bad options are one error, nothing written
     before = prepared_jobs(out_dir)
     jobs: list[Job] = []
     reused: list[str] = []
@@ -142,21 +143,22 @@ def prepare_batch(
             progress(path, "skipped")
             continue
         try:
-            job = build_job(catalog, cache_root, path, options, info)
+            job = build_job(catalog, cache_root, path, checked, info)
         except JobError as exc:
-            if jobs or reused:  # the options were fine for the files before: this one is the problem
+            if jobs or reused:  # the clip fit the files before: this one is the problem
                 skipped.append(Skipped(str(path), str(exc)))
                 progress(path, "skipped")
                 continue
             raise
-        same = before.get(settings_of(job))
+        key = settings_of(job)
+        same = before.get(key)
         if same is not None:
             reused.append(same)
             jobs.append(dataclasses.replace(job, id=same))
             progress(path, "reused")
             continue
         write_job(out_dir, job)
-        before[settings_of(job)] = job.id
+        before[key] = job.id
         jobs.append(job)
         progress(path, "prepared")
     if not jobs:

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache
@@ -196,10 +197,24 @@ def prepare(
     return job, write_job(out_dir, job)
 
 
-def build_job(
-    catalog: Catalog, cache_root: Path, media_path: Path, options: JobOptions = DEFAULTS, info: Probe | None = None
-) -> Job:
-    """The job for one media file, validated (JobError for bad input), not written; `info`: its probe, if taken."""
+@dataclass(frozen=True)
+class Settings:
+    """What a job's options come to before any media is looked at: checked once, however many media share them."""
+
+    options: JobOptions
+    source: str
+    targets: tuple[str, ...]
+    align_languages: tuple[str, ...]
+    speakers_dir: str | None
+    backend: str
+    backend_reason: str
+    decoding: dict
+    layout: dict
+    formats: list[str] | None
+
+
+def check_options(options: JobOptions = DEFAULTS) -> Settings:
+    """Every option that does not depend on the media, validated (JobError and its kin: one line naming the flag)."""
     o = options
     if o.workflow not in WORKFLOWS:
         raise JobError(f"--workflow {o.workflow}: choose {', '.join(WORKFLOWS)}")
@@ -207,7 +222,28 @@ def build_job(
         raise JobError(f"--backend {o.backend}: choose {', '.join(BACKENDS)}")
     decoding = o.decoding()  # DecodingError: one line naming the flag
     layout, formats = o.layout(), parse_formats(o.formats, o.workflow)  # LayoutError: likewise
-    source, target_list = parse_languages(o.source, o.targets, o.workflow)
+    source, targets = parse_languages(o.source, o.targets, o.workflow)
+    aligned_for = parse_align_languages(o.align_languages, source, o.align)
+    speakers_dir = check_speakers(o.diarize, o.speakers, o.min_speakers, o.max_speakers, o.speaker_threshold)
+    backend, reason = decide_backend(o.backend, host_platform(), backend_python("mlx", VENV_ROOT))
+    if o.asr_model.endswith(".en") and source not in ("auto", "en"):
+        raise JobError(f"--asr-model {o.asr_model} is English-only and -s is {source}: use a multilingual model")
+    return Settings(
+        o, source, targets, aligned_for, speakers_dir, backend, reason, decoding, layout, list(formats or ()) or None
+    )
+
+
+def build_job(
+    catalog: Catalog,
+    cache_root: Path,
+    media_path: Path,
+    options: JobOptions | Settings = DEFAULTS,
+    info: Probe | None = None,
+) -> Job:
+    """The job for one media file, validated (JobError for bad input), not written; `options` already checked
+    (Settings) when many media share them; `info`: the media's probe, if taken."""
+    settings = options if isinstance(options, Settings) else check_options(options)
+    o = settings.options
     media_path = Path(os.path.abspath(media_path))
     info = info or probe(media_path)
     clip_start = parse_time(o.start, "--start-time") if o.start is not None else 0.0
@@ -218,41 +254,35 @@ def build_job(
         raise JobError(f"--end-time {clip_end:g} s must be after --start-time {clip_start:g} s")
     if clip_end > info.duration + 0.001:
         raise JobError(f"--end-time {clip_end:g} s is past the end of the media ({info.duration:.3f} s)")
-    aligned_for = parse_align_languages(o.align_languages, source, o.align)
-    speakers_dir = check_speakers(o.diarize, o.speakers, o.min_speakers, o.max_speakers, o.speaker_threshold)
-    platform_id = host_platform()
-    chosen, reason = decide_backend(o.backend, platform_id, backend_python("mlx", VENV_ROOT))
-    if o.asr_model.endswith(".en") and source not in ("auto", "en"):
-        raise JobError(f"--asr-model {o.asr_model} is English-only and -s is {source}: use a multilingual model")
     job = Job(
         id=new_job_id(media_path),
         media=Media(
             str(media_path), sha256_file(media_path), media_path.stat().st_size, info.duration, info.audio_streams
         ),
         workflow=o.workflow,
-        source_language=source,
-        target_languages=target_list,
+        source_language=settings.source,
+        target_languages=settings.targets,
         clip=Clip(clip_start, clip_end),
-        backend=chosen,
-        backend_reason=reason,
+        backend=settings.backend,
+        backend_reason=settings.backend_reason,
         asr_model=o.asr_model,
         models={},
         created=utc_now(),
         align=o.align,
         nllb_model=o.nllb_model,
-        align_languages=aligned_for,
+        align_languages=settings.align_languages,
         diarize=o.diarize,
-        speakers_dir=speakers_dir,
+        speakers_dir=settings.speakers_dir,
         min_speakers=o.min_speakers,
         max_speakers=o.max_speakers,
         speaker_threshold=o.speaker_threshold,
         output_stem=output_stem(str(media_path)),
-        decoding=decoding,
-        layout=layout,
-        formats=list(formats) if formats else None,
+        decoding=settings.decoding,
+        layout=settings.layout,
+        formats=settings.formats,
     )
     needs, warnings = job_needs(catalog, job)
-    if ignored := ignored_by(job.backend, decoding):
+    if ignored := ignored_by(job.backend, settings.decoding):
         warnings.append(f"the mlx backend ignores {', '.join(ignored)} (mlx-whisper has no such control)")
     lock = cache.read_lock(cache_root)
     models: dict[str, str | None] = {}

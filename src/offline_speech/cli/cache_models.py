@@ -290,9 +290,7 @@ def cache_models(
     root = cache_root(cache_dir)
     wanted = service.Wanted(
         keys=tuple(keys or ()),
-        job_keys=tuple(
-            k for job_id in [*(job or ()), *_batch_jobs(batch, out_dir)] for k in _job_models(job_id, out_dir)
-        ),
+        job_keys=tuple(_jobs_models(list(job or ()), list(batch or ()), out_dir)),
         groups=tuple(g for g in GROUPS if flags[g]),
         all_groups=all_,
         asr_model=asr_model,
@@ -333,26 +331,25 @@ def cache_models(
     raise typer.Exit(_render(outcome, as_json))
 
 
-def _batch_jobs(batches: list[str] | None, out_dir: Path | None) -> list[str]:
-    """The job ids of the batches named by --batch."""
-    if not batches:
+def _jobs_models(jobs: list[str], batches: list[str], out_dir: Path | None) -> list[str]:
+    """The catalog keys the prepared jobs need, each job named by --job (an id under --out-dir, default out/, or a
+    job folder: a path has a /) or belonging to a batch named by --batch."""
+    if not jobs and not batches:
         return []
-    from ..batches import read_batch
-    from ..settings import DEFAULT_OUT_DIR
-
-    folder = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
-    return [job_id for ref in batches for job_id in read_batch(folder, ref).jobs]
-
-
-def _job_models(job: str, out_dir: Path | None) -> list[str]:
-    """The catalog keys a prepared job needs: `job` is an id under --out-dir (default out/) or a job folder (a path
-    has a /)."""
     from ..pipeline import job_needs, load_job
     from ..settings import DEFAULT_OUT_DIR
 
     folder = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
-    needs, _ = job_needs(load_catalog(), load_job(folder, job, flag="--job", folders=True).job)
-    return [need.item.key for need in needs]
+    if batches:
+        from ..batches import read_batch
+
+        jobs = [*jobs, *(job_id for ref in batches for job_id in read_batch(folder, ref).jobs)]
+    catalog = load_catalog()
+    return [
+        need.item.key
+        for job_id in jobs
+        for need in job_needs(catalog, load_job(folder, job_id, flag="--job", folders=True).job)[0]
+    ]
 
 
 # ---- what a run says while it works ---------------------------------------------------------------------

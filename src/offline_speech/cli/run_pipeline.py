@@ -119,14 +119,17 @@ def run_pipeline(
     version: Version = None,
 ) -> None:
     """Run the prepared jobs' stages offline, each stage once across all jobs, resuming where a run stopped."""
-    from ..batches import read_batch
     from ..pipeline import run_jobs
     from ..pipeline.slurm import SlurmOptions
 
     out = Path(os.path.abspath(out_dir or DEFAULT_OUT_DIR))
-    wanted = list(job_ids or [])
-    for ref in batches or []:
-        wanted += read_batch(out, ref).jobs
+    batch_ids, wanted = [], list(job_ids or [])
+    if batches:  # read once; a run of -j jobs only never imports batch code
+        from ..batches import read_batch
+
+        for batch in (read_batch(out, ref) for ref in batches):
+            batch_ids.append(batch.id)
+            wanted += batch.jobs
     if not wanted:
         raise BadInput("Missing option '-j' / '--job' (repeatable) or '-b' / '--batch' (see run-pipeline.sh --help)")
     slurm_options = SlurmOptions(
@@ -143,12 +146,12 @@ def run_pipeline(
     if not slurm and (dry_run or slurm_options != SlurmOptions()):
         raise BadInput("--dry-run, --tasks, --array-limit and the sbatch options go with --slurm")
     if status:
-        _show_status(out, wanted, as_json, [b for ref in batches or [] for b in [read_batch(out, ref).id]])
+        _show_status(out, wanted, as_json, batch_ids)
         return
     if slurm:
-        if not batches or len(batches) != 1 or job_ids:
+        if len(batch_ids) != 1 or job_ids:
             raise BadInput("--slurm runs one batch: -b BATCH (prepare-job with several media prints its id)")
-        _submit(out, read_batch(out, batches[0]).id, wanted, slurm_options, dry_run, cache_dir, trust_remote_code)
+        _submit(out, batch_ids[0], wanted, slurm_options, dry_run, cache_dir, trust_remote_code)
         return
     if batches and not restart:
         from ..pipeline.status import unfinished
@@ -216,16 +219,16 @@ def _submit(
     """--slurm: preflight the unfinished jobs here (models, venvs, media), then shard and submit them."""
     from ..pipeline import PreflightError, load_job, preflight
     from ..pipeline.slurm import node_command, queued_jobs, readable_by_nodes, slurm_folder, submit
-    from ..pipeline.status import unfinished
+    from ..pipeline.status import UNFINISHED, status_of
 
     root = cache_root(cache_dir)
     queued = queued_jobs(slurm_folder(out, batch_id))
-    todo = [j for j in unfinished(out, wanted) if j not in queued]
-    if len(todo) < len(wanted):
-        err.print(f"note: {len(wanted) - len(todo)} of {len(wanted)} jobs are done, running or queued: left out")
+    runs = [load_job(out, job_id) for job_id in dict.fromkeys(wanted)]  # a broken job: one line, nothing submitted
+    runs = [run for run in runs if status_of(run).status in UNFINISHED and run.id not in queued]
+    if len(runs) < len(wanted):
+        err.print(f"note: {len(wanted) - len(runs)} of {len(wanted)} jobs are done, running or queued: left out")
     if problem := readable_by_nodes(root):
         raise BadInput(problem)
-    runs = [load_job(out, job_id) for job_id in todo]
     problems = preflight(load_catalog(), root, runs, VENV_ROOT, trust_remote_code)
     if problems:
         raise PreflightError(problems)

@@ -12,6 +12,7 @@ from pathlib import Path
 from .manifest import RUN_LOCK, JobRun, PreflightError, load_job
 
 STATES = ("done", "running", "failed", "waiting")
+UNFINISHED = ("failed", "waiting")  # what a run still has to do (running ones belong to another run-pipeline)
 
 
 @dataclass(frozen=True)
@@ -66,4 +67,4 @@ def statuses(out_dir: Path, job_ids: list[str]) -> list[JobStatus]:
 
 def unfinished(out_dir: Path, job_ids: list[str]) -> list[str]:
     """The jobs a run still has to do: failed or waiting (not done, not being run by another run-pipeline)."""
-    return [s.id for s in statuses(out_dir, job_ids) if s.status in ("failed", "waiting")]
+    return [s.id for s in statuses(out_dir, job_ids) if s.status in UNFINISHED]

@@ -276,16 +276,13 @@ def write_documents(doc: dict, outputs: dict[str, str], layout: Layout = DEFAULT
     """Write the formats named in `outputs` (srt, vtt, txt, json, tsv, ass) for one transcript; the cue count."""
     timed = timed_cues(doc["segments"], layout)
     items = [(start, end, text) for start, end, text, _, _ in timed]
-    if layout.highlight_words:
+    srt_items, vtt_items = items, items
+    if layout.highlight_words:  # karaoke: the cues word by word, each word's text escaped around its <u> tags
         srt_items = highlighted(timed, lambda t: t.replace("<", "‹").replace(">", "›"))  # no stray tags in SRT
         vtt_items = highlighted(timed, vtt_escape)
     writers = {
-        "srt": lambda path: _write_text(
-            path, to_srt(srt_items, layout) if layout.highlight_words else to_srt(items, layout)
-        ),
-        "vtt": lambda path: _write_text(
-            path, to_vtt(vtt_items, layout, escaped=True) if layout.highlight_words else to_vtt(items, layout)
-        ),
+        "srt": lambda path: _write_text(path, to_srt(srt_items, layout)),
+        "vtt": lambda path: _write_text(path, to_vtt(vtt_items, layout, escaped=layout.highlight_words)),
         "txt": lambda path: _write_text(path, to_txt(doc["segments"])),
         "json": lambda path: write_json(path, whisperx_document(doc)),
         "tsv": lambda path: _write_text(path, to_tsv(doc["segments"])),
