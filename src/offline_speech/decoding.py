@@ -9,6 +9,7 @@ has and says which it ignores).
 from __future__ import annotations
 
 from .errors import BadInput
+from .util import entries_problem
 
 COMPUTE_TYPES = (
     "default",
@@ -127,14 +128,8 @@ TYPES: dict[str, tuple] = {
 
 def problem(decoding: object) -> str | None:
     """Why a job.json's `decoding` cannot be used, or None."""
-    if not isinstance(decoding, dict):
-        return "field 'decoding' must be an object"
-    for name, value in decoding.items():
-        kinds = TYPES.get(name)
-        if kinds is None:
-            return f"decoding: unknown control {name!r}"
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            return f"decoding: {name!r} is {type(value).__name__}"
+    if (wrong := entries_problem(decoding, TYPES, "decoding")) is not None:
+        return wrong
     try:
         decoding_controls(
             **{k: v for k, v in decoding.items() if k not in ("temperature", "suppress_numerals")},

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import BadInput
+from .util import entries_problem
 
 FORMATS = ("srt", "vtt", "txt", "json", "tsv", "ass")
 DEFAULT_FORMATS = ("srt", "vtt", "txt", "json")
@@ -87,14 +88,8 @@ TYPES: dict[str, tuple] = {
 
 def problem(layout: object, formats: object) -> str | None:
     """Why a job.json's `layout` or `formats` cannot be used, or None."""
-    if not isinstance(layout, dict):
-        return "field 'layout' must be an object"
-    for name, value in layout.items():
-        kinds = TYPES.get(name)
-        if kinds is None:
-            return f"layout: unknown option {name!r}"
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            return f"layout: {name!r} is {type(value).__name__}"
+    if (wrong := entries_problem(layout, TYPES, "layout")) is not None:
+        return wrong
     try:
         layout_controls(**layout)
     except LayoutError as exc:

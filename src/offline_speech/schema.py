@@ -14,6 +14,7 @@ from .errors import StateError
 from .languages import AUTO, LanguageError, lookup
 from .layout import problem as layout_problem
 from .speakers import DEFAULT_THRESHOLD
+from .util import of_types
 
 JOB_SCHEMA = 4  # 2 records --nllb-model, 3 the output stem, 4 decoding, layout, formats; older jobs are still read
 READABLE_JOB_SCHEMAS = (1, 2, 3, 4)
@@ -159,7 +160,7 @@ def _check_types(raw: dict, types: dict[str, tuple], where: str) -> None:
         if name not in raw:
             continue
         value = raw[name]
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        if not of_types(value, kinds):
             wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
             raise SchemaError(f"{where}: field {name!r} is {type(value).__name__}, not {wanted}")
 

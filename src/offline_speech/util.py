@@ -204,3 +204,22 @@ def last_line(text: str | bytes | None, default: str = "no output") -> str:
         text = text.decode("utf-8", "replace")
     lines = (text or "").strip().splitlines()
     return lines[-1].strip() if lines else default
+
+
+def of_types(value: object, kinds: tuple) -> bool:
+    """isinstance, except that a bool is not an int here (JSON's true is no number)."""
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
+def entries_problem(doc: object, types: dict[str, tuple], field: str) -> str | None:
+    """Why a state file's object `field` is not made of these named, typed entries (job.json's decoding and layout),
+    or None."""
+    if not isinstance(doc, dict):
+        return f"field {field!r} must be an object"
+    for name, value in doc.items():
+        kinds = types.get(name)
+        if kinds is None:
+            return f"{field}: unknown entry {name!r}"
+        if not of_types(value, kinds):
+            return f"{field}: {name!r} is {type(value).__name__}"
+    return None
